@@ -119,6 +119,11 @@ npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
                         const float *rows, size_t n, size_t *n_replaced,
                         npvdb_error *err);
 
+/* Runs npvdb_insert's validation only (keys, NaN/Inf, counts), so a caller
+ * can log a batch before applying it knowing the apply will not refuse it. */
+npvdb_code npvdb_insert_check(npvdb_collection *c, const char *const *keys,
+                              const float *rows, size_t n, npvdb_error *err);
+
 /* Deletes keys; *n_deleted (may be NULL) counts those that existed. Unknown
  * keys are not an error. */
 npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
@@ -155,10 +160,14 @@ typedef struct npvdb_shard_view {
     const char *const *keys; /* n NUL-terminated keys */
 } npvdb_shard_view;
 
-/* Walks the collection under a read lock, consistent as a whole: first
- * `on_index` with the centroids (n_shards*dim floats, NULL while untrained),
- * then `on_shard` once per shard in order. A non-zero return from a callback
- * stops the walk and is returned as NPVDB_EINTERNAL with that message. */
+/* Walks the collection: first `on_index` with the centroids (n_shards*dim
+ * floats, NULL while untrained), then `on_shard` once per shard in order.
+ * Each shard is seen consistently under the read lock, which is released
+ * between shards so writers are not stalled by a long export; a key moved by
+ * a concurrent upsert may appear in two shards (restore upserts, so the log
+ * replayed after the export's start repairs it). Training cannot run during
+ * an export. A non-zero return from a callback stops the walk and gives
+ * NPVDB_EINTERNAL. */
 typedef int (*npvdb_index_cb)(void *ctx, const npvdb_stats *st,
                               const float *centroids);
 typedef int (*npvdb_shard_cb)(void *ctx, const npvdb_shard_view *view);
@@ -175,6 +184,9 @@ npvdb_code npvdb_restore_index(npvdb_collection *c, const float *centroids,
 npvdb_code npvdb_restore_shard(npvdb_collection *c, uint32_t shard,
                                const char *const *keys, const float *rows,
                                size_t n, npvdb_error *err);
+
+uint32_t npvdb_dim(const npvdb_collection *c);
+npvdb_metric npvdb_get_metric(const npvdb_collection *c);
 
 const char *npvdb_metric_name(npvdb_metric m);
 const char *npvdb_code_name(npvdb_code code);
