@@ -1,0 +1,121 @@
+/*
+ * collection.c -- a collection's life: create, the write path (upsert,
+ * delete, restore), reads (get, stats, export), and the public entry points
+ * that validate input before anything is touched.
+ */
+#include "validate.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_TRAIN_PER_SHARD 64
+#define DEFAULT_KMEANS_ITERS 10
+#define DEFAULT_NPROBE 8
+#define DEFAULT_SEED 0x6e707664622d3031ull
+#define MAX_WORKERS 1024
+
+/* ---- configuration ---- */
+
+static npvdb_code resolve_config(const npvdb_config *in, npvdb_config *out,
+                                 npvdb_error *err)
+{
+    if (!in) return npvdb_fail(err, NPVDB_EINVAL, "no configuration given");
+    if (in->dim < 1 || in->dim > NPVDB_MAX_DIM)
+        return npvdb_fail(err, NPVDB_EINVAL, "dim must be 1..%d, got %u",
+                          NPVDB_MAX_DIM, in->dim);
+    if (in->metric != NPVDB_METRIC_COSINE && in->metric != NPVDB_METRIC_L2 &&
+        in->metric != NPVDB_METRIC_IP)
+        return npvdb_fail(err, NPVDB_EINVAL, "unknown metric %d",
+                          (int)in->metric);
+    if (in->n_shards > NPVDB_MAX_SHARDS)
+        return npvdb_fail(err, NPVDB_ELIMIT, "n_shards must be <= %d, got %u",
+                          NPVDB_MAX_SHARDS, in->n_shards);
+    if (in->n_workers > MAX_WORKERS)
+        return npvdb_fail(err, NPVDB_EINVAL, "n_workers must be <= %d, got %u",
+                          MAX_WORKERS, in->n_workers);
+    *out = *in;
+    if (!out->n_workers) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        out->n_workers = cores > 0 && cores < MAX_WORKERS ? (uint32_t)cores : 1;
+    }
+    if (!out->train_per_shard) out->train_per_shard = DEFAULT_TRAIN_PER_SHARD;
+    if (!out->kmeans_iters) out->kmeans_iters = DEFAULT_KMEANS_ITERS;
+    if (!out->default_nprobe) out->default_nprobe = DEFAULT_NPROBE;
+    if (!out->seed) out->seed = DEFAULT_SEED;
+    return NPVDB_OK;
+}
+
+/* With automatic n_shards (4 sqrt n), n vectors fill shards to
+ * train_per_shard when n = (4 * train_per_shard)^2: 65536 for the default. */
+static size_t train_threshold(const npvdb_config *cfg)
+{
+    size_t tps = cfg->train_per_shard;
+    if (cfg->n_shards) return (size_t)cfg->n_shards * tps;
+    return 16 * tps * tps;
+}
+
+npvdb_collection *npvdb_create(const npvdb_config *cfg, npvdb_error *err)
+{
+    npvdb_config rc;
+    if (resolve_config(cfg, &rc, err)) return NULL;
+    npvdb_collection *c = calloc(1, sizeof *c);
+    if (!c) goto oom;
+    c->cfg = rc;
+    c->n_shards = 1;
+    c->auto_train = true;
+    c->train_at = train_threshold(&rc);
+    c->shards = calloc(1, sizeof *c->shards);
+    if (!c->shards || keymap_init(&c->map)) goto oom;
+    c->pool = pool_create(rc.n_workers);
+    if (!c->pool) goto oom;
+    /* Workers are our threads; BLAS inside them must not spawn its own. */
+    openblas_set_num_threads(1);
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Writer preference: a steady stream of searches must not starve inserts. */
+    pthread_rwlockattr_setkind_np(&attr,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&c->rw, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&c->write_mu, NULL);
+    pthread_mutex_init(&c->index_mu, NULL);
+    npvdb_ok(err);
+    return c;
+oom:
+    if (c) {
+        pool_destroy(c->pool);
+        keymap_destroy(&c->map);
+        free(c->shards);
+        free(c);
+    }
+    npvdb_fail(err, NPVDB_ENOMEM, "out of memory creating a collection");
+    return NULL;
+}
+
+void npvdb_free(npvdb_collection *c)
+{
+    if (!c) return;
+    pool_destroy(c->pool);
+    for (uint32_t i = 0; i < c->n_shards; i++) shard_free(&c->shards[i]);
+    free(c->shards);
+    free(c->centroids);
+    free(c->cnorms);
+    keymap_destroy(&c->map);
+    pthread_rwlock_destroy(&c->rw);
+    pthread_mutex_destroy(&c->write_mu);
+    pthread_mutex_destroy(&c->index_mu);
+    free(c);
+}
+
+uint32_t npvdb_dim(const npvdb_collection *c)
+{
+    return c->cfg.dim;
+}
+
+npvdb_metric npvdb_get_metric(const npvdb_collection *c)
+{
+    return c->cfg.metric;
+}
+

@@ -1,0 +1,172 @@
+/*
+ * internal.h -- the engine's private structures, shared by its .c files only.
+ *
+ * Locking (see also npvdb.h "Thread safety"):
+ *   write_mu  serialises writers (insert, delete, train, restore) for their
+ *             whole run, so centroids and shard membership only change under
+ *             it and a writer may read them without the rwlock.
+ *   rw        guards what searches read: shards, centroids, the key map.
+ *             Searches hold it shared for their whole run (their results
+ *             point into entries until the keys are copied out); writers take
+ *             it exclusively only for the short apply step.
+ *   index_mu  keeps training out while an export walks the shards.
+ * Order: write_mu -> index_mu -> rw.
+ */
+#ifndef NPVDB_INTERNAL_H
+#define NPVDB_INTERNAL_H
+
+#include "npvdb.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+
+/* ---- error.c ---- */
+npvdb_code npvdb_fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void npvdb_ok(npvdb_error *err);
+
+/* ---- keymap.c: key -> entry, chained hash table ---- */
+
+/* One stored key. Owned by the key map; a shard row points at its entry so a
+ * row that moves (swap-remove) can update its entry without a lookup. */
+typedef struct npvdb_entry {
+    struct npvdb_entry *next; /* hash chain */
+    uint32_t hash;
+    uint32_t shard;
+    uint32_t row;
+    uint32_t len;
+    char key[]; /* len bytes + NUL */
+} npvdb_entry;
+
+typedef struct npvdb_keymap {
+    npvdb_entry **buckets;
+    size_t mask; /* buckets - 1; the bucket count is a power of two */
+    size_t count;
+} npvdb_keymap;
+
+int keymap_init(npvdb_keymap *m);
+void keymap_destroy(npvdb_keymap *m); /* frees every entry too */
+uint32_t keymap_hash(const char *key, size_t len);
+npvdb_entry *keymap_find(const npvdb_keymap *m, const char *key, size_t len,
+                         uint32_t hash);
+/* Grows the table so `extra` more entries keep the load factor <= 1; the
+ * only keymap call that allocates, so inserts can reserve before applying. */
+int keymap_reserve(npvdb_keymap *m, size_t extra);
+void keymap_add(npvdb_keymap *m, npvdb_entry *e); /* needs a prior reserve */
+void keymap_unlink(npvdb_keymap *m, npvdb_entry *e);
+npvdb_entry *entry_new(const char *key, size_t len, uint32_t hash);
+size_t keymap_memory(const npvdb_keymap *m);
+
+/* ---- shard.c: the rows of one Voronoi cell ---- */
+typedef struct npvdb_shard {
+    float *rows;           /* cap * dim, 64-byte aligned */
+    float *sqnorms;        /* cap: |x|^2, used by L2 */
+    npvdb_entry **entries; /* cap */
+    size_t n, cap;
+} npvdb_shard;
+
+int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim);
+void shard_free(npvdb_shard *s);
+/* Appends (needs a prior reserve). Sets e->shard/e->row. */
+void shard_append(npvdb_shard *s, uint32_t id, uint32_t dim, npvdb_entry *e,
+                  const float *row);
+void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v);
+/* Removes a row by moving the last row into its place. */
+void shard_remove(npvdb_shard *s, uint32_t dim, size_t row);
+size_t shard_memory(const npvdb_shard *s, uint32_t dim);
+
+/* ---- pool.c: the worker threads ---- */
+typedef struct npvdb_pool npvdb_pool;
+/* fn(ctx, task) runs for task in [0, n_tasks); task t runs on worker
+ * t % n_workers, so a shard given to task s % n_workers is always scanned by
+ * the same thread. Blocks until all are done. */
+typedef void (*pool_fn)(void *ctx, uint32_t task);
+npvdb_pool *pool_create(uint32_t n_workers);
+void pool_destroy(npvdb_pool *p);
+uint32_t pool_size(const npvdb_pool *p);
+int pool_run(npvdb_pool *p, uint32_t n_tasks, pool_fn fn, void *ctx);
+
+/* ---- topk.c: bounded max-heaps, one per query ---- */
+typedef struct npvdb_topk {
+    float *dist;          /* k per heap: heap-ordered, worst at [0] */
+    npvdb_entry **ent;
+    uint32_t *size;
+    uint32_t k;
+    size_t n;             /* heaps */
+} npvdb_topk;
+
+int topk_init(npvdb_topk *t, size_t n, uint32_t k);
+void topk_free(npvdb_topk *t);
+void topk_reset(npvdb_topk *t);
+/* Worst distance kept by heap h, or +inf while it holds fewer than k. */
+static inline float topk_bound(const npvdb_topk *t, size_t h)
+{
+    return t->size[h] < t->k ? INFINITY : t->dist[h * t->k];
+}
+void topk_push(npvdb_topk *t, size_t h, float d, npvdb_entry *e);
+/* Sorts heap h ascending in place; returns its size. Only k items: this is
+ * the final order of a result, not a sort of the candidates. */
+uint32_t topk_sort(npvdb_topk *t, size_t h);
+
+/* ---- kernels.c: BLAS-backed distance blocks ---- */
+void rows_sqnorms(const float *x, size_t n, uint32_t dim, float *out);
+int rows_finite(const float *x, size_t n);
+/* Normalises rows in place; returns the index of a zero row or -1. */
+long rows_normalise(float *x, size_t n, uint32_t dim);
+/* For n rows, the index of the nearest of `nc` centroids under the metric's
+ * centroid score (L2: |c|^2 - 2 x.c; dot metrics: -x.c). `cnorms` may be NULL
+ * for dot metrics. `tmp` holds block*nc floats (see ASSIGN_BLOCK). */
+#define ASSIGN_BLOCK 256
+void assign_nearest(const float *x, size_t n, const float *cent,
+                    const float *cnorms, uint32_t nc, uint32_t dim,
+                    int use_l2, uint32_t *out, float *tmp);
+
+/* ---- kmeans.c ---- */
+/* Trains nc centroids on n >= nc rows (n*dim) with Lloyd's algorithm, seeded
+ * by distinct random rows, empty clusters re-seeded by splitting the
+ * largest. spherical: centroids normalised (cosine). Caller frees *out. */
+npvdb_code kmeans_train(npvdb_pool *pool, const float *x, size_t n,
+                        uint32_t dim, uint32_t nc, uint32_t iters,
+                        int spherical, uint64_t seed, float **out,
+                        npvdb_error *err);
+
+/* ---- the collection ---- */
+struct npvdb_collection {
+    npvdb_config cfg; /* resolved: no zero defaults left but n_shards */
+    pthread_rwlock_t rw;
+    pthread_mutex_t write_mu;
+    pthread_mutex_t index_mu;
+    npvdb_keymap map;
+    npvdb_shard *shards;
+    uint32_t n_shards; /* 1 while untrained */
+    float *centroids;  /* n_shards*dim, NULL while untrained */
+    float *cnorms;     /* |c|^2 per centroid */
+    bool trained;
+    bool auto_train; /* train when n_vectors reaches train_at */
+    size_t n_vectors;
+    size_t train_at;
+    npvdb_pool *pool;
+};
+
+/* Which centroid score a metric uses: L2 keeps the |c|^2 term. */
+static inline int metric_uses_l2(npvdb_metric m)
+{
+    return m == NPVDB_METRIC_L2;
+}
+
+/* train.c: k-means + re-shard; caller holds write_mu (takes index_mu). */
+npvdb_code index_train(npvdb_collection *c, const float *src, size_t n,
+                       npvdb_error *err);
+
+/* Swaps in a new index (takes rw exclusively); takes ownership of all. */
+void install_index(npvdb_collection *c, float *cent, float *cnorms,
+                   uint32_t nc, npvdb_shard *ns);
+
+/* search.c */
+npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
+                         uint32_t k, uint32_t nprobe, npvdb_results *out,
+                         npvdb_error *err);
+
+#endif /* NPVDB_INTERNAL_H */

@@ -1,0 +1,148 @@
+/*
+ * read.c -- the read side: search, get, stats and export. All of them hold
+ * the rwlock shared, so they run alongside each other and only wait for a
+ * writer's short apply step.
+ */
+#include "validate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static npvdb_code check_search(const npvdb_collection *c, const float *q,
+                               size_t nq, uint32_t k, npvdb_error *err)
+{
+    if (nq == 0 || !q)
+        return npvdb_fail(err, NPVDB_EINVAL, "no queries given");
+    if (k == 0) return npvdb_fail(err, NPVDB_EINVAL, "k must be at least 1");
+    if (k > NPVDB_MAX_K)
+        return npvdb_fail(err, NPVDB_ELIMIT, "k must be <= %d, got %u",
+                          NPVDB_MAX_K, k);
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_search(npvdb_collection *c, const float *queries, size_t nq,
+                        uint32_t k, uint32_t nprobe, npvdb_results *out,
+                        npvdb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    npvdb_code rc = check_search(c, queries, nq, k, err);
+    if (rc) return rc;
+    float *owned;
+    const float *q;
+    if ((rc = prepare_rows(c, queries, nq, "query", &owned, &q, err)))
+        return rc;
+    if (!nprobe) nprobe = c->cfg.default_nprobe;
+    pthread_rwlock_rdlock(&c->rw);
+    if (k > c->n_vectors)
+        rc = npvdb_fail(err, NPVDB_EINVAL,
+                        "k (%u) is larger than the number of vectors (%zu)", k,
+                        c->n_vectors);
+    else
+        rc = search_locked(c, q, nq, k, nprobe, out, err);
+    pthread_rwlock_unlock(&c->rw);
+    free(owned);
+    if (rc == NPVDB_OK) npvdb_ok(err);
+    return rc;
+}
+
+npvdb_code npvdb_get(npvdb_collection *c, const char *key, float *out,
+                     npvdb_error *err)
+{
+    size_t len;
+    npvdb_code rc = check_key(key, 0, &len, err);
+    if (rc) return rc;
+    uint32_t h = keymap_hash(key, len);
+    pthread_rwlock_rdlock(&c->rw);
+    const npvdb_entry *e = keymap_find(&c->map, key, len, h);
+    if (e)
+        memcpy(out, c->shards[e->shard].rows + (size_t)e->row * c->cfg.dim,
+               c->cfg.dim * sizeof *out);
+    pthread_rwlock_unlock(&c->rw);
+    if (!e) return npvdb_fail(err, NPVDB_ENOTFOUND, "key '%.200s' not found", key);
+    npvdb_ok(err);
+    return NPVDB_OK;
+}
+
+/* Caller holds rw (either way). */
+static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
+                               npvdb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->shard_counts = malloc(c->n_shards * sizeof *out->shard_counts);
+    if (!out->shard_counts)
+        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for stats");
+    out->dim = c->cfg.dim;
+    out->metric = c->cfg.metric;
+    out->trained = c->trained;
+    out->n_vectors = c->n_vectors;
+    out->n_shards = c->n_shards;
+    out->n_workers = c->cfg.n_workers;
+    size_t mem = sizeof *c + c->n_shards * sizeof *c->shards +
+                 keymap_memory(&c->map);
+    for (uint32_t i = 0; i < c->n_shards; i++) {
+        out->shard_counts[i] = c->shards[i].n;
+        mem += shard_memory(&c->shards[i], c->cfg.dim);
+    }
+    if (c->trained)
+        mem += (size_t)c->n_shards * (c->cfg.dim + 1) * sizeof(float);
+    out->memory_bytes = mem;
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_stats_get(npvdb_collection *c, npvdb_stats *out,
+                           npvdb_error *err)
+{
+    pthread_rwlock_rdlock(&c->rw);
+    npvdb_code rc = stats_locked(c, out, err);
+    pthread_rwlock_unlock(&c->rw);
+    if (rc == NPVDB_OK) npvdb_ok(err);
+    return rc;
+}
+
+void npvdb_stats_free(npvdb_stats *s)
+{
+    if (!s) return;
+    free(s->shard_counts);
+    s->shard_counts = NULL;
+}
+
+static int export_shard(npvdb_collection *c, uint32_t s, npvdb_shard_cb cb,
+                        void *ctx, npvdb_error *err)
+{
+    pthread_rwlock_rdlock(&c->rw);
+    const npvdb_shard *sh = &c->shards[s];
+    const char **keys = malloc((sh->n ? sh->n : 1) * sizeof *keys);
+    int rc = -1;
+    if (!keys) {
+        npvdb_fail(err, NPVDB_ENOMEM, "out of memory exporting shard %u", s);
+    } else {
+        for (size_t i = 0; i < sh->n; i++) keys[i] = sh->entries[i]->key;
+        npvdb_shard_view v = {.shard = s, .n = sh->n, .rows = sh->rows,
+                              .keys = keys};
+        rc = cb(ctx, &v);
+        if (rc)
+            npvdb_fail(err, NPVDB_EINTERNAL, "export stopped at shard %u (%d)",
+                       s, rc);
+    }
+    pthread_rwlock_unlock(&c->rw);
+    free(keys);
+    return rc;
+}
+
+npvdb_code npvdb_export(npvdb_collection *c, npvdb_index_cb on_index,
+                        npvdb_shard_cb on_shard, void *ctx, npvdb_error *err)
+{
+    pthread_mutex_lock(&c->index_mu); /* n_shards fixed from here on */
+    pthread_rwlock_rdlock(&c->rw);
+    npvdb_stats st;
+    npvdb_code rc = stats_locked(c, &st, err);
+    if (rc == NPVDB_OK && on_index && on_index(ctx, &st, c->centroids))
+        rc = npvdb_fail(err, NPVDB_EINTERNAL, "export stopped at the index");
+    pthread_rwlock_unlock(&c->rw);
+    npvdb_stats_free(&st);
+    for (uint32_t s = 0; rc == NPVDB_OK && on_shard && s < c->n_shards; s++)
+        if (export_shard(c, s, on_shard, ctx, err)) rc = NPVDB_EINTERNAL;
+    pthread_mutex_unlock(&c->index_mu);
+    if (rc == NPVDB_OK) npvdb_ok(err);
+    return rc;
+}

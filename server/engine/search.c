@@ -1,0 +1,408 @@
+/*
+ * search.c -- a query batch's way through the index:
+ *  1. probe: one sgemm of queries x centroids per block -> the nprobe nearest
+ *     shards of each query (partial selection), spread over the workers;
+ *  2. invert: shard -> the queries that probe it (CSR arrays);
+ *  3. scan: worker w takes the shards s with s % n_workers == w; for each,
+ *     one sgemm of (its queries) x (shard rows) per tile, fused with a bounded
+ *     top-k heap per query (partial selection, never a full sort);
+ *  4. merge the workers' heaps per query and copy keys out while the read
+ *     lock still pins the entries.
+ * An untrained collection is one shard scanned exactly, split by row ranges.
+ * Queries are processed in blocks so heap memory stays bounded for any k.
+ */
+#include "internal.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define QTILE 256         /* queries per sgemm tile */
+#define RTILE 1024        /* shard rows per sgemm tile */
+#define HEAP_BUDGET (1u << 20) /* heap slots per task per block */
+#define INLINE_WORK (1u << 22) /* below this many flops, no thread hop */
+
+typedef struct scan {
+    npvdb_collection *c;
+    const float *q, *qnorms; /* this block's queries (prepared) */
+    size_t nq;
+    uint32_t k, nprobe, n_tasks, dim;
+    uint32_t *probes;        /* nq * nprobe shard ids */
+    uint32_t *off, *qidx;    /* CSR: shard s probed by qidx[off[s]..off[s+1]) */
+    npvdb_topk *heaps;       /* n_tasks sets of nq heaps */
+    float **gather, **dots;  /* per task tiles */
+    size_t qtile, rtile;
+    bool exact_untrained;
+} scan;
+
+/* ---- 1. probe ---- */
+
+/* The m smallest of v[0..n) (m <= n) into out, via a max-heap of m. */
+static void smallest_m(const float *v, uint32_t n, uint32_t m, uint32_t *out,
+                       float *hd)
+{
+    uint32_t size = 0;
+    for (uint32_t j = 0; j < n; j++) {
+        float d = v[j];
+        if (size == m && d >= hd[0]) continue;
+        uint32_t i;
+        if (size < m) {
+            i = size++;
+            while (i > 0 && hd[(i - 1) / 2] < d) {
+                hd[i] = hd[(i - 1) / 2];
+                out[i] = out[(i - 1) / 2];
+                i = (i - 1) / 2;
+            }
+        } else {
+            i = 0;
+            for (;;) {
+                uint32_t c = 2 * i + 1;
+                if (c >= m) break;
+                if (c + 1 < m && hd[c + 1] > hd[c]) c++;
+                if (hd[c] <= d) break;
+                hd[i] = hd[c];
+                out[i] = out[c];
+                i = c;
+            }
+        }
+        hd[i] = d;
+        out[i] = j;
+    }
+}
+
+static void probe_task(void *ctx, uint32_t t)
+{
+    scan *s = ctx;
+    npvdb_collection *c = s->c;
+    uint32_t nc = c->n_shards;
+    size_t lo = s->nq * t / s->n_tasks, hi = s->nq * (t + 1) / s->n_tasks;
+    float *tmp = s->dots[t], *hd = s->gather[t];
+    int l2 = metric_uses_l2(c->cfg.metric);
+    for (size_t b = lo; b < hi; b += ASSIGN_BLOCK) {
+        size_t m = hi - b < ASSIGN_BLOCK ? hi - b : ASSIGN_BLOCK;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nc,
+                    (int)s->dim, l2 ? -2.0f : -1.0f, s->q + b * s->dim,
+                    (int)s->dim, c->centroids, (int)s->dim, 0.0f, tmp,
+                    (int)nc);
+        for (size_t i = 0; i < m; i++) {
+            float *row = tmp + i * nc;
+            if (l2)
+                for (uint32_t j = 0; j < nc; j++) row[j] += c->cnorms[j];
+            smallest_m(row, nc, s->nprobe, s->probes + (b + i) * s->nprobe,
+                       hd);
+        }
+    }
+}
+
+/* ---- 2. invert ---- */
+
+static void invert(scan *s)
+{
+    uint32_t nc = s->c->n_shards;
+    memset(s->off, 0, (nc + 1) * sizeof *s->off);
+    size_t np = s->nq * s->nprobe;
+    for (size_t i = 0; i < np; i++) s->off[s->probes[i] + 1]++;
+    for (uint32_t j = 0; j < nc; j++) s->off[j + 1] += s->off[j];
+    for (size_t i = 0; i < np; i++) {
+        uint32_t sh = s->probes[i];
+        s->qidx[s->off[sh]++] = (uint32_t)(i / s->nprobe);
+    }
+    for (uint32_t j = nc; j > 0; j--) s->off[j] = s->off[j - 1];
+    s->off[0] = 0;
+}
+
+/* ---- 3. scan ---- */
+
+static void push_row(scan *s, npvdb_topk *h, uint32_t qi, const float *dots,
+                     const npvdb_shard *sh, size_t r0, size_t nr)
+{
+    float bound = topk_bound(h, qi);
+    switch (s->c->cfg.metric) {
+    case NPVDB_METRIC_L2: {
+        float qn = s->qnorms[qi];
+        for (size_t j = 0; j < nr; j++) {
+            float d = qn + sh->sqnorms[r0 + j] + dots[j]; /* dots = -2 q.x */
+            if (d < bound) {
+                topk_push(h, qi, d, sh->entries[r0 + j]);
+                bound = topk_bound(h, qi);
+            }
+        }
+        break;
+    }
+    case NPVDB_METRIC_COSINE:
+    case NPVDB_METRIC_IP:
+        for (size_t j = 0; j < nr; j++) {
+            float d = dots[j]; /* dots = -q.x; cosine adds 1 at the end */
+            if (d < bound) {
+                topk_push(h, qi, d, sh->entries[r0 + j]);
+                bound = topk_bound(h, qi);
+            }
+        }
+        break;
+    }
+}
+
+/* Scans rows [r0, r1) of shard sh for queries qlist[0..nql) (NULL: all). */
+static void scan_rows(scan *s, uint32_t t, const npvdb_shard *sh,
+                      const uint32_t *qlist, size_t nql, size_t r0, size_t r1)
+{
+    uint32_t dim = s->dim;
+    float alpha = metric_uses_l2(s->c->cfg.metric) ? -2.0f : -1.0f;
+    npvdb_topk *h = &s->heaps[t];
+    for (size_t qb = 0; qb < nql; qb += s->qtile) {
+        size_t nqb = nql - qb < s->qtile ? nql - qb : s->qtile;
+        const float *qblk = s->q + qb * dim;
+        if (qlist) {
+            float *g = s->gather[t];
+            for (size_t i = 0; i < nqb; i++)
+                memcpy(g + i * dim, s->q + (size_t)qlist[qb + i] * dim,
+                       dim * sizeof *g);
+            qblk = g;
+        }
+        for (size_t rb = r0; rb < r1; rb += s->rtile) {
+            size_t nr = r1 - rb < s->rtile ? r1 - rb : s->rtile;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nqb,
+                        (int)nr, (int)dim, alpha, qblk, (int)dim,
+                        sh->rows + rb * dim, (int)dim, 0.0f, s->dots[t],
+                        (int)nr);
+            for (size_t i = 0; i < nqb; i++) {
+                uint32_t qi = qlist ? qlist[qb + i] : (uint32_t)(qb + i);
+                push_row(s, h, qi, s->dots[t] + i * nr, sh, rb, nr);
+            }
+        }
+    }
+}
+
+static void scan_task(void *ctx, uint32_t t)
+{
+    scan *s = ctx;
+    npvdb_collection *c = s->c;
+    if (s->exact_untrained) {
+        const npvdb_shard *sh = &c->shards[0];
+        size_t lo = sh->n * t / s->n_tasks, hi = sh->n * (t + 1) / s->n_tasks;
+        scan_rows(s, t, sh, NULL, s->nq, lo, hi);
+        return;
+    }
+    for (uint32_t sid = t; sid < c->n_shards; sid += s->n_tasks) {
+        const npvdb_shard *sh = &c->shards[sid];
+        size_t nql = s->off[sid + 1] - s->off[sid];
+        if (nql && sh->n) scan_rows(s, t, sh, s->qidx + s->off[sid], nql, 0, sh->n);
+    }
+}
+
+/* ---- 4. merge ---- */
+
+static float final_distance(npvdb_metric m, float d)
+{
+    switch (m) {
+    case NPVDB_METRIC_L2: return sqrtf(d > 0.0f ? d : 0.0f);
+    case NPVDB_METRIC_COSINE: return 1.0f + d;
+    case NPVDB_METRIC_IP: return d;
+    }
+    return d;
+}
+
+/* Folds every task's heap of query qi into task 0's and sorts it. */
+static uint32_t merge_query(scan *s, size_t qi)
+{
+    npvdb_topk *dst = &s->heaps[0];
+    for (uint32_t t = 1; t < s->n_tasks; t++) {
+        npvdb_topk *src = &s->heaps[t];
+        const float *d = src->dist + qi * src->k;
+        npvdb_entry *const *e = src->ent + qi * src->k;
+        for (uint32_t j = 0; j < src->size[qi]; j++)
+            topk_push(dst, qi, d[j], e[j]);
+    }
+    return topk_sort(dst, qi);
+}
+
+/* ---- buffers ---- */
+
+static void scan_free(scan *s)
+{
+    for (uint32_t t = 0; t < s->n_tasks; t++) {
+        if (s->heaps) topk_free(&s->heaps[t]);
+        if (s->gather) free(s->gather[t]);
+        if (s->dots) free(s->dots[t]);
+    }
+    free(s->heaps);
+    free(s->gather);
+    free(s->dots);
+    free(s->probes);
+    free(s->off);
+    free(s->qidx);
+}
+
+static size_t max_shard_rows(const npvdb_collection *c)
+{
+    size_t m = 0;
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        if (c->shards[i].n > m) m = c->shards[i].n;
+    return m;
+}
+
+/* Tiles are sized to need, so a single small query does not pay for
+ * megabytes of buffers it never touches. */
+static int scan_alloc(scan *s, size_t block)
+{
+    npvdb_collection *c = s->c;
+    s->heaps = calloc(s->n_tasks, sizeof *s->heaps);
+    s->gather = calloc(s->n_tasks, sizeof *s->gather);
+    s->dots = calloc(s->n_tasks, sizeof *s->dots);
+    if (!s->heaps || !s->gather || !s->dots) return -1;
+    size_t maxrows = max_shard_rows(c);
+    s->qtile = block < QTILE ? block : QTILE;
+    s->rtile = maxrows < RTILE ? (maxrows ? maxrows : 1) : RTILE;
+    size_t dots = s->qtile * s->rtile, gather = s->qtile * s->dim;
+    if (c->trained) {
+        size_t pb = block < ASSIGN_BLOCK ? block : ASSIGN_BLOCK;
+        if (dots < pb * c->n_shards) dots = pb * c->n_shards;
+        if (gather < s->nprobe) gather = s->nprobe;
+        s->probes = malloc(block * s->nprobe * sizeof *s->probes);
+        s->off = malloc((c->n_shards + 1) * sizeof *s->off);
+        s->qidx = malloc(block * s->nprobe * sizeof *s->qidx);
+        if (!s->probes || !s->off || !s->qidx) return -1;
+    }
+    for (uint32_t t = 0; t < s->n_tasks; t++) {
+        s->gather[t] = malloc(gather * sizeof(float));
+        s->dots[t] = malloc(dots * sizeof(float));
+        if (!s->gather[t] || !s->dots[t] ||
+            topk_init(&s->heaps[t], block, s->k))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- driving one block ---- */
+
+static int run_tasks(scan *s, pool_fn fn, size_t work)
+{
+    if (work < INLINE_WORK) {
+        for (uint32_t t = 0; t < s->n_tasks; t++) fn(s, t);
+        return 0;
+    }
+    return pool_run(s->c->pool, s->n_tasks, fn, s);
+}
+
+static size_t scan_work(const scan *s)
+{
+    const npvdb_collection *c = s->c;
+    if (s->exact_untrained) return s->nq * c->shards[0].n * s->dim;
+    size_t w = 0;
+    for (uint32_t j = 0; j < c->n_shards; j++)
+        w += (size_t)(s->off[j + 1] - s->off[j]) * c->shards[j].n;
+    return w * s->dim;
+}
+
+static int search_block(scan *s)
+{
+    for (uint32_t t = 0; t < s->n_tasks; t++) topk_reset(&s->heaps[t]);
+    if (!s->exact_untrained) {
+        if (run_tasks(s, probe_task, s->nq * s->c->n_shards * s->dim))
+            return -1;
+        invert(s);
+    }
+    return run_tasks(s, scan_task, scan_work(s));
+}
+
+/* ---- results ---- */
+
+static int results_alloc(npvdb_results *r, size_t nq, uint32_t k)
+{
+    memset(r, 0, sizeof *r);
+    r->nq = nq;
+    r->k = k;
+    r->counts = calloc(nq, sizeof *r->counts);
+    r->distances = malloc(nq * k * sizeof *r->distances);
+    r->keys = calloc(nq * k, sizeof *r->keys);
+    r->key_lens = calloc(nq * k, sizeof *r->key_lens);
+    return (r->counts && r->distances && r->keys && r->key_lens) ? 0 : -1;
+}
+
+void npvdb_results_free(npvdb_results *r)
+{
+    if (!r) return;
+    free(r->counts);
+    free(r->distances);
+    free((void *)r->keys);
+    free(r->key_lens);
+    free(r->arena_);
+    memset(r, 0, sizeof *r);
+}
+
+/* Merges a block's heaps into rows [q0, q0+nq) of r; keys are copied later,
+ * so entries are kept in the keys slots meanwhile (the read lock pins them). */
+static void collect_block(scan *s, npvdb_results *r, size_t q0)
+{
+    npvdb_metric m = s->c->cfg.metric;
+    for (size_t i = 0; i < s->nq; i++) {
+        uint32_t n = merge_query(s, i);
+        const npvdb_topk *h = &s->heaps[0];
+        size_t base = (q0 + i) * r->k;
+        r->counts[q0 + i] = n;
+        for (uint32_t j = 0; j < r->k; j++) {
+            if (j < n) {
+                npvdb_entry *e = h->ent[i * h->k + j];
+                r->distances[base + j] = final_distance(m, h->dist[i * h->k + j]);
+                r->keys[base + j] = (const char *)e;
+                r->key_lens[base + j] = e->len;
+            } else {
+                r->distances[base + j] = INFINITY;
+            }
+        }
+    }
+}
+
+static int copy_keys(npvdb_results *r)
+{
+    size_t total = 1, slots = r->nq * r->k;
+    for (size_t i = 0; i < slots; i++)
+        if (r->keys[i]) total += r->key_lens[i] + 1;
+    r->arena_ = malloc(total);
+    if (!r->arena_) return -1;
+    char *p = r->arena_;
+    for (size_t i = 0; i < slots; i++) {
+        if (!r->keys[i]) continue;
+        const npvdb_entry *e = (const npvdb_entry *)r->keys[i];
+        memcpy(p, e->key, e->len + 1);
+        r->keys[i] = p;
+        p += e->len + 1;
+    }
+    return 0;
+}
+
+/* q: nq prepared queries (normalised for cosine). Caller holds rw shared. */
+npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
+                         uint32_t k, uint32_t nprobe, npvdb_results *out,
+                         npvdb_error *err)
+{
+    scan s = {.c = c, .k = k, .dim = c->cfg.dim,
+              .n_tasks = pool_size(c->pool),
+              .exact_untrained = !c->trained,
+              .nprobe = nprobe < c->n_shards ? nprobe : c->n_shards};
+    size_t block = HEAP_BUDGET / k;
+    if (block < 1) block = 1;
+    if (block > nq) block = nq;
+    float *qn = malloc(nq * sizeof *qn);
+    npvdb_code rc = NPVDB_ENOMEM;
+    if (!qn || results_alloc(out, nq, k) || scan_alloc(&s, block)) goto done;
+    rows_sqnorms(q, nq, s.dim, qn);
+    for (size_t q0 = 0; q0 < nq; q0 += block) {
+        s.nq = nq - q0 < block ? nq - q0 : block;
+        s.q = q + q0 * s.dim;
+        s.qnorms = qn + q0;
+        if (search_block(&s)) goto done;
+        collect_block(&s, out, q0);
+    }
+    if (copy_keys(out)) goto done;
+    rc = NPVDB_OK;
+done:
+    if (rc != NPVDB_OK) {
+        npvdb_results_free(out);
+        npvdb_fail(err, rc, "out of memory searching %zu queries (k=%u)", nq, k);
+    }
+    free(qn);
+    scan_free(&s);
+    return rc;
+}

@@ -1,0 +1,338 @@
+/*
+ * write.c -- the write path: a batch is validated whole, everything that can
+ * fail (allocation) is reserved, and only then are rows applied under the
+ * exclusive lock, so a batch lands entirely or not at all.
+ */
+#include "validate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a validated batch ---- */
+
+typedef struct batch {
+    const char *const *keys;
+    size_t n;
+    size_t *lens;
+    uint32_t *hashes;
+    uint32_t *shard; /* target shard per row */
+    float *owned;    /* normalised copy (cosine), else NULL */
+    const float *rows;
+} batch;
+
+static void batch_free(batch *b)
+{
+    free(b->lens);
+    free(b->hashes);
+    free(b->shard);
+    free(b->owned);
+}
+
+static npvdb_code batch_keys(batch *b, npvdb_error *err)
+{
+    b->lens = malloc(b->n * sizeof *b->lens);
+    b->hashes = malloc(b->n * sizeof *b->hashes);
+    b->shard = calloc(b->n, sizeof *b->shard);
+    if (!b->lens || !b->hashes || !b->shard)
+        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %zu keys",
+                          b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        npvdb_code rc = check_key(b->keys[i], i, &b->lens[i], err);
+        if (rc) return rc;
+        b->hashes[i] = keymap_hash(b->keys[i], b->lens[i]);
+    }
+    return NPVDB_OK;
+}
+
+/* Validates keys and rows; for cosine, rows are normalised into a copy
+ * unless `as_stored` (restore: rows are already what the shard holds). */
+static npvdb_code batch_prepare(npvdb_collection *c, batch *b,
+                                const char *const *keys, const float *rows,
+                                size_t n, int as_stored, npvdb_error *err)
+{
+    memset(b, 0, sizeof *b);
+    b->keys = keys;
+    b->n = n;
+    b->rows = rows;
+    if (n && !keys) return npvdb_fail(err, NPVDB_EINVAL, "no keys given");
+    if (as_stored) {
+        npvdb_code rc = check_rows(rows, n, c->cfg.dim, "vector", err);
+        return rc ? rc : batch_keys(b, err);
+    }
+    npvdb_code rc = prepare_rows(c, rows, n, "vector", &b->owned, &b->rows, err);
+    return rc ? rc : batch_keys(b, err);
+}
+
+/* ---- assignment to shards ---- */
+
+typedef struct assign_job {
+    const npvdb_collection *c;
+    const float *x;
+    size_t n;
+    uint32_t *out;
+    float *tmp;
+    uint32_t n_tasks;
+} assign_job;
+
+static void assign_task(void *ctx, uint32_t t)
+{
+    assign_job *a = ctx;
+    const npvdb_collection *c = a->c;
+    size_t lo = a->n * t / a->n_tasks, hi = a->n * (t + 1) / a->n_tasks;
+    assign_nearest(a->x + lo * c->cfg.dim, hi - lo, c->centroids, c->cnorms,
+                   c->n_shards, c->cfg.dim, metric_uses_l2(c->cfg.metric),
+                   a->out + lo, a->tmp + (size_t)t * ASSIGN_BLOCK * c->n_shards);
+}
+
+/* Nearest centroid of each row, on the workers when the batch is large.
+ * Caller holds write_mu, so the centroids cannot change underneath. */
+static int assign_rows(npvdb_collection *c, const float *x, size_t n,
+                       uint32_t *out)
+{
+    if (!c->trained) {
+        memset(out, 0, n * sizeof *out);
+        return 0;
+    }
+    assign_job a = {.c = c, .x = x, .n = n, .out = out,
+                    .n_tasks = n >= 2 * ASSIGN_BLOCK ? pool_size(c->pool) : 1};
+    a.tmp = malloc((size_t)a.n_tasks * ASSIGN_BLOCK * c->n_shards *
+                   sizeof *a.tmp);
+    if (!a.tmp) return -1;
+    int rc = 0;
+    if (a.n_tasks == 1)
+        assign_task(&a, 0);
+    else
+        rc = pool_run(c->pool, a.n_tasks, assign_task, &a);
+    free(a.tmp);
+    return rc;
+}
+
+/* ---- applying a batch (caller holds write_mu) ---- */
+
+/* Everything that can fail happens here, before the first row changes:
+ * shard capacity, key map buckets, and an entry for every possibly new key
+ * (a key repeated within the batch gets one it will not use). */
+static npvdb_code reserve_batch(npvdb_collection *c, const batch *b,
+                                npvdb_entry **fresh, npvdb_error *err)
+{
+    size_t *need = calloc(c->n_shards, sizeof *need), n_new = 0;
+    if (!need) goto oom;
+    for (size_t i = 0; i < b->n; i++) {
+        npvdb_entry *e =
+            keymap_find(&c->map, b->keys[i], b->lens[i], b->hashes[i]);
+        fresh[i] = NULL;
+        if (e && e->shard == b->shard[i]) continue;
+        need[b->shard[i]]++;
+        if (e) continue;
+        fresh[i] = entry_new(b->keys[i], b->lens[i], b->hashes[i]);
+        if (!fresh[i]) goto oom;
+        n_new++;
+    }
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        if (need[s] && shard_reserve(&c->shards[s], need[s], c->cfg.dim))
+            goto oom;
+    if (keymap_reserve(&c->map, n_new)) goto oom;
+    free(need);
+    return NPVDB_OK;
+oom:
+    free(need);
+    for (size_t i = 0; i < b->n; i++) free(fresh[i]);
+    return npvdb_fail(err, NPVDB_ENOMEM, "out of memory inserting %zu vectors",
+                      b->n);
+}
+
+static void upsert_row(npvdb_collection *c, const batch *b, size_t i,
+                       npvdb_entry *fresh, size_t *replaced)
+{
+    uint32_t dim = c->cfg.dim, s = b->shard[i];
+    const float *row = b->rows + i * dim;
+    npvdb_entry *e = keymap_find(&c->map, b->keys[i], b->lens[i], b->hashes[i]);
+    if (e) {
+        free(fresh); /* a repeat within the batch */
+        (*replaced)++;
+        if (e->shard == s) {
+            shard_set(&c->shards[s], dim, e->row, row);
+            return;
+        }
+        shard_remove(&c->shards[e->shard], dim, e->row);
+    } else {
+        e = fresh;
+        keymap_add(&c->map, e);
+        c->n_vectors++;
+    }
+    shard_append(&c->shards[s], s, dim, e, row);
+}
+
+static npvdb_code apply_batch(npvdb_collection *c, const batch *b,
+                              size_t *replaced, npvdb_error *err)
+{
+    npvdb_entry **fresh = malloc((b->n ? b->n : 1) * sizeof *fresh);
+    if (!fresh)
+        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %zu keys",
+                          b->n);
+    pthread_rwlock_wrlock(&c->rw);
+    npvdb_code rc = reserve_batch(c, b, fresh, err);
+    if (rc == NPVDB_OK)
+        for (size_t i = 0; i < b->n; i++)
+            upsert_row(c, b, i, fresh[i], replaced);
+    pthread_rwlock_unlock(&c->rw);
+    free(fresh);
+    return rc;
+}
+
+
+/* ---- public entry points ---- */
+
+static void maybe_auto_train(npvdb_collection *c)
+{
+    if (!c->auto_train || c->trained || c->n_vectors < c->train_at) return;
+    npvdb_error ignored;
+    /* A failed automatic training (memory) leaves the exact index serving;
+     * the next insert tries again. */
+    if (index_train(c, NULL, 0, &ignored) == NPVDB_OK) c->auto_train = false;
+}
+
+npvdb_code npvdb_insert_check(npvdb_collection *c, const char *const *keys,
+                              const float *rows, size_t n, npvdb_error *err)
+{
+    if (n && !keys) return npvdb_fail(err, NPVDB_EINVAL, "no keys given");
+    npvdb_code rc = check_rows(rows, n, c->cfg.dim, "vector", err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        size_t len;
+        rc = check_key(keys[i], i, &len, err);
+    }
+    if (rc || c->cfg.metric != NPVDB_METRIC_COSINE) return rc;
+    for (size_t i = 0; i < n; i++) {
+        const float *r = rows + i * c->cfg.dim;
+        float s = 0;
+        for (uint32_t d = 0; d < c->cfg.dim; d++) s += r[d] * r[d];
+        if (!(s > 0))
+            return npvdb_fail(err, NPVDB_EINVAL,
+                              "vector %zu has zero norm: cosine needs a "
+                              "direction",
+                              i);
+    }
+    npvdb_ok(err);
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
+                        const float *rows, size_t n, size_t *n_replaced,
+                        npvdb_error *err)
+{
+    size_t replaced = 0;
+    if (n_replaced) *n_replaced = 0;
+    batch b;
+    npvdb_code rc = batch_prepare(c, &b, keys, rows, n, 0, err);
+    if (rc == NPVDB_OK) {
+        pthread_mutex_lock(&c->write_mu);
+        if (assign_rows(c, b.rows, n, b.shard))
+            rc = npvdb_fail(err, NPVDB_ENOMEM, "out of memory assigning %zu "
+                            "vectors", n);
+        else
+            rc = apply_batch(c, &b, &replaced, err);
+        if (rc == NPVDB_OK) maybe_auto_train(c);
+        pthread_mutex_unlock(&c->write_mu);
+    }
+    batch_free(&b);
+    if (rc) return rc;
+    if (n_replaced) *n_replaced = replaced;
+    npvdb_ok(err);
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
+                        size_t *n_deleted, npvdb_error *err)
+{
+    if (n_deleted) *n_deleted = 0;
+    batch b;
+    memset(&b, 0, sizeof b);
+    b.keys = keys;
+    b.n = n;
+    if (n && !keys) return npvdb_fail(err, NPVDB_EINVAL, "no keys given");
+    npvdb_code rc = batch_keys(&b, err);
+    if (rc) {
+        batch_free(&b);
+        return rc;
+    }
+    size_t deleted = 0;
+    pthread_mutex_lock(&c->write_mu);
+    pthread_rwlock_wrlock(&c->rw);
+    for (size_t i = 0; i < n; i++) {
+        npvdb_entry *e = keymap_find(&c->map, keys[i], b.lens[i], b.hashes[i]);
+        if (!e) continue;
+        shard_remove(&c->shards[e->shard], c->cfg.dim, e->row);
+        keymap_unlink(&c->map, e);
+        free(e);
+        c->n_vectors--;
+        deleted++;
+    }
+    pthread_rwlock_unlock(&c->rw);
+    pthread_mutex_unlock(&c->write_mu);
+    batch_free(&b);
+    if (n_deleted) *n_deleted = deleted;
+    npvdb_ok(err);
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_restore_index(npvdb_collection *c, const float *centroids,
+                               uint32_t n_shards, npvdb_error *err)
+{
+    if (n_shards < 1 || n_shards > NPVDB_MAX_SHARDS)
+        return npvdb_fail(err, NPVDB_EINVAL, "n_shards must be 1..%d, got %u",
+                          NPVDB_MAX_SHARDS, n_shards);
+    npvdb_code rc = check_rows(centroids, n_shards, c->cfg.dim, "centroid", err);
+    if (rc) return rc;
+    size_t bytes = (size_t)n_shards * c->cfg.dim * sizeof(float);
+    float *cent = malloc(bytes), *cnorms = malloc(n_shards * sizeof *cnorms);
+    npvdb_shard *ns = calloc(n_shards, sizeof *ns);
+    if (!cent || !cnorms || !ns) {
+        free(cent);
+        free(cnorms);
+        free(ns);
+        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %u centroids",
+                          n_shards);
+    }
+    memcpy(cent, centroids, bytes);
+    rows_sqnorms(cent, n_shards, c->cfg.dim, cnorms);
+    pthread_mutex_lock(&c->write_mu);
+    if (c->n_vectors) {
+        pthread_mutex_unlock(&c->write_mu);
+        free(cent);
+        free(cnorms);
+        free(ns);
+        return npvdb_fail(err, NPVDB_ESTATE,
+                          "restore_index needs an empty collection");
+    }
+    pthread_mutex_lock(&c->index_mu);
+    install_index(c, cent, cnorms, n_shards, ns);
+    pthread_mutex_unlock(&c->index_mu);
+    c->auto_train = false;
+    pthread_mutex_unlock(&c->write_mu);
+    npvdb_ok(err);
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_restore_shard(npvdb_collection *c, uint32_t shard,
+                               const char *const *keys, const float *rows,
+                               size_t n, npvdb_error *err)
+{
+    batch b;
+    npvdb_code rc = batch_prepare(c, &b, keys, rows, n, 1, err);
+    if (rc == NPVDB_OK) {
+        size_t replaced = 0;
+        pthread_mutex_lock(&c->write_mu);
+        if (shard >= c->n_shards) {
+            rc = npvdb_fail(err, NPVDB_EINVAL,
+                            "shard %u out of range (collection has %u)", shard,
+                            c->n_shards);
+        } else {
+            for (size_t i = 0; i < n; i++) b.shard[i] = shard;
+            rc = apply_batch(c, &b, &replaced, err);
+        }
+        pthread_mutex_unlock(&c->write_mu);
+    }
+    batch_free(&b);
+    if (rc == NPVDB_OK) npvdb_ok(err);
+    return rc;
+}
