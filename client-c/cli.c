@@ -1,0 +1,766 @@
+/*
+ * cli.c -- `npvdb`, the command line client of an npvdb server.
+ *
+ *   npvdb [--server ADDR] [--timeout SECONDS] COMMAND [ARGS]
+ *
+ * load/query/bench read ann-benchmarks HDF5 files (datasets train, test,
+ * neighbors) through the import library. The key of train row i is the
+ * decimal string of i, so results compare with `neighbors` directly.
+ */
+#include "annfile.h"
+#include "npvdb_client.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define KEY_MAX 24 /* decimal size_t + NUL */
+/* Init carries the training sample in one message: stay well under the
+ * server's default 64 MiB limit. */
+#define MAX_SAMPLE_BYTES (48u << 20)
+#define SAMPLE_BLOCK 256
+
+/* ---- options ---- */
+
+typedef struct opts {
+    const char *server;
+    int timeout_s;
+    const char *pos[64]; /* positional arguments after the command */
+    int npos;
+    size_t batch;
+    int metric; /* -1: from the file */
+    long shards;
+    long train_sample; /* -1: automatic */
+    int replace;
+    uint32_t k;
+    uint32_t nprobe;
+    const char *nprobe_list;
+    size_t n;
+    size_t single_max;
+} opts;
+
+static void usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: npvdb [--server ADDR] [--timeout SECONDS] COMMAND ...\n"
+        "\n"
+        "commands:\n"
+        "  load FILE.hdf5 [--batch N] [--metric cosine|l2|ip] [--shards N]\n"
+        "                 [--train-sample N] [--nprobe N] [--replace]\n"
+        "      create the collection from FILE's metric and dim (trained on\n"
+        "      a sample of its rows) and stream its `train` rows; row i\n"
+        "      gets key \"i\"\n"
+        "  query FILE.hdf5 [--k 10] [--nprobe N] [--n 5]\n"
+        "      print the answers to the first N `test` queries\n"
+        "  bench FILE.hdf5 [--nprobe 1,2,4,8,16,32,64] [--k 10] [--batch N]\n"
+        "                  [--single N]\n"
+        "      recall@k against `neighbors` and queries/s, batched (N\n"
+        "      queries per call, 0 = all) and one query per call (at most\n"
+        "      --single queries, default 1000)\n"
+        "  info | snapshot | health\n"
+        "  delete KEY...\n"
+        "  get KEY...\n"
+        "\n"
+        "ADDR defaults to $NPVDB_SERVER or " NPVDB_CLIENT_DEFAULT_TARGET ".\n");
+}
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("npvdb: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+static int parse_ulong(const char *name, const char *s, unsigned long max,
+                       unsigned long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max) {
+        fail("bad value for %s: '%s'", name, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+static int parse_metric(const char *s, int *out)
+{
+    if (!strcmp(s, "cosine") || !strcmp(s, "angular"))
+        *out = NPVDB_CLIENT_COSINE;
+    else if (!strcmp(s, "l2") || !strcmp(s, "euclidean"))
+        *out = NPVDB_CLIENT_L2;
+    else if (!strcmp(s, "ip") || !strcmp(s, "dot"))
+        *out = NPVDB_CLIENT_IP;
+    else
+        return fail("bad metric '%s' (cosine, l2 or ip)", s), 0;
+    return 1;
+}
+
+/* Options with a value; returns 0 on a bad one. */
+static int set_option(opts *o, const char *name, const char *v)
+{
+    unsigned long x;
+    if (!strcmp(name, "--server"))
+        o->server = v;
+    else if (!strcmp(name, "--timeout")) {
+        if (!parse_ulong(name, v, 86400, &x)) return 0;
+        o->timeout_s = (int)x;
+    } else if (!strcmp(name, "--batch")) {
+        if (!parse_ulong(name, v, 1u << 24, &x)) return 0;
+        o->batch = x;
+    } else if (!strcmp(name, "--metric"))
+        return parse_metric(v, &o->metric);
+    else if (!strcmp(name, "--shards")) {
+        if (!parse_ulong(name, v, 65536, &x)) return 0;
+        o->shards = (long)x;
+    } else if (!strcmp(name, "--train-sample")) {
+        if (!parse_ulong(name, v, 1ul << 31, &x)) return 0;
+        o->train_sample = (long)x;
+    } else if (!strcmp(name, "--k")) {
+        if (!parse_ulong(name, v, 16384, &x)) return 0;
+        o->k = (uint32_t)x;
+    } else if (!strcmp(name, "--nprobe")) {
+        o->nprobe_list = v;
+        if (!strchr(v, ',')) {
+            if (!parse_ulong(name, v, 65536, &x)) return 0;
+            o->nprobe = (uint32_t)x;
+        }
+    } else if (!strcmp(name, "--n")) {
+        if (!parse_ulong(name, v, 1ul << 31, &x)) return 0;
+        o->n = x;
+    } else if (!strcmp(name, "--single")) {
+        if (!parse_ulong(name, v, 1ul << 31, &x)) return 0;
+        o->single_max = x;
+    } else {
+        return fail("unknown option %s (see npvdb --help)", name), 0;
+    }
+    return 1;
+}
+
+/* Splits argv into options and positionals; *cmd gets the command. */
+static int parse_args(int argc, char **argv, opts *o, const char **cmd)
+{
+    *cmd = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--replace")) {
+            o->replace = 1;
+        } else if (!strncmp(a, "--", 2) && a[2]) {
+            const char *eq = strchr(a, '=');
+            char name[64];
+            const char *v;
+            if (eq) {
+                snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+                v = eq + 1;
+            } else {
+                snprintf(name, sizeof name, "%s", a);
+                if (i + 1 >= argc) return fail("option %s needs a value", a), 0;
+                v = argv[++i];
+            }
+            if (!set_option(o, name, v)) return 0;
+        } else if (!*cmd) {
+            *cmd = a;
+        } else if (o->npos < (int)(sizeof o->pos / sizeof o->pos[0])) {
+            o->pos[o->npos++] = a;
+        } else {
+            return fail("too many arguments"), 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- helpers ---- */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static npvdb_client *connect_or_fail(const opts *o)
+{
+    npvdb_client_error err;
+    npvdb_client *c = npvdb_client_connect(o->server, 5000, &err);
+    if (!c) {
+        fail("%s", err.msg);
+        return NULL;
+    }
+    npvdb_client_set_timeout(c, o->timeout_s * 1000);
+    return c;
+}
+
+static int rpc_fail(const char *what, const npvdb_client_error *err)
+{
+    return fail("%s failed: %s (%s)", what, err->msg,
+                npvdb_status_name(err->code));
+}
+
+static npvdb_annfile *open_file(const char *path)
+{
+    npvdb_error err;
+    npvdb_annfile *f = npvdb_annfile_open(path, &err);
+    if (!f) fail("cannot use %s: %s", path, err.msg);
+    return f;
+}
+
+/* The engine's metric enum is the client's minus one. */
+static npvdb_client_metric file_metric(const npvdb_annfile *f)
+{
+    switch (npvdb_annfile_metric(f)) {
+    case NPVDB_METRIC_COSINE:
+        return NPVDB_CLIENT_COSINE;
+    case NPVDB_METRIC_IP:
+        return NPVDB_CLIENT_IP;
+    default:
+        return NPVDB_CLIENT_L2;
+    }
+}
+
+/* Reads `n` rows of `test` from the start; caller frees. */
+static float *read_rows(npvdb_annfile *f, const char *dataset, size_t first,
+                        size_t n)
+{
+    size_t dim = npvdb_annfile_dim(f);
+    float *rows = malloc((n ? n : 1) * dim * sizeof(float));
+    if (!rows) {
+        fail("out of memory for %zu rows", n);
+        return NULL;
+    }
+    npvdb_error err;
+    if (n && npvdb_annfile_read(f, dataset, first, n, rows, &err) != NPVDB_OK) {
+        fail("reading %s: %s", dataset, err.msg);
+        free(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+/* ---- load ---- */
+
+/* Reads about `n` rows spread over the file in blocks of SAMPLE_BLOCK, so
+ * that a file sorted by cluster still gives a sample of every cluster. */
+static float *read_sample(npvdb_annfile *f, size_t n)
+{
+    size_t total = npvdb_annfile_train_rows(f), dim = npvdb_annfile_dim(f);
+    if (n >= total) return read_rows(f, "train", 0, total);
+    float *rows = malloc(n * dim * sizeof(float));
+    if (!rows) {
+        fail("out of memory for a training sample of %zu rows", n);
+        return NULL;
+    }
+    size_t blocks = (n + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK, done = 0;
+    for (size_t b = 0; b < blocks && done < n; b++) {
+        size_t first = (size_t)((double)b * (double)total / (double)blocks);
+        size_t len = n - done < SAMPLE_BLOCK ? n - done : SAMPLE_BLOCK;
+        if (first + len > total) first = total - len;
+        npvdb_error err;
+        if (npvdb_annfile_read(f, "train", first, len, rows + done * dim,
+                               &err) != NPVDB_OK) {
+            fail("reading train: %s", err.msg);
+            free(rows);
+            return NULL;
+        }
+        done += len;
+    }
+    return rows;
+}
+
+static int init_collection(npvdb_client *c, npvdb_annfile *f, const opts *o,
+                           uint32_t *shards_out)
+{
+    size_t total = npvdb_annfile_train_rows(f);
+    uint32_t dim = npvdb_annfile_dim(f);
+    /* The server sizes automatic shards from the sample, not the file, so
+     * the CLI picks them from the file's size: about 4 * sqrt(n). */
+    long shards = o->shards;
+    if (shards <= 0) shards = lround(4.0 * sqrt((double)total));
+    if (shards < 1) shards = 1;
+    if ((size_t)shards > total) shards = (long)total;
+    size_t sample =
+        o->train_sample >= 0 ? (size_t)o->train_sample : (size_t)shards * 64;
+    if (sample > total) sample = total;
+    if (sample * dim * sizeof(float) > MAX_SAMPLE_BYTES)
+        sample = MAX_SAMPLE_BYTES / (dim * sizeof(float));
+    if (sample && sample < (size_t)shards) shards = (long)sample;
+    float *train = sample ? read_sample(f, sample) : NULL;
+    if (sample && !train) return 0;
+    npvdb_client_init_params p = {
+        .dim = dim,
+        .metric =
+            o->metric >= 0 ? (npvdb_client_metric)o->metric : file_metric(f),
+        .n_shards = (uint32_t)shards,
+        .train = train,
+        .n_train = sample,
+        .replace = o->replace,
+        .default_nprobe = o->nprobe,
+    };
+    fprintf(stderr,
+            "init: dim %u, metric %s, %ld shards, training on %zu rows\n", dim,
+            npvdb_client_metric_name(p.metric), shards, sample);
+    npvdb_client_error err;
+    double t0 = now_s();
+    int trained = 0;
+    npvdb_status rc = npvdb_client_init(c, &p, &trained, NULL, &err);
+    free(train);
+    if (rc != NPVDB_STATUS_OK) {
+        rpc_fail("init", &err);
+        if (rc == NPVDB_STATUS_ALREADY_EXISTS)
+            fprintf(stderr, "npvdb: use --replace to drop the existing "
+                            "collection\n");
+        return 0;
+    }
+    fprintf(stderr, "init: done in %.2f s (%s)\n", now_s() - t0,
+            trained ? "trained" : "untrained");
+    *shards_out = (uint32_t)shards;
+    return 1;
+}
+
+static void progress_line(size_t done, size_t total, double t0, int final)
+{
+    double dt = now_s() - t0;
+    fprintf(stderr, "\rload: %zu/%zu vectors (%.0f%%), %.0f vectors/s%s", done,
+            total, total ? 100.0 * (double)done / (double)total : 100.0,
+            dt > 0 ? (double)done / dt : 0.0, final ? "\n" : "");
+    fflush(stderr);
+}
+
+/* Streams every train row in batches; the next batch is read from the file
+ * while the previous one is on the wire. */
+static int stream_rows(npvdb_client *c, npvdb_annfile *f, size_t batch)
+{
+    size_t total = npvdb_annfile_train_rows(f), dim = npvdb_annfile_dim(f);
+    float *rows = malloc(batch * dim * sizeof(float));
+    char *keybuf = malloc(batch * KEY_MAX);
+    const char **keys = malloc(batch * sizeof *keys);
+    npvdb_client_error err;
+    npvdb_client_stream *s =
+        rows && keybuf && keys
+            ? npvdb_client_insert_begin(c, (uint32_t)dim, &err)
+            : NULL;
+    int ok = s != NULL;
+    if (!ok && rows && keybuf && keys)
+        rpc_fail("insert", &err);
+    else if (!ok)
+        fail("out of memory for a batch of %zu rows", batch);
+    double t0 = now_s(), last = 0;
+    int tty = isatty(2);
+    for (size_t first = 0; ok && first < total; first += batch) {
+        size_t n = total - first < batch ? total - first : batch;
+        npvdb_error ferr;
+        if (npvdb_annfile_read(f, "train", first, n, rows, &ferr) != NPVDB_OK) {
+            fail("reading train: %s", ferr.msg);
+            ok = 0;
+            break;
+        }
+        for (size_t i = 0; i < n; i++) {
+            snprintf(keybuf + i * KEY_MAX, KEY_MAX, "%zu", first + i);
+            keys[i] = keybuf + i * KEY_MAX;
+        }
+        if (npvdb_client_stream_send(s, keys, rows, n, &err) !=
+            NPVDB_STATUS_OK) {
+            if (tty) fputc('\n', stderr);
+            rpc_fail("insert", &err);
+            ok = 0;
+            break;
+        }
+        double t = now_s();
+        if (t - last > (tty ? 0.2 : 5.0)) {
+            progress_line(first + n, total, t0, !tty);
+            last = t;
+        }
+    }
+    if (s) {
+        npvdb_client_insert_reply r;
+        npvdb_status rc = npvdb_client_stream_finish(s, &r, &err);
+        if (ok && rc != NPVDB_STATUS_OK) {
+            if (tty) fputc('\n', stderr);
+            rpc_fail("insert", &err);
+            ok = 0;
+        } else if (ok) {
+            progress_line(total, total, t0, 1);
+            double dt = now_s() - t0;
+            printf("loaded %zu vectors in %.2f s (%.0f vectors/s): %llu new, "
+                   "%llu replaced\n",
+                   total, dt, dt > 0 ? (double)total / dt : 0.0,
+                   (unsigned long long)r.inserted,
+                   (unsigned long long)r.replaced);
+        }
+    }
+    free(rows);
+    free(keybuf);
+    free(keys);
+    return ok;
+}
+
+static int cmd_load(npvdb_client *c, const opts *o)
+{
+    if (o->npos != 1) return fail("usage: npvdb load FILE.hdf5 [options]");
+    npvdb_annfile *f = open_file(o->pos[0]);
+    if (!f) return 1;
+    int ok = 0;
+    uint32_t shards = 0;
+    if (npvdb_annfile_train_rows(f) == 0)
+        fail("%s has no `train` rows", o->pos[0]);
+    else if (init_collection(c, f, o, &shards))
+        ok = stream_rows(c, f, o->batch ? o->batch : 1000);
+    npvdb_annfile_close(f);
+    return ok ? 0 : 1;
+}
+
+/* ---- query / bench ---- */
+
+/* Neighbors of queries [0, n), or NULL if the file has none. */
+static int32_t *read_neighbors(npvdb_annfile *f, size_t n, uint32_t *width)
+{
+    *width = npvdb_annfile_neighbors_width(f);
+    if (!*width) return NULL;
+    int32_t *nb = malloc((n ? n : 1) * *width * sizeof(int32_t));
+    npvdb_error err;
+    if (!nb ||
+        (n && npvdb_annfile_read_neighbors(f, 0, n, nb, &err) != NPVDB_OK)) {
+        free(nb);
+        *width = 0;
+        return NULL;
+    }
+    return nb;
+}
+
+/* Hits of query i (of results `r`, row `ri`) among its first k true
+ * neighbors. */
+static size_t hits(const npvdb_client_results *r, size_t ri,
+                   const int32_t *truth, uint32_t k)
+{
+    size_t h = 0;
+    for (uint32_t j = 0; j < r->counts[ri]; j++) {
+        const char *key = r->keys[ri * r->k + j];
+        char *end;
+        long v = strtol(key, &end, 10);
+        if (*end || end == key) continue;
+        for (uint32_t t = 0; t < k; t++)
+            if (truth[t] == v) {
+                h++;
+                break;
+            }
+    }
+    return h;
+}
+
+static int cmd_query(npvdb_client *c, const opts *o)
+{
+    if (o->npos != 1) return fail("usage: npvdb query FILE.hdf5 [options]");
+    npvdb_annfile *f = open_file(o->pos[0]);
+    if (!f) return 1;
+    size_t nt = npvdb_annfile_test_rows(f);
+    size_t n = o->n < nt ? o->n : nt;
+    uint32_t dim = npvdb_annfile_dim(f), width = 0;
+    int rc = 1;
+    float *q = nt ? read_rows(f, "test", 0, n) : NULL;
+    int32_t *nb = q ? read_neighbors(f, n, &width) : NULL;
+    npvdb_client_results r;
+    npvdb_client_error err;
+    if (!nt) {
+        fail("%s has no `test` rows", o->pos[0]);
+    } else if (q && npvdb_client_get_closest(c, q, n, dim, o->k, o->nprobe, &r,
+                                             &err) != NPVDB_STATUS_OK) {
+        rpc_fail("get_closest", &err);
+    } else if (q) {
+        for (size_t i = 0; i < n; i++) {
+            printf("query %zu:", i);
+            for (uint32_t j = 0; j < r.counts[i]; j++)
+                printf(" %s (%.4g)", r.keys[i * r.k + j],
+                       (double)r.distances[i * r.k + j]);
+            if (nb) {
+                uint32_t kk = o->k < width ? o->k : width;
+                printf("  [recall@%u %.2f]", kk,
+                       (double)hits(&r, i, nb + i * width, kk) / kk);
+            }
+            printf("\n");
+        }
+        npvdb_client_results_free(&r);
+        rc = 0;
+    }
+    free(q);
+    free(nb);
+    npvdb_annfile_close(f);
+    return rc;
+}
+
+/* Parses "1,2,4" into out (at most max values); returns the count, 0 on a
+ * bad list. */
+static size_t parse_list(const char *s, uint32_t *out, size_t max)
+{
+    size_t n = 0;
+    while (*s && n < max) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || end == s || v == 0 || v > 65536 || (*end && *end != ','))
+            return 0;
+        out[n++] = (uint32_t)v;
+        s = *end ? end + 1 : end;
+    }
+    return *s ? 0 : n;
+}
+
+typedef struct bench_row {
+    double recall, qps_batch, qps_single;
+    size_t n_single;
+} bench_row;
+
+/* All queries, `chunk` per call; adds the hits to *h. */
+static int bench_batched(npvdb_client *c, const float *q, size_t nq,
+                         uint32_t dim, uint32_t k, uint32_t nprobe,
+                         size_t chunk, const int32_t *nb, uint32_t width,
+                         size_t *h, double *seconds)
+{
+    double t0 = now_s();
+    for (size_t first = 0; first < nq; first += chunk) {
+        size_t n = nq - first < chunk ? nq - first : chunk;
+        npvdb_client_results r;
+        npvdb_client_error err;
+        if (npvdb_client_get_closest(c, q + first * dim, n, dim, k, nprobe, &r,
+                                     &err) != NPVDB_STATUS_OK)
+            return rpc_fail("get_closest", &err), 0;
+        for (size_t i = 0; i < n; i++)
+            *h += hits(&r, i, nb + (first + i) * width, k);
+        npvdb_client_results_free(&r);
+    }
+    *seconds = now_s() - t0;
+    return 1;
+}
+
+static int bench_single(npvdb_client *c, const float *q, size_t nq,
+                        uint32_t dim, uint32_t k, uint32_t nprobe,
+                        double *seconds)
+{
+    double t0 = now_s();
+    for (size_t i = 0; i < nq; i++) {
+        npvdb_client_results r;
+        npvdb_client_error err;
+        if (npvdb_client_get_closest(c, q + i * dim, 1, dim, k, nprobe, &r,
+                                     &err) != NPVDB_STATUS_OK)
+            return rpc_fail("get_closest", &err), 0;
+        npvdb_client_results_free(&r);
+    }
+    *seconds = now_s() - t0;
+    return 1;
+}
+
+/* Default chunk of batched queries: all of them, within ~8 MiB a call. */
+static size_t batch_chunk(const opts *o, size_t nq, uint32_t dim)
+{
+    size_t cap = (8u << 20) / ((size_t)dim * 4);
+    size_t chunk = o->batch ? o->batch : nq;
+    if (chunk > cap) chunk = cap;
+    return chunk ? chunk : 1;
+}
+
+static int run_bench(npvdb_client *c, const opts *o, npvdb_annfile *f)
+{
+    uint32_t list[64];
+    size_t nl = parse_list(o->nprobe_list ? o->nprobe_list : "1,2,4,8,16,32,64",
+                           list, 64);
+    if (!nl) return fail("bad --nprobe list (e.g. 1,2,4,8)");
+    size_t nq = npvdb_annfile_test_rows(f);
+    uint32_t dim = npvdb_annfile_dim(f), width = 0;
+    if (!nq) return fail("%s has no `test` rows", o->pos[0]);
+    float *q = read_rows(f, "test", 0, nq);
+    int32_t *nb = q ? read_neighbors(f, nq, &width) : NULL;
+    if (q && !nb)
+        fail("%s has no `neighbors`: cannot measure recall", o->pos[0]);
+    if (!nb || width < o->k) {
+        if (nb)
+            fail("`neighbors` has %u columns, fewer than k %u", width, o->k);
+        free(q);
+        free(nb);
+        return 1;
+    }
+    size_t chunk = batch_chunk(o, nq, dim);
+    size_t n_single = o->single_max < nq ? o->single_max : nq;
+    printf("%zu queries, k %u, batched %zu per call, single %zu calls\n", nq,
+           o->k, chunk, n_single);
+    printf("%8s  %9s  %12s  %11s\n", "nprobe", "recall@k", "QPS batched",
+           "QPS single");
+    int ok = 1;
+    for (size_t i = 0; ok && i < nl; i++) {
+        size_t h = 0;
+        double tb = 0, ts = 0;
+        ok = bench_batched(c, q, nq, dim, o->k, list[i], chunk, nb, width, &h,
+                           &tb) &&
+             bench_single(c, q, n_single, dim, o->k, list[i], &ts);
+        if (ok)
+            printf("%8u  %9.4f  %12.1f  %11.1f\n", list[i],
+                   (double)h / ((double)nq * o->k),
+                   tb > 0 ? (double)nq / tb : 0.0,
+                   ts > 0 ? (double)n_single / ts : 0.0);
+        fflush(stdout);
+    }
+    free(q);
+    free(nb);
+    return ok ? 0 : 1;
+}
+
+static int cmd_bench(npvdb_client *c, const opts *o)
+{
+    if (o->npos != 1) return fail("usage: npvdb bench FILE.hdf5 [options]");
+    npvdb_annfile *f = open_file(o->pos[0]);
+    if (!f) return 1;
+    int rc = run_bench(c, o, f);
+    npvdb_annfile_close(f);
+    return rc;
+}
+
+/* ---- small commands ---- */
+
+static int cmd_info(npvdb_client *c)
+{
+    npvdb_client_info info;
+    npvdb_client_error err;
+    if (npvdb_client_info_get(c, &info, &err) != NPVDB_STATUS_OK)
+        return rpc_fail("info", &err);
+    printf("server:      %s (version %s)\n", npvdb_client_target(c),
+           info.server_version);
+    if (!info.initialized) {
+        printf("collection:  none (run `npvdb load` or Init first)\n");
+        return 0;
+    }
+    printf("dim:         %u\nmetric:      %s\nvectors:     %llu\n"
+           "shards:      %u\ntrained:     %s\nnprobe:      %u (default)\n"
+           "memory:      %.1f MiB\n",
+           info.dim, npvdb_client_metric_name(info.metric),
+           (unsigned long long)info.vectors, info.n_shards,
+           info.trained ? "yes" : "no", info.default_nprobe,
+           (double)info.memory_bytes / (1 << 20));
+    if (info.n_shard_sizes) {
+        uint64_t lo = UINT64_MAX, hi = 0;
+        for (size_t i = 0; i < info.n_shard_sizes; i++) {
+            lo = info.shard_sizes[i] < lo ? info.shard_sizes[i] : lo;
+            hi = info.shard_sizes[i] > hi ? info.shard_sizes[i] : hi;
+        }
+        printf("shard sizes: %llu .. %llu\n", (unsigned long long)lo,
+               (unsigned long long)hi);
+    }
+    npvdb_client_info_free(&info);
+    return 0;
+}
+
+static int cmd_snapshot(npvdb_client *c)
+{
+    npvdb_client_snapshot_info s;
+    npvdb_client_error err;
+    if (npvdb_client_snapshot(c, &s, &err) != NPVDB_STATUS_OK)
+        return rpc_fail("snapshot", &err);
+    printf("snapshot %s: %llu vectors, %llu bytes, %.2f s (log sequence "
+           "%llu)\n",
+           s.path, (unsigned long long)s.vectors, (unsigned long long)s.bytes,
+           s.seconds, (unsigned long long)s.sequence);
+    return 0;
+}
+
+static int cmd_delete(npvdb_client *c, const opts *o)
+{
+    if (o->npos < 1) return fail("usage: npvdb delete KEY...");
+    uint64_t deleted = 0;
+    npvdb_client_error err;
+    if (npvdb_client_delete(c, o->pos, (size_t)o->npos, &deleted, &err) !=
+        NPVDB_STATUS_OK)
+        return rpc_fail("delete", &err);
+    printf("deleted %llu of %d keys\n", (unsigned long long)deleted, o->npos);
+    return 0;
+}
+
+static int cmd_get(npvdb_client *c, const opts *o)
+{
+    if (o->npos < 1) return fail("usage: npvdb get KEY...");
+    npvdb_client_info info;
+    npvdb_client_error err;
+    if (npvdb_client_info_get(c, &info, &err) != NPVDB_STATUS_OK)
+        return rpc_fail("info", &err);
+    npvdb_client_info_free(&info);
+    npvdb_client_vectors v;
+    if (npvdb_client_get(c, o->pos, (size_t)o->npos, info.dim, &v, &err) !=
+        NPVDB_STATUS_OK)
+        return rpc_fail("get", &err);
+    for (size_t i = 0; i < v.n_found; i++) {
+        printf("%s:", v.keys[i]);
+        for (uint32_t j = 0; j < v.dim; j++)
+            printf(" %g", (double)v.vectors[i * v.dim + j]);
+        printf("\n");
+    }
+    for (size_t i = 0; i < v.n_missing; i++)
+        printf("%s: not found\n", v.missing[i]);
+    npvdb_client_vectors_free(&v);
+    return 0;
+}
+
+static int cmd_health(npvdb_client *c)
+{
+    int serving = 0;
+    npvdb_client_error err;
+    if (npvdb_client_health(c, "", &serving, &err) != NPVDB_STATUS_OK)
+        return rpc_fail("health", &err);
+    printf("%s\n", serving ? "SERVING" : "NOT_SERVING");
+    return serving ? 0 : 1;
+}
+
+static int dispatch(npvdb_client *c, const char *cmd, const opts *o)
+{
+    if (!strcmp(cmd, "load")) return cmd_load(c, o);
+    if (!strcmp(cmd, "query")) return cmd_query(c, o);
+    if (!strcmp(cmd, "bench")) return cmd_bench(c, o);
+    if (!strcmp(cmd, "info")) return cmd_info(c);
+    if (!strcmp(cmd, "snapshot")) return cmd_snapshot(c);
+    if (!strcmp(cmd, "delete")) return cmd_delete(c, o);
+    if (!strcmp(cmd, "get")) return cmd_get(c, o);
+    return cmd_health(c);
+}
+
+int main(int argc, char **argv)
+{
+    const char *env = getenv("NPVDB_SERVER");
+    opts o = {
+        .server = env && *env ? env : NPVDB_CLIENT_DEFAULT_TARGET,
+        .timeout_s = 3600,
+        .metric = -1,
+        .train_sample = -1,
+        .k = 10,
+        .n = 5,
+        .single_max = 1000,
+    };
+    const char *cmd;
+    if (!parse_args(argc, argv, &o, &cmd)) return 2;
+    static const char *const known[] = {"load", "query",    "bench",
+                                        "info", "snapshot", "delete",
+                                        "get",  "health"};
+    int found = 0;
+    for (size_t i = 0; cmd && i < sizeof known / sizeof known[0]; i++)
+        found |= !strcmp(cmd, known[i]);
+    if (!found) {
+        if (cmd) fail("unknown command '%s'", cmd);
+        usage(stderr);
+        return 2;
+    }
+    if (o.k == 0) return fail("--k must be at least 1"), 2;
+    npvdb_client *c = connect_or_fail(&o);
+    if (!c) return 1;
+    int rc = dispatch(c, cmd, &o);
+    npvdb_client_close(c);
+    return rc;
+}

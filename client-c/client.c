@@ -1,0 +1,1099 @@
+/*
+ * client.c -- npvdb_client.h on the gRPC C core and protobuf-c.
+ *
+ * Each RPC is one grpc_call with its own pluck completion queue, driven by
+ * op batches from the calling thread (see shared/notes/grpc-core-in-c.md):
+ *   unary:            one batch with every op;
+ *   server-streaming: send + half-close, then one RECV_MESSAGE batch per
+ *                     reply until the stream ends, then RECV_STATUS;
+ *   client-streaming: RECV_STATUS (+ the reply) stays outstanding from the
+ *                     start, so a server that ends the stream early (a bad
+ *                     message) is noticed at the next send.
+ * Outgoing messages are packed into malloc'ed memory handed to gRPC as a
+ * slice (gRPC's own allocator aborts on failure; ours is checked).
+ */
+#include "npvdb_client.h"
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "npvdb/v1/npvdb.pb-c.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error                                                                         \
+    "npvdb's wire format is little-endian float32; big-endian hosts unsupported"
+#endif
+
+#define DEFAULT_CALL_TIMEOUT_MS 60000
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define INSERT_DEFAULT_BATCH 1024
+/* Keeps one Insert message under the server's default 4 MiB receive limit. */
+#define INSERT_MAX_MESSAGE_BYTES ((4u << 20) - 4096u)
+
+struct npvdb_client {
+    grpc_channel *channel;
+    char *target;
+    int timeout_ms;
+    int grpc_started; /* grpc_init was called: grpc_shutdown at close */
+};
+
+/* ---- errors ---- */
+
+static npvdb_status set_err(npvdb_client_error *err, npvdb_status code,
+                            const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static npvdb_status set_err(npvdb_client_error *err, npvdb_status code,
+                            const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+static void clear_err(npvdb_client_error *err)
+{
+    if (err) {
+        err->code = NPVDB_STATUS_OK;
+        err->msg[0] = '\0';
+    }
+}
+
+const char *npvdb_status_name(npvdb_status code)
+{
+    static const char *const names[] = {
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    };
+    if ((unsigned)code < sizeof names / sizeof names[0]) return names[code];
+    return "UNKNOWN_STATUS";
+}
+
+const char *npvdb_client_metric_name(npvdb_client_metric m)
+{
+    switch (m) {
+    case NPVDB_CLIENT_COSINE:
+        return "cosine";
+    case NPVDB_CLIENT_L2:
+        return "l2";
+    case NPVDB_CLIENT_IP:
+        return "ip";
+    default:
+        return "default";
+    }
+}
+
+/* ---- one call ---- */
+
+/* The receiving side of a call's status, kept alive until its batch ends. */
+typedef struct status_ops {
+    grpc_metadata_array initial_md;
+    grpc_metadata_array trailing_md;
+    grpc_status_code status;
+    grpc_slice details;
+    const char *error_string;
+} status_ops;
+
+typedef struct call {
+    grpc_call *call;
+    grpc_completion_queue *cq;
+} call;
+
+static gpr_timespec deadline_in(int ms)
+{
+    if (ms <= 0) return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                        gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+static npvdb_status call_open(npvdb_client *c, const char *method,
+                              int timeout_ms, call *k, npvdb_client_error *err)
+{
+    k->cq = grpc_completion_queue_create_for_pluck(NULL);
+    if (!k->cq)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "cannot create a completion queue");
+    k->call =
+        grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS,
+                                 k->cq, grpc_slice_from_static_string(method),
+                                 NULL, deadline_in(timeout_ms), NULL);
+    if (!k->call) {
+        grpc_completion_queue_destroy(k->cq);
+        k->cq = NULL;
+        return set_err(err, NPVDB_STATUS_INTERNAL, "cannot create call %s",
+                       method);
+    }
+    return NPVDB_STATUS_OK;
+}
+
+/* Every batch started on the call must have been plucked before this. */
+static void call_close(call *k)
+{
+    if (k->call) grpc_call_unref(k->call);
+    if (k->cq) {
+        grpc_completion_queue_shutdown(k->cq);
+        grpc_completion_queue_destroy(k->cq);
+    }
+    k->call = NULL;
+    k->cq = NULL;
+}
+
+static int pluck(call *k, void *tag)
+{
+    grpc_event ev = grpc_completion_queue_pluck(
+        k->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+/* Starts a batch; on success the tag must later be plucked. */
+static npvdb_status start(call *k, const grpc_op *ops, size_t n, void *tag,
+                          npvdb_client_error *err)
+{
+    grpc_call_error e = grpc_call_start_batch(k->call, ops, n, tag, NULL);
+    if (e != GRPC_CALL_OK)
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "grpc_call_start_batch failed (%d)", (int)e);
+    return NPVDB_STATUS_OK;
+}
+
+static void status_init(status_ops *st)
+{
+    memset(st, 0, sizeof *st);
+    grpc_metadata_array_init(&st->initial_md);
+    grpc_metadata_array_init(&st->trailing_md);
+    st->details = grpc_empty_slice();
+}
+
+static void status_fill_ops(status_ops *st, grpc_op *op)
+{
+    memset(op, 0, sizeof *op);
+    op->op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op->data.recv_status_on_client.trailing_metadata = &st->trailing_md;
+    op->data.recv_status_on_client.status = &st->status;
+    op->data.recv_status_on_client.status_details = &st->details;
+    op->data.recv_status_on_client.error_string = &st->error_string;
+}
+
+/* Turns a received status into the return value and err (then frees it).
+ * UNAVAILABLE gets the target in front so a user sees where it looked. */
+static npvdb_status status_finish(npvdb_client *c, status_ops *st,
+                                  npvdb_client_error *err)
+{
+    npvdb_status code = (npvdb_status)st->status;
+    if (code != NPVDB_STATUS_OK) {
+        size_t len = GRPC_SLICE_LENGTH(st->details);
+        const char *msg = (const char *)GRPC_SLICE_START_PTR(st->details);
+        if (len == 0 && st->error_string) {
+            msg = st->error_string;
+            len = strlen(msg);
+        }
+        if (len == 0) {
+            msg = npvdb_status_name(code);
+            len = strlen(msg);
+        }
+        if (code == NPVDB_STATUS_UNAVAILABLE)
+            set_err(err, code, "cannot reach npvdb at %s: %.*s", c->target,
+                    (int)len, msg);
+        else
+            set_err(err, code, "%.*s", (int)len, msg);
+    }
+    grpc_slice_unref(st->details);
+    st->details = grpc_empty_slice();
+    if (st->error_string) gpr_free((void *)st->error_string);
+    st->error_string = NULL;
+    grpc_metadata_array_destroy(&st->initial_md);
+    grpc_metadata_array_destroy(&st->trailing_md);
+    return code;
+}
+
+/* ---- messages ---- */
+
+static void free_packed(void *p)
+{
+    free(p);
+}
+
+/* Packs m into a new byte buffer (caller destroys it), NULL when out of
+ * memory. */
+static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
+{
+    size_t len = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(len ? len : 1);
+    if (!buf) return NULL;
+    protobuf_c_message_pack(m, buf);
+    grpc_slice s = grpc_slice_new(buf, len, free_packed);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+/* Unpacks and destroys bb; NULL when it is not a valid message. */
+static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb,
+                                        const ProtobufCMessageDescriptor *d)
+{
+    grpc_byte_buffer_reader r;
+    ProtobufCMessage *m = NULL;
+    if (grpc_byte_buffer_reader_init(&r, bb)) {
+        grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+        m = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(s),
+                                      GRPC_SLICE_START_PTR(s));
+        grpc_slice_unref(s);
+        grpc_byte_buffer_reader_destroy(&r);
+    }
+    grpc_byte_buffer_destroy(bb);
+    return m;
+}
+
+/* One unary call of `method`: *reply gets the unpacked reply on success
+ * (caller frees with protobuf_c_message_free_unpacked). */
+static npvdb_status unary(npvdb_client *c, const char *method, int timeout_ms,
+                          const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *reply_desc,
+                          ProtobufCMessage **reply, npvdb_client_error *err)
+{
+    *reply = NULL;
+    grpc_byte_buffer *out = pack_message(req);
+    if (!out)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "out of memory packing a %s request", method);
+    call k;
+    npvdb_status rc = call_open(c, method, timeout_ms, &k, err);
+    if (rc != NPVDB_STATUS_OK) {
+        grpc_byte_buffer_destroy(out);
+        return rc;
+    }
+    status_ops st;
+    status_init(&st);
+    grpc_byte_buffer *in = NULL;
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = out;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &st.initial_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &in;
+    status_fill_ops(&st, &ops[5]);
+    rc = start(&k, ops, 6, &k, err);
+    if (rc == NPVDB_STATUS_OK) pluck(&k, &k); /* failures show in the status */
+    grpc_byte_buffer_destroy(out);
+    if (rc == NPVDB_STATUS_OK)
+        rc = status_finish(c, &st, err);
+    else
+        status_finish(c, &st, NULL);
+    call_close(&k);
+    if (rc == NPVDB_STATUS_OK) {
+        if (!in)
+            return set_err(err, NPVDB_STATUS_INTERNAL,
+                           "%s: OK status without a reply", method);
+        *reply = unpack_message(in, reply_desc);
+        if (!*reply)
+            return set_err(err, NPVDB_STATUS_INTERNAL, "%s: malformed reply",
+                           method);
+        return NPVDB_STATUS_OK;
+    }
+    if (in) grpc_byte_buffer_destroy(in);
+    return rc;
+}
+
+/* ---- connect / close ---- */
+
+npvdb_client *npvdb_client_connect(const char *target, int timeout_ms,
+                                   npvdb_client_error *err)
+{
+    clear_err(err);
+    if (!target || !*target) {
+        set_err(err, NPVDB_STATUS_INVALID_ARGUMENT, "empty server address");
+        return NULL;
+    }
+    npvdb_client *c = calloc(1, sizeof *c);
+    if (!c || !(c->target = strdup(target))) {
+        free(c);
+        set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    c->timeout_ms = DEFAULT_CALL_TIMEOUT_MS;
+    grpc_init();
+    c->grpc_started = 1;
+    /* Replies (Get of many keys, big k) may exceed gRPC's 4 MiB default. */
+    grpc_arg args[1];
+    args[0].type = GRPC_ARG_INTEGER;
+    args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    args[0].value.integer = -1;
+    grpc_channel_args cargs = {1, args};
+    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    c->channel = grpc_channel_create(target, creds, &cargs);
+    grpc_channel_credentials_release(creds);
+    if (!c->channel) {
+        set_err(err, NPVDB_STATUS_INVALID_ARGUMENT, "bad server address %s",
+                target);
+        npvdb_client_close(c);
+        return NULL;
+    }
+    /* A health check proves someone answers: gRPC connects lazily and
+     * would otherwise report a dead server only at the first real call. */
+    int ms = timeout_ms > 0 ? timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    Grpc__Health__V1__HealthCheckRequest req =
+        GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    ProtobufCMessage *reply = NULL;
+    npvdb_client_error e;
+    npvdb_status rc =
+        unary(c, "/grpc.health.v1.Health/Check", ms, &req.base,
+              &grpc__health__v1__health_check_response__descriptor, &reply, &e);
+    if (reply) protobuf_c_message_free_unpacked(reply, NULL);
+    if (rc == NPVDB_STATUS_UNAVAILABLE ||
+        rc == NPVDB_STATUS_DEADLINE_EXCEEDED) {
+        if (rc == NPVDB_STATUS_DEADLINE_EXCEEDED)
+            set_err(err, rc, "cannot reach npvdb at %s: no answer within %d ms",
+                    target, ms);
+        else if (err)
+            *err = e;
+        npvdb_client_close(c);
+        return NULL;
+    }
+    /* Any other status (even UNIMPLEMENTED) came from a live server. */
+    return c;
+}
+
+void npvdb_client_close(npvdb_client *c)
+{
+    if (!c) return;
+    if (c->channel) {
+        grpc_channel_destroy(c->channel);
+    }
+    if (c->grpc_started) grpc_shutdown();
+    free(c->target);
+    free(c);
+}
+
+void npvdb_client_set_timeout(npvdb_client *c, int timeout_ms)
+{
+    c->timeout_ms = timeout_ms;
+}
+
+const char *npvdb_client_target(const npvdb_client *c)
+{
+    return c->target;
+}
+
+/* ---- Init ---- */
+
+npvdb_status npvdb_client_init(npvdb_client *c,
+                               const npvdb_client_init_params *p, int *trained,
+                               int *replaced, npvdb_client_error *err)
+{
+    clear_err(err);
+    if (!p || (p->n_train && !p->train))
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "init: missing parameters");
+    if (p->dim && p->n_train > SIZE_MAX / 4 / p->dim)
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "init: training sample too large");
+    Npvdb__V1__InitRequest req = NPVDB__V1__INIT_REQUEST__INIT;
+    req.dim = p->dim;
+    req.metric = (Npvdb__V1__Metric)p->metric;
+    req.n_shards = p->n_shards;
+    req.replace = p->replace != 0;
+    req.default_nprobe = p->default_nprobe;
+    req.train_vectors.len = p->n_train * p->dim * sizeof(float);
+    req.train_vectors.data = (uint8_t *)p->train; /* only read by pack */
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/Init", c->timeout_ms, &req.base,
+              &npvdb__v1__init_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    Npvdb__V1__InitReply *r = (Npvdb__V1__InitReply *)m;
+    if (trained) *trained = r->trained;
+    if (replaced) *replaced = r->replaced;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NPVDB_STATUS_OK;
+}
+
+/* ---- Insert stream ---- */
+
+struct npvdb_client_stream {
+    npvdb_client *c;
+    call k;
+    uint32_t dim;
+    uint64_t sent_messages;
+    grpc_byte_buffer *pending; /* the SEND_MESSAGE in flight, or NULL */
+    int status_done;           /* the status batch has been plucked */
+    status_ops st;
+    npvdb_status final_rc;        /* why the stream ended early */
+    npvdb_client_error final_err; /* ... repeated by _finish */
+    grpc_byte_buffer *reply;
+    /* Distinct addresses serve as the batch tags. */
+    char tag_send, tag_status, tag_close;
+};
+
+static void stream_free(npvdb_client_stream *s)
+{
+    if (s->pending) grpc_byte_buffer_destroy(s->pending);
+    if (s->reply) grpc_byte_buffer_destroy(s->reply);
+    call_close(&s->k);
+    free(s);
+}
+
+/* Waits for the status batch (the call is over or about to be) and returns
+ * the server's status; an OK status here without half-close is an error. */
+static npvdb_status stream_status(npvdb_client_stream *s,
+                                  npvdb_client_error *err)
+{
+    if (!s->status_done) {
+        pluck(&s->k, &s->tag_status);
+        s->status_done = 1;
+    }
+    return status_finish(s->c, &s->st, err);
+}
+
+/* Ends the in-flight send, if any; 0 when it failed (the call is dead). */
+static int stream_wait_send(npvdb_client_stream *s)
+{
+    if (!s->pending) return 1;
+    int ok = pluck(&s->k, &s->tag_send);
+    grpc_byte_buffer_destroy(s->pending);
+    s->pending = NULL;
+    return ok;
+}
+
+/* Cancels and drains every outstanding batch so the stream can be freed. */
+static void stream_abort(npvdb_client_stream *s)
+{
+    grpc_call_cancel(s->k.call, NULL);
+    stream_wait_send(s);
+    if (!s->status_done) {
+        pluck(&s->k, &s->tag_status);
+        s->status_done = 1;
+        status_finish(s->c, &s->st, NULL);
+    }
+}
+
+npvdb_client_stream *npvdb_client_insert_begin(npvdb_client *c, uint32_t dim,
+                                               npvdb_client_error *err)
+{
+    clear_err(err);
+    npvdb_client_stream *s = calloc(1, sizeof *s);
+    if (!s) {
+        set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+        return NULL;
+    }
+    s->c = c;
+    s->dim = dim;
+    s->status_done = 1; /* nothing to pluck yet */
+    if (call_open(c, "/npvdb.v1.VectorDB/Insert", c->timeout_ms, &s->k, err) !=
+        NPVDB_STATUS_OK) {
+        free(s);
+        return NULL;
+    }
+    status_init(&s->st);
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[0].data.recv_initial_metadata.recv_initial_metadata = &s->st.initial_md;
+    ops[1].op = GRPC_OP_RECV_MESSAGE;
+    ops[1].data.recv_message.recv_message = &s->reply;
+    status_fill_ops(&s->st, &ops[2]);
+    if (start(&s->k, ops, 3, &s->tag_status, err) != NPVDB_STATUS_OK) {
+        status_finish(c, &s->st, NULL);
+        stream_free(s);
+        return NULL;
+    }
+    s->status_done = 0;
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (start(&s->k, ops, 1, &s->tag_send, err) != NPVDB_STATUS_OK) {
+        stream_abort(s);
+        stream_free(s);
+        return NULL;
+    }
+    if (!pluck(&s->k, &s->tag_send)) {
+        /* The call failed at once (server down): its status says why. */
+        if (stream_status(s, err) == NPVDB_STATUS_OK)
+            set_err(err, NPVDB_STATUS_INTERNAL, "insert: call failed");
+        stream_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* The server ended the call before the client half-closed: report why. */
+static npvdb_status stream_ended_early(npvdb_client_stream *s,
+                                       npvdb_client_error *err)
+{
+    stream_wait_send(s);
+    npvdb_client_error *e = &s->final_err;
+    npvdb_status rc = stream_status(s, e);
+    if (rc == NPVDB_STATUS_OK)
+        rc = set_err(e, NPVDB_STATUS_INTERNAL,
+                     "insert: server ended the stream after %llu messages",
+                     (unsigned long long)s->sent_messages);
+    s->final_rc = rc;
+    if (err) *err = *e;
+    return rc;
+}
+
+npvdb_status npvdb_client_stream_send(npvdb_client_stream *s,
+                                      const char *const *keys,
+                                      const float *rows, size_t n,
+                                      npvdb_client_error *err)
+{
+    clear_err(err);
+    if (s->status_done) {
+        if (err) *err = s->final_err;
+        return s->final_rc;
+    }
+    if ((n && (!keys || !rows)) || (s->dim && n > SIZE_MAX / 4 / s->dim))
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "insert: bad batch arguments");
+    /* Cheap check (does not block) whether the server already gave up. */
+    grpc_event ev = grpc_completion_queue_pluck(
+        s->k.cq, &s->tag_status, gpr_inf_past(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_OP_COMPLETE) {
+        s->status_done = 1;
+        return stream_ended_early(s, err);
+    }
+    Npvdb__V1__InsertRequest req = NPVDB__V1__INSERT_REQUEST__INIT;
+    req.n_keys = n;
+    req.keys = (char **)keys; /* only read by pack */
+    req.vectors.len = n * s->dim * sizeof(float);
+    req.vectors.data = (uint8_t *)rows;
+    grpc_byte_buffer *bb = pack_message(&req.base);
+    if (!bb)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "insert: out of memory packing a message");
+    /* Only one send may be in flight: wait for the previous one. Packing
+     * the next message first overlaps it with the transfer. */
+    if (!stream_wait_send(s)) {
+        grpc_byte_buffer_destroy(bb);
+        return stream_ended_early(s, err);
+    }
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_MESSAGE;
+    op.data.send_message.send_message = bb;
+    npvdb_status rc = start(&s->k, &op, 1, &s->tag_send, err);
+    if (rc != NPVDB_STATUS_OK) {
+        grpc_byte_buffer_destroy(bb);
+        return rc;
+    }
+    s->pending = bb;
+    s->sent_messages++;
+    return NPVDB_STATUS_OK;
+}
+
+npvdb_status npvdb_client_stream_finish(npvdb_client_stream *s,
+                                        npvdb_client_insert_reply *reply,
+                                        npvdb_client_error *err)
+{
+    clear_err(err);
+    if (reply) memset(reply, 0, sizeof *reply);
+    npvdb_status rc;
+    if (s->status_done) {
+        /* A send already got the server's status: repeat it. */
+        rc = s->final_rc;
+        if (err) *err = s->final_err;
+        stream_free(s);
+        return rc;
+    }
+    stream_wait_send(s); /* a failure shows in the status */
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    if (start(&s->k, &op, 1, &s->tag_close, NULL) == NPVDB_STATUS_OK)
+        pluck(&s->k, &s->tag_close);
+    rc = stream_status(s, err);
+    if (rc == NPVDB_STATUS_OK) {
+        grpc_byte_buffer *bb = s->reply;
+        s->reply = NULL;
+        ProtobufCMessage *m =
+            bb ? unpack_message(bb, &npvdb__v1__insert_reply__descriptor)
+               : NULL;
+        if (!m) {
+            rc = set_err(err, NPVDB_STATUS_INTERNAL,
+                         "insert: missing or malformed reply");
+        } else {
+            Npvdb__V1__InsertReply *r = (Npvdb__V1__InsertReply *)m;
+            if (reply) {
+                reply->inserted = r->inserted;
+                reply->replaced = r->replaced;
+                reply->messages = r->messages;
+            }
+            protobuf_c_message_free_unpacked(m, NULL);
+        }
+    }
+    stream_free(s);
+    return rc;
+}
+
+void npvdb_client_stream_cancel(npvdb_client_stream *s)
+{
+    if (!s) return;
+    stream_abort(s);
+    stream_free(s);
+}
+
+/* How many rows from `first` fit one message of at most `batch` rows and
+ * INSERT_MAX_MESSAGE_BYTES bytes (always at least one). */
+static size_t batch_rows(const char *const *keys, size_t first, size_t n,
+                         size_t batch, uint32_t dim)
+{
+    size_t bytes = 0, rows = 0;
+    while (first + rows < n && rows < batch) {
+        size_t row = (size_t)dim * 4 + strlen(keys[first + rows]) + 8;
+        if (rows && bytes + row > INSERT_MAX_MESSAGE_BYTES) break;
+        bytes += row;
+        rows++;
+    }
+    return rows;
+}
+
+npvdb_status npvdb_client_insert(npvdb_client *c, uint32_t dim,
+                                 const char *const *keys, const float *rows,
+                                 size_t n, size_t batch,
+                                 npvdb_client_progress_cb progress, void *ctx,
+                                 npvdb_client_insert_reply *reply,
+                                 npvdb_client_error *err)
+{
+    clear_err(err);
+    if (reply) memset(reply, 0, sizeof *reply);
+    if (n && (!keys || !rows))
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "insert: missing keys or rows");
+    if (!batch) batch = INSERT_DEFAULT_BATCH;
+    npvdb_client_stream *s = npvdb_client_insert_begin(c, dim, err);
+    if (!s) return err ? err->code : NPVDB_STATUS_INTERNAL;
+    size_t done = 0;
+    while (done < n) {
+        size_t m = batch_rows(keys, done, n, batch, dim);
+        npvdb_status rc = npvdb_client_stream_send(
+            s, keys + done, rows + done * (size_t)dim, m, err);
+        if (rc != NPVDB_STATUS_OK) {
+            npvdb_client_stream_cancel(s);
+            return rc;
+        }
+        done += m;
+        if (progress && progress(ctx, done, n)) {
+            npvdb_client_stream_cancel(s);
+            return set_err(err, NPVDB_STATUS_CANCELLED,
+                           "insert: cancelled after %zu of %zu rows", done, n);
+        }
+    }
+    return npvdb_client_stream_finish(s, reply, err);
+}
+
+/* ---- GetClosest ---- */
+
+void npvdb_client_results_free(npvdb_client_results *r)
+{
+    if (!r) return;
+    free(r->counts);
+    free(r->keys);
+    free(r->distances);
+    free(r->arena_);
+    memset(r, 0, sizeof *r);
+}
+
+/* Results being received: keys are arena offsets until the end, because
+ * the arena moves as it grows. */
+typedef struct collector {
+    npvdb_client_results *r;
+    size_t *key_off; /* nq*k, SIZE_MAX for an empty slot */
+    size_t arena_len, arena_cap;
+} collector;
+
+static int collector_init(collector *col, npvdb_client_results *r, size_t nq,
+                          uint32_t k)
+{
+    memset(col, 0, sizeof *col);
+    col->r = r;
+    r->nq = nq;
+    r->k = k;
+    size_t slots = nq * k;
+    r->counts = calloc(nq ? nq : 1, sizeof *r->counts);
+    r->distances = calloc(slots ? slots : 1, sizeof *r->distances);
+    col->key_off = malloc((slots ? slots : 1) * sizeof *col->key_off);
+    if (!r->counts || !r->distances || !col->key_off) return 0;
+    for (size_t i = 0; i < slots; i++)
+        col->key_off[i] = SIZE_MAX;
+    return 1;
+}
+
+static int arena_add(collector *col, const char *key, size_t *off)
+{
+    size_t len = strlen(key) + 1;
+    if (col->arena_len + len > col->arena_cap) {
+        size_t cap = col->arena_cap ? col->arena_cap * 2 : 4096;
+        while (cap < col->arena_len + len)
+            cap *= 2;
+        char *a = realloc(col->r->arena_, cap);
+        if (!a) return 0;
+        col->r->arena_ = a;
+        col->arena_cap = cap;
+    }
+    memcpy(col->r->arena_ + col->arena_len, key, len);
+    *off = col->arena_len;
+    col->arena_len += len;
+    return 1;
+}
+
+/* Stores reply number `i`; returns OK or the contract violation. */
+static npvdb_status collect_reply(collector *col, size_t i,
+                                  const Npvdb__V1__GetClosestReply *m,
+                                  npvdb_client_error *err)
+{
+    npvdb_client_results *r = col->r;
+    if (i >= r->nq || m->query_index != i)
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "get_closest: reply %zu has query_index %u (of %zu)", i,
+                       m->query_index, r->nq);
+    if (m->n_keys != m->n_distances || m->n_keys > r->k)
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "get_closest: reply %zu has %zu keys, %zu distances "
+                       "(k %u)",
+                       i, m->n_keys, m->n_distances, r->k);
+    r->counts[i] = (uint32_t)m->n_keys;
+    for (size_t j = 0; j < m->n_keys; j++) {
+        if (!arena_add(col, m->keys[j], &col->key_off[i * r->k + j]))
+            return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                           "get_closest: out of memory");
+        r->distances[i * r->k + j] = m->distances[j];
+    }
+    return NPVDB_STATUS_OK;
+}
+
+/* Turns arena offsets into key pointers. */
+static int collector_finish(collector *col)
+{
+    npvdb_client_results *r = col->r;
+    size_t slots = r->nq * r->k;
+    r->keys = calloc(slots ? slots : 1, sizeof *r->keys);
+    if (!r->keys) return 0;
+    for (size_t i = 0; i < slots; i++)
+        if (col->key_off[i] != SIZE_MAX)
+            r->keys[i] = r->arena_ + col->key_off[i];
+    return 1;
+}
+
+/* Reads replies until the stream ends; returns the first problem found. */
+static npvdb_status receive_replies(call *k, collector *col, size_t *got,
+                                    npvdb_client_error *err)
+{
+    npvdb_status bad = NPVDB_STATUS_OK;
+    for (;;) {
+        grpc_byte_buffer *in = NULL;
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &in;
+        if (start(k, &op, 1, k, NULL) != NPVDB_STATUS_OK) break;
+        int ok = pluck(k, k);
+        if (!ok || !in) {
+            if (in) grpc_byte_buffer_destroy(in);
+            break;
+        }
+        ProtobufCMessage *m =
+            unpack_message(in, &npvdb__v1__get_closest_reply__descriptor);
+        if (bad == NPVDB_STATUS_OK) {
+            if (!m)
+                bad = set_err(err, NPVDB_STATUS_INTERNAL,
+                              "get_closest: malformed reply %zu", *got);
+            else
+                bad = collect_reply(col, *got,
+                                    (const Npvdb__V1__GetClosestReply *)m, err);
+            if (bad != NPVDB_STATUS_OK) grpc_call_cancel(k->call, NULL);
+        }
+        if (m) protobuf_c_message_free_unpacked(m, NULL);
+        (*got)++;
+    }
+    return bad;
+}
+
+npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
+                                      size_t nq, uint32_t dim, uint32_t k,
+                                      uint32_t nprobe,
+                                      npvdb_client_results *out,
+                                      npvdb_client_error *err)
+{
+    clear_err(err);
+    memset(out, 0, sizeof *out);
+    if ((nq && !queries) || (dim && nq > SIZE_MAX / 4 / dim) ||
+        (k && nq > SIZE_MAX / sizeof(char *) / k))
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "get_closest: bad arguments");
+    Npvdb__V1__GetClosestRequest req = NPVDB__V1__GET_CLOSEST_REQUEST__INIT;
+    req.queries.len = nq * dim * sizeof(float);
+    req.queries.data = (uint8_t *)queries; /* only read by pack */
+    req.k = k;
+    req.nprobe = nprobe;
+    collector col;
+    if (!collector_init(&col, out, nq, k)) {
+        free(col.key_off);
+        npvdb_client_results_free(out);
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "get_closest: out of memory for %zu x %u results", nq,
+                       k);
+    }
+    grpc_byte_buffer *bb = pack_message(&req.base);
+    call kc = {0};
+    npvdb_status rc = bb ? call_open(c, "/npvdb.v1.VectorDB/GetClosest",
+                                     c->timeout_ms, &kc, err)
+                         : set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                                   "get_closest: out of memory");
+    if (rc != NPVDB_STATUS_OK) {
+        if (bb) grpc_byte_buffer_destroy(bb);
+        free(col.key_off);
+        npvdb_client_results_free(out);
+        return rc;
+    }
+    status_ops st;
+    status_init(&st);
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &st.initial_md;
+    size_t got = 0;
+    npvdb_status bad = NPVDB_STATUS_OK;
+    if (start(&kc, ops, 4, &kc, NULL) == NPVDB_STATUS_OK) {
+        pluck(&kc, &kc);
+        bad = receive_replies(&kc, &col, &got, err);
+    }
+    grpc_byte_buffer_destroy(bb);
+    memset(ops, 0, sizeof ops);
+    status_fill_ops(&st, &ops[0]);
+    if (start(&kc, ops, 1, &kc, NULL) == NPVDB_STATUS_OK) pluck(&kc, &kc);
+    /* A broken contract outranks the status its cancel caused. */
+    rc = status_finish(c, &st, bad == NPVDB_STATUS_OK ? err : NULL);
+    call_close(&kc);
+    if (bad != NPVDB_STATUS_OK)
+        rc = bad;
+    else if (rc == NPVDB_STATUS_OK && got != nq)
+        rc = set_err(err, NPVDB_STATUS_INTERNAL,
+                     "get_closest: %zu replies for %zu queries", got, nq);
+    else if (rc == NPVDB_STATUS_OK && !collector_finish(&col))
+        rc = set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                     "get_closest: out of memory");
+    free(col.key_off);
+    if (rc != NPVDB_STATUS_OK) npvdb_client_results_free(out);
+    return rc;
+}
+
+/* ---- Snapshot, Delete, Info, Get, Health ---- */
+
+npvdb_status npvdb_client_snapshot(npvdb_client *c,
+                                   npvdb_client_snapshot_info *out,
+                                   npvdb_client_error *err)
+{
+    clear_err(err);
+    memset(out, 0, sizeof *out);
+    Npvdb__V1__SnapshotRequest req = NPVDB__V1__SNAPSHOT_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/Snapshot", c->timeout_ms, &req.base,
+              &npvdb__v1__snapshot_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    Npvdb__V1__SnapshotReply *r = (Npvdb__V1__SnapshotReply *)m;
+    snprintf(out->path, sizeof out->path, "%s", r->path ? r->path : "");
+    out->vectors = r->vectors;
+    out->bytes = r->bytes;
+    out->seconds = r->seconds;
+    out->sequence = r->sequence;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NPVDB_STATUS_OK;
+}
+
+npvdb_status npvdb_client_delete(npvdb_client *c, const char *const *keys,
+                                 size_t n, uint64_t *deleted,
+                                 npvdb_client_error *err)
+{
+    clear_err(err);
+    if (n && !keys)
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "delete: missing keys");
+    Npvdb__V1__DeleteRequest req = NPVDB__V1__DELETE_REQUEST__INIT;
+    req.n_keys = n;
+    req.keys = (char **)keys; /* only read by pack */
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/Delete", c->timeout_ms, &req.base,
+              &npvdb__v1__delete_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    if (deleted) *deleted = ((Npvdb__V1__DeleteReply *)m)->deleted;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NPVDB_STATUS_OK;
+}
+
+void npvdb_client_info_free(npvdb_client_info *info)
+{
+    if (!info) return;
+    free(info->shard_sizes);
+    info->shard_sizes = NULL;
+    info->n_shard_sizes = 0;
+}
+
+npvdb_status npvdb_client_info_get(npvdb_client *c, npvdb_client_info *out,
+                                   npvdb_client_error *err)
+{
+    clear_err(err);
+    memset(out, 0, sizeof *out);
+    Npvdb__V1__InfoRequest req = NPVDB__V1__INFO_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/Info", c->timeout_ms, &req.base,
+              &npvdb__v1__info_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    Npvdb__V1__InfoReply *r = (Npvdb__V1__InfoReply *)m;
+    out->initialized = r->initialized;
+    out->dim = r->dim;
+    out->metric = (npvdb_client_metric)r->metric;
+    out->vectors = r->vectors;
+    out->n_shards = r->n_shards;
+    out->trained = r->trained;
+    out->memory_bytes = r->memory_bytes;
+    out->default_nprobe = r->default_nprobe;
+    snprintf(out->server_version, sizeof out->server_version, "%s",
+             r->server_version ? r->server_version : "");
+    if (r->n_shard_sizes) {
+        out->shard_sizes = malloc(r->n_shard_sizes * sizeof(uint64_t));
+        if (!out->shard_sizes) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                           "info: out of memory");
+        }
+        memcpy(out->shard_sizes, r->shard_sizes,
+               r->n_shard_sizes * sizeof(uint64_t));
+        out->n_shard_sizes = r->n_shard_sizes;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NPVDB_STATUS_OK;
+}
+
+static void free_strings(char **v, size_t n)
+{
+    if (!v) return;
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void npvdb_client_vectors_free(npvdb_client_vectors *v)
+{
+    if (!v) return;
+    free_strings(v->keys, v->n_found);
+    free_strings(v->missing, v->n_missing);
+    free(v->vectors);
+    memset(v, 0, sizeof *v);
+}
+
+/* Copies n strings; NULL when out of memory. */
+static char **copy_strings(char *const *src, size_t n)
+{
+    char **v = calloc(n ? n : 1, sizeof *v);
+    if (!v) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!(v[i] = strdup(src[i]))) {
+            free_strings(v, i);
+            return NULL;
+        }
+    }
+    return v;
+}
+
+static npvdb_status copy_get_reply(const Npvdb__V1__GetReply *r, uint32_t dim,
+                                   npvdb_client_vectors *out,
+                                   npvdb_client_error *err)
+{
+    if (r->vectors.len != r->n_keys * (size_t)dim * sizeof(float))
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "get: %zu bytes of vectors for %zu keys of dim %u",
+                       r->vectors.len, r->n_keys, dim);
+    out->dim = dim;
+    out->keys = copy_strings(r->keys, r->n_keys);
+    out->missing = copy_strings(r->missing, r->n_missing);
+    out->vectors = malloc(r->vectors.len ? r->vectors.len : 1);
+    if (out->keys) out->n_found = r->n_keys;
+    if (out->missing) out->n_missing = r->n_missing;
+    if (!out->keys || !out->missing || !out->vectors) {
+        npvdb_client_vectors_free(out);
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "get: out of memory");
+    }
+    if (r->vectors.len) memcpy(out->vectors, r->vectors.data, r->vectors.len);
+    return NPVDB_STATUS_OK;
+}
+
+npvdb_status npvdb_client_get(npvdb_client *c, const char *const *keys,
+                              size_t n, uint32_t dim, npvdb_client_vectors *out,
+                              npvdb_client_error *err)
+{
+    clear_err(err);
+    memset(out, 0, sizeof *out);
+    if (n && !keys)
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT, "get: missing keys");
+    Npvdb__V1__GetRequest req = NPVDB__V1__GET_REQUEST__INIT;
+    req.n_keys = n;
+    req.keys = (char **)keys; /* only read by pack */
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/Get", c->timeout_ms, &req.base,
+              &npvdb__v1__get_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    rc = copy_get_reply((const Npvdb__V1__GetReply *)m, dim, out, err);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return rc;
+}
+
+npvdb_status npvdb_client_health(npvdb_client *c, const char *service,
+                                 int *serving, npvdb_client_error *err)
+{
+    clear_err(err);
+    if (serving) *serving = 0;
+    Grpc__Health__V1__HealthCheckRequest req =
+        GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    req.service = (char *)(service ? service : ""); /* only read by pack */
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/grpc.health.v1.Health/Check", c->timeout_ms, &req.base,
+              &grpc__health__v1__health_check_response__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    if (serving)
+        *serving =
+            ((Grpc__Health__V1__HealthCheckResponse *)m)->status ==
+            GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NPVDB_STATUS_OK;
+}

@@ -1,0 +1,257 @@
+/*
+ * npvdb_client.h -- the C client of an npvdb server (protos/npvdb/v1).
+ *
+ * A small blocking API over gRPC: one opaque handle per server, one function
+ * per RPC. Every function that can fail returns an npvdb_status (the gRPC
+ * status code, NPVDB_STATUS_OK = 0) and, when `err` is not NULL, copies the
+ * code and the server's message into it. Errors found before anything is
+ * sent (bad arguments, out of memory) use the same codes (INVALID_ARGUMENT,
+ * RESOURCE_EXHAUSTED); a reply that does not follow the contract is INTERNAL.
+ *
+ * Ownership: pointers passed in are borrowed for the duration of the call.
+ * Structs filled by the library own their arrays; each has a _free function
+ * that releases the arrays (not the struct itself) and is safe on a zeroed or
+ * already freed struct.
+ *
+ * Threads: a handle may be used by any number of threads at once (each call
+ * has its own completion queue). An insert stream belongs to one thread at a
+ * time. npvdb_client_close must not race with other calls on the handle.
+ *
+ * Vectors are float32, row-major, host order; the host must be little-endian
+ * (the wire format is the memory of a C float array on x86/ARM).
+ */
+#ifndef NPVDB_CLIENT_H
+#define NPVDB_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NPVDB_CLIENT_ERRMSG_LEN 512
+#define NPVDB_CLIENT_DEFAULT_TARGET "127.0.0.1:50051"
+
+/* Values are the gRPC status codes, so they can be compared with any gRPC
+ * client's. */
+typedef enum npvdb_status {
+    NPVDB_STATUS_OK = 0,
+    NPVDB_STATUS_CANCELLED = 1,
+    NPVDB_STATUS_UNKNOWN = 2,
+    NPVDB_STATUS_INVALID_ARGUMENT = 3,
+    NPVDB_STATUS_DEADLINE_EXCEEDED = 4,
+    NPVDB_STATUS_NOT_FOUND = 5,
+    NPVDB_STATUS_ALREADY_EXISTS = 6,
+    NPVDB_STATUS_PERMISSION_DENIED = 7,
+    NPVDB_STATUS_RESOURCE_EXHAUSTED = 8,
+    NPVDB_STATUS_FAILED_PRECONDITION = 9,
+    NPVDB_STATUS_ABORTED = 10,
+    NPVDB_STATUS_OUT_OF_RANGE = 11,
+    NPVDB_STATUS_UNIMPLEMENTED = 12,
+    NPVDB_STATUS_INTERNAL = 13,
+    NPVDB_STATUS_UNAVAILABLE = 14,
+    NPVDB_STATUS_DATA_LOSS = 15,
+    NPVDB_STATUS_UNAUTHENTICATED = 16,
+} npvdb_status;
+
+typedef struct npvdb_client_error {
+    npvdb_status code;
+    char msg[NPVDB_CLIENT_ERRMSG_LEN];
+} npvdb_client_error;
+
+/* Values are those of the .proto's Metric enum. */
+typedef enum npvdb_client_metric {
+    NPVDB_CLIENT_METRIC_DEFAULT = 0, /* the server's default (cosine) */
+    NPVDB_CLIENT_COSINE = 1,         /* 1 - cos(q, x) */
+    NPVDB_CLIENT_L2 = 2,             /* Euclidean, not squared */
+    NPVDB_CLIENT_IP = 3,             /* -dot(q, x) */
+} npvdb_client_metric;
+
+typedef struct npvdb_client npvdb_client;
+
+/* Opens a channel to `target` ("host:port") and checks within `timeout_ms`
+ * that a server answers there (0 = 10 s). Returns NULL and fills err with
+ * UNAVAILABLE ("cannot reach npvdb at TARGET: ...") or DEADLINE_EXCEEDED when
+ * nobody answers. The caller owns the result (npvdb_client_close). Calls made
+ * afterwards get a deadline of 60 s each (npvdb_client_set_timeout). */
+npvdb_client *npvdb_client_connect(const char *target, int timeout_ms,
+                                   npvdb_client_error *err);
+
+/* Closes the channel and frees the handle. NULL is allowed. */
+void npvdb_client_close(npvdb_client *c);
+
+/* Deadline of each later call in milliseconds; 0 = none. For an insert
+ * stream the deadline covers the whole stream. */
+void npvdb_client_set_timeout(npvdb_client *c, int timeout_ms);
+
+/* The target string given to connect (owned by the handle). */
+const char *npvdb_client_target(const npvdb_client *c);
+
+/* ---- Init ---- */
+
+typedef struct npvdb_client_init_params {
+    uint32_t dim;               /* 1..4096 */
+    npvdb_client_metric metric; /* 0 = server default */
+    uint32_t n_shards;          /* 0 = automatic */
+    const float *train;         /* optional n_train * dim training sample */
+    size_t n_train;
+    int replace;             /* drop an existing collection first */
+    uint32_t default_nprobe; /* 0 = server default */
+} npvdb_client_init_params;
+
+/* Creates the collection. *trained and *replaced (each may be NULL) get the
+ * reply's flags. */
+npvdb_status npvdb_client_init(npvdb_client *c,
+                               const npvdb_client_init_params *p, int *trained,
+                               int *replaced, npvdb_client_error *err);
+
+/* ---- Insert (one client-streaming call) ---- */
+
+typedef struct npvdb_client_insert_reply {
+    uint64_t inserted; /* keys that were new */
+    uint64_t replaced; /* keys that existed */
+    uint64_t messages; /* stream messages the server applied */
+} npvdb_client_insert_reply;
+
+typedef struct npvdb_client_stream npvdb_client_stream;
+
+/* Opens an Insert stream for vectors of `dim` floats. Returns NULL and fills
+ * err on failure. The caller owns the stream and must end it with
+ * npvdb_client_stream_finish or npvdb_client_stream_cancel. */
+npvdb_client_stream *npvdb_client_insert_begin(npvdb_client *c, uint32_t dim,
+                                               npvdb_client_error *err);
+
+/* Sends one message: n keys (NUL-terminated) and n*dim floats. The data is
+ * copied before the call returns; the send itself goes on in the background
+ * while the caller prepares the next batch. An error means the stream is
+ * dead: the status is the server's (e.g. INVALID_ARGUMENT naming the bad
+ * message and how many vectors were applied); still call _finish or _cancel
+ * to free the stream. */
+npvdb_status npvdb_client_stream_send(npvdb_client_stream *s,
+                                      const char *const *keys,
+                                      const float *rows, size_t n,
+                                      npvdb_client_error *err);
+
+/* Half-closes the stream, waits for the reply, and frees the stream (also on
+ * error). `reply` may be NULL. */
+npvdb_status npvdb_client_stream_finish(npvdb_client_stream *s,
+                                        npvdb_client_insert_reply *reply,
+                                        npvdb_client_error *err);
+
+/* Cancels the call (the server keeps the messages it already applied) and
+ * frees the stream. NULL is allowed. */
+void npvdb_client_stream_cancel(npvdb_client_stream *s);
+
+/* Called after each message sent: `sent` of `total` rows. A non-zero return
+ * cancels the insert (status CANCELLED). */
+typedef int (*npvdb_client_progress_cb)(void *ctx, size_t sent, size_t total);
+
+/* Inserts n vectors over one stream in messages of at most `batch` rows
+ * (0 = 1024; also capped so one message stays under 4 MiB). `progress` may
+ * be NULL. */
+npvdb_status npvdb_client_insert(npvdb_client *c, uint32_t dim,
+                                 const char *const *keys, const float *rows,
+                                 size_t n, size_t batch,
+                                 npvdb_client_progress_cb progress, void *ctx,
+                                 npvdb_client_insert_reply *reply,
+                                 npvdb_client_error *err);
+
+/* ---- GetClosest ---- */
+
+/* Results for nq queries: query i has counts[i] <= k hits, nearest first, in
+ * keys[i*k + j] (NUL-terminated) and distances[i*k + j]; slots past counts[i]
+ * are NULL / 0. Owned by the struct: npvdb_client_results_free. */
+typedef struct npvdb_client_results {
+    size_t nq;
+    uint32_t k;
+    uint32_t *counts;
+    char **keys;
+    float *distances;
+    char *arena_; /* internal: the key bytes */
+} npvdb_client_results;
+
+/* Searches the k nearest of nq queries (nq*dim floats) probing `nprobe`
+ * shards each (0 = server default). On success *out owns its arrays; on error
+ * *out is zeroed. */
+npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
+                                      size_t nq, uint32_t dim, uint32_t k,
+                                      uint32_t nprobe,
+                                      npvdb_client_results *out,
+                                      npvdb_client_error *err);
+void npvdb_client_results_free(npvdb_client_results *r);
+
+/* ---- Snapshot, Delete ---- */
+
+typedef struct npvdb_client_snapshot_info {
+    char path[4096];
+    uint64_t vectors;
+    uint64_t bytes;
+    double seconds;
+    uint64_t sequence;
+} npvdb_client_snapshot_info;
+
+npvdb_status npvdb_client_snapshot(npvdb_client *c,
+                                   npvdb_client_snapshot_info *out,
+                                   npvdb_client_error *err);
+
+/* Deletes n keys; *deleted (may be NULL) gets how many existed. */
+npvdb_status npvdb_client_delete(npvdb_client *c, const char *const *keys,
+                                 size_t n, uint64_t *deleted,
+                                 npvdb_client_error *err);
+
+/* ---- Info ---- */
+
+typedef struct npvdb_client_info {
+    int initialized; /* 0 before the first Init: other fields are 0 */
+    uint32_t dim;
+    npvdb_client_metric metric;
+    uint64_t vectors;
+    uint32_t n_shards;
+    size_t n_shard_sizes;
+    uint64_t *shard_sizes; /* owned: npvdb_client_info_free */
+    int trained;
+    uint64_t memory_bytes;
+    uint32_t default_nprobe;
+    char server_version[64];
+} npvdb_client_info;
+
+npvdb_status npvdb_client_info_get(npvdb_client *c, npvdb_client_info *out,
+                                   npvdb_client_error *err);
+void npvdb_client_info_free(npvdb_client_info *info);
+
+/* ---- Get (stored vectors by key) ---- */
+
+/* The keys found, in request order, with their vectors (n_found * dim
+ * floats), and the keys not found. Owned: npvdb_client_vectors_free. */
+typedef struct npvdb_client_vectors {
+    size_t n_found;
+    char **keys;
+    float *vectors;
+    uint32_t dim;
+    size_t n_missing;
+    char **missing;
+} npvdb_client_vectors;
+
+/* `dim` is the collection's dimension (checked against the reply). */
+npvdb_status npvdb_client_get(npvdb_client *c, const char *const *keys,
+                              size_t n, uint32_t dim, npvdb_client_vectors *out,
+                              npvdb_client_error *err);
+void npvdb_client_vectors_free(npvdb_client_vectors *v);
+
+/* ---- Health (grpc.health.v1.Health/Check) ---- */
+
+/* *serving gets 1 when the server reports SERVING for `service` ("" = the
+ * whole server). */
+npvdb_status npvdb_client_health(npvdb_client *c, const char *service,
+                                 int *serving, npvdb_client_error *err);
+
+/* "INVALID_ARGUMENT" etc.; never NULL. */
+const char *npvdb_status_name(npvdb_status code);
+/* "cosine", "l2", "ip", "default". */
+const char *npvdb_client_metric_name(npvdb_client_metric m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* NPVDB_CLIENT_H */
