@@ -1,0 +1,306 @@
+/*
+ * main.c -- npvdb-server: flags, wiring (store -> collection -> transport)
+ * and signals.
+ *
+ * SIGINT and SIGTERM are blocked in every thread (the mask is set before any
+ * thread exists, so gRPC's and the engine's threads inherit it) and taken
+ * synchronously by sigwait() in the main thread: no code runs in a signal
+ * handler. On one of them the server stops accepting calls, lets the calls
+ * in flight finish (bounded by --grace-ms), closes the store (which syncs
+ * the log) and exits 0.
+ */
+#include "storage.h"
+#include "transport.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct options {
+    const char *listen;
+    const char *data_dir;
+    const char *port_file;
+    unsigned threads;
+    unsigned keep_snapshots;
+    unsigned max_message_mb;
+    unsigned grace_ms;
+    npvdb_sync_mode sync;
+    unsigned sync_interval_ms;
+} options;
+
+static void usage(FILE *f)
+{
+    fprintf(
+        f,
+        "usage: npvdb-server [options]\n"
+        "  --listen ADDR          host:port to serve on (default "
+        "127.0.0.1:50051;\n"
+        "                         port 0 picks a free port)\n"
+        "  --data-dir DIR         snapshots and write-ahead log (default "
+        "./npvdb-data)\n"
+        "  --threads N            engine worker threads (default: all cores);\n"
+        "                         the server polls with max(4, 2*N) threads\n"
+        "  --sync MODE            always (default): every write acknowledged "
+        "after\n"
+        "                         fsync (grouped); interval[:MS]: fsync at "
+        "most every\n"
+        "                         MS ms (default 100), a crash may lose the "
+        "last MS;\n"
+        "                         none: leave it to the OS\n"
+        "  --keep-snapshots N     snapshots kept in the data dir (default 2)\n"
+        "  --max-message-mb N     largest request/reply message (default 64)\n"
+        "  --grace-ms N           on SIGINT/SIGTERM, time given to calls in "
+        "flight\n"
+        "                         before they are cancelled (default 10000)\n"
+        "  --port-file PATH       write the bound port there once serving\n"
+        "  --help                 this text\n");
+}
+
+/* Parses a decimal in [lo, hi]; 0 on success. */
+static int parse_uint(const char *flag, const char *s, unsigned lo, unsigned hi,
+                      unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
+        fprintf(stderr, "npvdb-server: %s wants a number in %u..%u, got '%s'\n",
+                flag, lo, hi, s);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_sync(const char *s, options *o)
+{
+    if (strcmp(s, "always") == 0) {
+        o->sync = NPVDB_SYNC_ALWAYS;
+    } else if (strcmp(s, "none") == 0) {
+        o->sync = NPVDB_SYNC_NONE;
+    } else if (strncmp(s, "interval", 8) == 0 && (s[8] == 0 || s[8] == ':')) {
+        o->sync = NPVDB_SYNC_INTERVAL;
+        o->sync_interval_ms = 100;
+        if (s[8] == ':')
+            return parse_uint("--sync interval:MS", s + 9, 1, 3600000,
+                              &o->sync_interval_ms);
+    } else {
+        fprintf(stderr,
+                "npvdb-server: --sync wants always, interval[:MS] or "
+                "none, got '%s'\n",
+                s);
+        return -1;
+    }
+    return 0;
+}
+
+/* 0: run, 1: exit 0 (--help), -1: exit 2 (bad flags). */
+static int parse_args(int argc, char **argv, options *o)
+{
+    enum {
+        O_LISTEN = 256,
+        O_DATA,
+        O_THREADS,
+        O_SYNC,
+        O_KEEP,
+        O_PORTFILE,
+        O_MAXMSG,
+        O_GRACE,
+        O_HELP
+    };
+    static const struct option longs[] = {
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"data-dir", required_argument, NULL, O_DATA},
+        {"threads", required_argument, NULL, O_THREADS},
+        {"sync", required_argument, NULL, O_SYNC},
+        {"keep-snapshots", required_argument, NULL, O_KEEP},
+        {"port-file", required_argument, NULL, O_PORTFILE},
+        {"max-message-mb", required_argument, NULL, O_MAXMSG},
+        {"grace-ms", required_argument, NULL, O_GRACE},
+        {"help", no_argument, NULL, O_HELP},
+        {0, 0, 0, 0},
+    };
+    int opt, rc = 0;
+    while (rc == 0 && (opt = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        switch (opt) {
+        case O_LISTEN:
+            o->listen = optarg;
+            break;
+        case O_DATA:
+            o->data_dir = optarg;
+            break;
+        case O_PORTFILE:
+            o->port_file = optarg;
+            break;
+        case O_THREADS:
+            rc = parse_uint("--threads", optarg, 1, 1024, &o->threads);
+            break;
+        case O_SYNC:
+            rc = parse_sync(optarg, o);
+            break;
+        case O_KEEP:
+            rc = parse_uint("--keep-snapshots", optarg, 1, 1000,
+                            &o->keep_snapshots);
+            break;
+        case O_MAXMSG:
+            rc = parse_uint("--max-message-mb", optarg, 1, 2047,
+                            &o->max_message_mb);
+            break;
+        case O_GRACE:
+            rc = parse_uint("--grace-ms", optarg, 0, 3600000, &o->grace_ms);
+            break;
+        case 'h':
+        case O_HELP:
+            usage(stdout);
+            return 1;
+        default:
+            usage(stderr);
+            return -1;
+        }
+    }
+    if (rc == 0 && optind < argc) {
+        fprintf(stderr, "npvdb-server: unexpected argument '%s'\n",
+                argv[optind]);
+        rc = -1;
+    }
+    return rc;
+}
+
+/* Writes the port to PATH atomically (a reader never sees half a number). */
+static int write_port_file(const char *path, int port)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) return -1;
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    int bad = fprintf(f, "%d\n", port) < 0;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *sync_name(npvdb_sync_mode m)
+{
+    return m == NPVDB_SYNC_ALWAYS ? "always"
+           : m == NPVDB_SYNC_NONE ? "none"
+                                  : "interval";
+}
+
+/* "host:0" with the real port: the address a client should dial. */
+static void bound_address(const char *listen, int port, char *out, size_t cap)
+{
+    const char *colon = strrchr(listen, ':');
+    int host_len = colon ? (int)(colon - listen) : (int)strlen(listen);
+    snprintf(out, cap, "%.*s:%d", host_len, listen, port);
+}
+
+static void log_restored(npvdb_collection *coll)
+{
+    npvdb_stats st;
+    npvdb_error err = {0};
+    if (!coll) {
+        npvdb_log("no collection yet: waiting for Init");
+        return;
+    }
+    if (npvdb_stats_get(coll, &st, &err) != NPVDB_OK) {
+        npvdb_log("restored a collection (stats: %s)", err.msg);
+        return;
+    }
+    npvdb_log("restored collection: dim %u, metric %s, %zu vectors, %u shards"
+              "%s",
+              st.dim, npvdb_metric_name(st.metric), st.n_vectors, st.n_shards,
+              st.trained ? "" : " (untrained)");
+    npvdb_stats_free(&st);
+}
+
+/* Serves until SIGINT/SIGTERM. Returns the exit status. */
+static int serve(const options *o)
+{
+    npvdb_error err = {0};
+    npvdb_collection *coll = NULL;
+    npvdb_store_config scfg = {
+        .data_dir = o->data_dir,
+        .sync = o->sync,
+        .sync_interval_ms = o->sync_interval_ms,
+        .keep_snapshots = o->keep_snapshots,
+        .n_workers = o->threads,
+    };
+    npvdb_store *store = npvdb_store_open(&scfg, &coll, &err);
+    if (!store) {
+        npvdb_log("cannot open data dir %s: %s", o->data_dir, err.msg);
+        return 1;
+    }
+    log_restored(coll);
+    unsigned poll = 2 * o->threads < 4 ? 4 : 2 * o->threads;
+    npvdb_server_config cfg = {
+        .listen = o->listen,
+        .n_poll_threads = poll,
+        .n_workers = o->threads,
+        .max_message_bytes = (size_t)o->max_message_mb << 20,
+    };
+    int port = 0;
+    npvdb_server *srv = npvdb_server_start(&cfg, store, coll, &port, &err);
+    if (!srv) {
+        npvdb_log("cannot start: %s", err.msg);
+        npvdb_free(coll);
+        npvdb_store_close(store);
+        return 1;
+    }
+    char addr[512];
+    bound_address(o->listen, port, addr, sizeof addr);
+    npvdb_log("serving on %s (data dir %s, %u engine threads, %u polling "
+              "threads, sync %s, max message %u MiB)",
+              addr, o->data_dir, o->threads, poll, sync_name(o->sync),
+              o->max_message_mb);
+    if (o->port_file && write_port_file(o->port_file, port) != 0)
+        npvdb_log("cannot write port file %s: %s", o->port_file,
+                  strerror(errno));
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0) {
+    }
+    npvdb_log("%s: shutting down (grace %u ms)",
+              sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
+    npvdb_server_stop(srv, o->grace_ms); /* frees the collection */
+    npvdb_store_close(store);            /* syncs the log */
+    npvdb_log("stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    options o = {
+        .listen = "127.0.0.1:50051",
+        .data_dir = "./npvdb-data",
+        .threads = cores > 0 ? (unsigned)cores : 1,
+        .keep_snapshots = 2,
+        .max_message_mb = 64,
+        .grace_ms = 10000,
+        .sync = NPVDB_SYNC_ALWAYS,
+    };
+    int rc = parse_args(argc, argv, &o);
+    if (rc != 0) return rc > 0 ? 0 : 2;
+
+    /* Before any thread exists: they all inherit this mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed socket is an error, not a death */
+    return serve(&o);
+}

@@ -1,0 +1,160 @@
+/*
+ * call.c -- what every RPC kind shares: results (status + message + packed
+ * reply), the batches that move a call forward, and freeing a call.
+ */
+#include "internal.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void nt_result_fail(nt_result *res, grpc_status_code st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    res->status = st;
+    vsnprintf(res->msg, sizeof res->msg, fmt, ap);
+    va_end(ap);
+    if (res->reply) grpc_byte_buffer_destroy(res->reply);
+    res->reply = NULL;
+}
+
+void nt_result_error(nt_result *res, const npvdb_error *err)
+{
+    nt_result_fail(res, nt_status_from_code(err->code), "%s", err->msg);
+}
+
+void nt_result_pack(nt_result *res, const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    grpc_slice s = grpc_slice_malloc(n); /* gRPC aborts on OOM itself */
+    protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(s));
+    if (res->reply) grpc_byte_buffer_destroy(res->reply);
+    res->reply = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+}
+
+void nt_result_clear(nt_result *res)
+{
+    if (res->reply) grpc_byte_buffer_destroy(res->reply);
+    memset(res, 0, sizeof *res);
+}
+
+grpc_slice nt_call_take_message(nt_call *c)
+{
+    grpc_byte_buffer_reader r;
+    grpc_slice s = grpc_empty_slice();
+    if (c->recv && grpc_byte_buffer_reader_init(&r, c->recv)) {
+        s = grpc_byte_buffer_reader_readall(&r);
+        grpc_byte_buffer_reader_destroy(&r);
+    }
+    if (c->recv) grpc_byte_buffer_destroy(c->recv);
+    c->recv = NULL;
+    return s;
+}
+
+/* Adds SEND_INITIAL_METADATA to ops once per call; returns ops used. */
+static size_t add_initial_md(nt_call *c, grpc_op *op)
+{
+    if (c->sent_md) return 0;
+    c->sent_md = 1;
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    op->data.send_initial_metadata.count = 0;
+    return 1;
+}
+
+static void start_batch(nt_call *c, grpc_op *ops, size_t n)
+{
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        /* A bug (two batches of one kind in flight); the tag will never
+         * come back, so the call is freed here. */
+        npvdb_log("%s: grpc_call_start_batch failed (%d)", c->method->path,
+                  (int)e);
+        nt_call_free(c);
+    }
+}
+
+void nt_call_recv(nt_call *c)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = add_initial_md(c, ops);
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n].data.recv_message.recv_message = &c->recv;
+    start_batch(c, ops, n + 1);
+}
+
+void nt_call_send(nt_call *c, grpc_byte_buffer *bb)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = add_initial_md(c, ops);
+    if (c->send) grpc_byte_buffer_destroy(c->send);
+    c->send = bb;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = bb;
+    start_batch(c, ops, n + 1);
+}
+
+/* Server-side failures are worth a log line; client mistakes are not. */
+static int worth_logging(grpc_status_code st)
+{
+    return st == GRPC_STATUS_INTERNAL || st == GRPC_STATUS_UNKNOWN ||
+           st == GRPC_STATUS_DATA_LOSS;
+}
+
+void nt_call_finish(nt_call *c, nt_result *res)
+{
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    size_t n = add_initial_md(c, ops);
+    if (res->status == GRPC_STATUS_OK && res->reply) {
+        if (c->send) grpc_byte_buffer_destroy(c->send);
+        c->send = res->reply;
+        res->reply = NULL;
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->send;
+    }
+    if (worth_logging(res->status))
+        npvdb_log("%s failed: %s: %s", c->method->path,
+                  nt_status_name(res->status), res->msg);
+    c->status_msg = grpc_slice_from_copied_string(res->msg);
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = res->status;
+    ops[n++].data.send_status_from_server.status_details =
+        res->status == GRPC_STATUS_OK ? NULL : &c->status_msg;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->final = 1;
+    nt_result_clear(res);
+    start_batch(c, ops, n);
+}
+
+void nt_call_on_done(nt_tag *t, int ok)
+{
+    nt_call *c = (nt_call *)t;
+    if (!ok || c->final) {
+        nt_call_free(c);
+        return;
+    }
+    c->method->step(c);
+}
+
+void nt_call_free(nt_call *c)
+{
+    if (!c) return;
+    if (c->method && c->method->cleanup) c->method->cleanup(c);
+    if (c->recv) grpc_byte_buffer_destroy(c->recv);
+    if (c->send) grpc_byte_buffer_destroy(c->send);
+    grpc_slice_unref(c->status_msg);
+    grpc_metadata_array_destroy(&c->md);
+    grpc_call_details_destroy(&c->details);
+    if (c->call) {
+        grpc_call_unref(c->call);
+        atomic_fetch_sub(&c->srv->live_calls, 1);
+    }
+    free(c);
+}

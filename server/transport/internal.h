@@ -1,0 +1,155 @@
+/*
+ * internal.h -- what the transport's files share: the server state, the call
+ * object every RPC kind extends, and the helpers that drive batches.
+ *
+ * How a call runs: server.c keeps requests armed for every method. When a
+ * call arrives, its nt_call (allocated at arming time, method->call_size
+ * bytes, nt_call first) passes to method->start. From then on every batch of
+ * the call is started with the call's own tag; when it completes,
+ * call_on_done frees the call if the batch failed (peer gone, cancelled) or
+ * was the final one, and otherwise hands it to method->step. Only one batch
+ * per call is in flight at a time, so a call is touched by one thread at a
+ * time and needs no lock of its own.
+ */
+#ifndef NPVDB_TRANSPORT_INTERNAL_H
+#define NPVDB_TRANSPORT_INTERNAL_H
+
+#include "transport.h"
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+/* Every tag given to gRPC points at one of these. */
+typedef struct nt_tag {
+    void (*on_done)(struct nt_tag *t, int ok);
+} nt_tag;
+
+typedef struct nt_call nt_call;
+
+/* The outcome of a request, ready to be sent: a status, its message, and on
+ * success the packed reply. */
+typedef struct nt_result {
+    grpc_status_code status;
+    char msg[512];
+    grpc_byte_buffer *reply; /* owned; NULL unless status is OK */
+} nt_result;
+
+/* A unary handler: decode `buf[0..len)`, do the work, fill *res (which comes
+ * zeroed: status OK, no reply). */
+typedef void (*nt_unary_fn)(npvdb_server *s, const uint8_t *buf, size_t len,
+                            nt_result *res);
+
+typedef struct nt_method {
+    const char *path; /* "/npvdb.v1.VectorDB/Init" */
+    int streaming_in; /* 1: client-streaming (no payload with the call) */
+    size_t call_size; /* sizeof the RPC's call struct; nt_call first */
+    void (*start)(nt_call *c);   /* the call arrived */
+    void (*step)(nt_call *c);    /* a non-final batch succeeded */
+    void (*cleanup)(nt_call *c); /* frees RPC state; may be NULL */
+    nt_unary_fn unary; /* for unary methods (start = nt_unary_start) */
+} nt_method;
+
+struct nt_call {
+    nt_tag tag; /* the tag of every batch of this call */
+    npvdb_server *srv;
+    const nt_method *method;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_call_details details; /* filled for unregistered methods only */
+    grpc_byte_buffer *recv;    /* the last received message, or NULL */
+    grpc_byte_buffer *send;    /* the message of the batch in flight */
+    grpc_slice status_msg;     /* status details of the final batch */
+    int cancelled;             /* written by RECV_CLOSE_ON_SERVER */
+    int sent_md;               /* initial metadata already sent */
+    int final;                 /* the batch in flight is the last one */
+};
+
+/* Number of registered methods (the table lives in server.c). */
+#define NT_N_METHODS 8
+#define NT_MAX_MESSAGE_DEFAULT (64u << 20)
+
+struct npvdb_server {
+    grpc_server *grpc;
+    grpc_completion_queue *cq;
+    void *registered[NT_N_METHODS];
+    pthread_t *threads;
+    unsigned n_threads;
+    atomic_int stopping;    /* no more re-arming */
+    atomic_long live_calls; /* calls accepted and not yet freed */
+    size_t max_message;
+
+    nt_tag shutdown_tag; /* completes when gRPC has no calls left */
+    pthread_mutex_t shutdown_mu;
+    pthread_cond_t shutdown_cv;
+    int shutdown_done;
+
+    /* The one collection. `coll_lock` guards coll, gen and default_nprobe:
+     * every RPC holds it for reading while it uses the collection, Init holds
+     * it for writing to swap collections (so a replace waits for in-flight
+     * work). It prefers writers, so a stream of searches cannot starve Init.
+     * `write_mu` orders writes: log order == apply order (storage.h). */
+    pthread_rwlock_t coll_lock;
+    npvdb_collection *coll;
+    uint64_t gen; /* bumped by every Init: streams notice a replace */
+    uint32_t default_nprobe;
+    pthread_mutex_t write_mu;
+    pthread_mutex_t snapshot_mu; /* one snapshot at a time */
+    npvdb_store *store;          /* borrowed; NULL = no durability */
+    unsigned n_workers;
+};
+
+/* ---- status.c ---- */
+grpc_status_code nt_status_from_code(npvdb_code code);
+const char *nt_status_name(grpc_status_code st);
+
+/* ---- call.c: results and batches ---- */
+void nt_result_fail(nt_result *res, grpc_status_code st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps an engine/storage error: status from err->code, message err->msg. */
+void nt_result_error(nt_result *res, const npvdb_error *err);
+/* Packs `m` as the reply (status stays OK), or fails res on ENOMEM. */
+void nt_result_pack(nt_result *res, const ProtobufCMessage *m);
+void nt_result_clear(nt_result *res);
+
+/* Copies the received message out of c->recv into one slice (caller unrefs)
+ * and destroys c->recv. */
+grpc_slice nt_call_take_message(nt_call *c);
+/* Starts a batch receiving the next message into c->recv. */
+void nt_call_recv(nt_call *c);
+/* Starts a batch sending one stream message (consumes `bb`). */
+void nt_call_send(nt_call *c, grpc_byte_buffer *bb);
+/* Starts the final batch: res->reply (if any, consumed) + status + close. */
+void nt_call_finish(nt_call *c, nt_result *res);
+/* The tag callback of every call batch. */
+void nt_call_on_done(nt_tag *t, int ok);
+void nt_call_free(nt_call *c);
+
+/* ---- call_unary.c ---- */
+void nt_unary_start(nt_call *c);
+
+/* ---- db.c: access to the collection ---- */
+/* Takes the read lock and returns the collection; or, before Init, fails
+ * res with FAILED_PRECONDITION and returns NULL without the lock. */
+npvdb_collection *nt_db_acquire(npvdb_server *s, uint64_t *gen, nt_result *res);
+void nt_db_release(npvdb_server *s);
+/* Waits for log record `seq` (0 = nothing to wait for); fails res if the
+ * log could not be synced. */
+void nt_db_wait_durable(npvdb_server *s, uint64_t seq, nt_result *res);
+int nt_metric_to_proto(npvdb_metric m);
+
+/* ---- the RPCs, one file each ---- */
+extern const nt_method nt_rpc_init;
+extern const nt_method nt_rpc_insert;
+extern const nt_method nt_rpc_get_closest;
+extern const nt_method nt_rpc_snapshot;
+extern const nt_method nt_rpc_delete;
+extern const nt_method nt_rpc_info;
+extern const nt_method nt_rpc_get;
+extern const nt_method nt_rpc_health;
+extern const nt_method nt_rpc_unknown;
+
+#endif /* NPVDB_TRANSPORT_INTERNAL_H */

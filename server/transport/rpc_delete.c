@@ -1,0 +1,52 @@
+/*
+ * rpc_delete.c -- Delete (unary): logs the keys, removes them, and replies
+ * with how many existed once the log record is durable.
+ */
+#include "internal.h"
+
+#include "codec.h"
+#include "npvdb/v1/npvdb.pb-c.h"
+
+static void handle_delete(npvdb_server *s, const uint8_t *buf, size_t len,
+                          nt_result *res)
+{
+    codec_keys req;
+    npvdb_error err = {0};
+    size_t deleted = 0;
+    uint64_t seq = 0;
+    if (codec_decode_delete(buf, len, &req, &err) != NPVDB_OK) {
+        nt_result_error(res, &err);
+        return;
+    }
+    npvdb_collection *coll = nt_db_acquire(s, NULL, res);
+    if (!coll) goto out;
+    npvdb_code rc = NPVDB_OK;
+    if (req.n > 0) {
+        pthread_mutex_lock(&s->write_mu);
+        if (s->store)
+            rc = npvdb_store_log_delete(s->store, req.keys, req.n, &seq, &err);
+        if (rc == NPVDB_OK)
+            rc = npvdb_delete(coll, req.keys, req.n, &deleted, &err);
+        pthread_mutex_unlock(&s->write_mu);
+    }
+    nt_db_release(s);
+    if (rc != NPVDB_OK) {
+        nt_result_error(res, &err);
+        goto out;
+    }
+    nt_db_wait_durable(s, seq, res);
+    if (res->status == GRPC_STATUS_OK) {
+        Npvdb__V1__DeleteReply r = NPVDB__V1__DELETE_REPLY__INIT;
+        r.deleted = deleted;
+        nt_result_pack(res, &r.base);
+    }
+out:
+    codec_keys_free(&req);
+}
+
+const nt_method nt_rpc_delete = {
+    .path = "/npvdb.v1.VectorDB/Delete",
+    .call_size = sizeof(nt_call),
+    .start = nt_unary_start,
+    .unary = handle_delete,
+};

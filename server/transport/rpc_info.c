@@ -1,0 +1,58 @@
+/*
+ * rpc_info.c -- Info (unary): the collection's shape and size. Before Init it
+ * answers with initialized = false and the server version only.
+ */
+#include "internal.h"
+
+#include "codec.h"
+#include "npvdb/v1/npvdb.pb-c.h"
+
+static void fill(npvdb_server *s, npvdb_collection *coll, nt_result *res)
+{
+    npvdb_stats st;
+    npvdb_error err = {0};
+    if (npvdb_stats_get(coll, &st, &err) != NPVDB_OK) {
+        nt_result_error(res, &err);
+        return;
+    }
+    Npvdb__V1__InfoReply r = NPVDB__V1__INFO_REPLY__INIT;
+    r.server_version = (char *)NPVDB_VERSION;
+    r.initialized = 1;
+    r.dim = st.dim;
+    r.metric = (Npvdb__V1__Metric)nt_metric_to_proto(st.metric);
+    r.vectors = st.n_vectors;
+    r.n_shards = st.n_shards;
+    r.n_shard_sizes = st.shard_counts ? st.n_shards : 0;
+    r.shard_sizes = st.shard_counts;
+    r.trained = st.trained != 0;
+    r.memory_bytes = st.memory_bytes;
+    r.default_nprobe = s->default_nprobe;
+    nt_result_pack(res, &r.base);
+    npvdb_stats_free(&st);
+}
+
+static void handle_info(npvdb_server *s, const uint8_t *buf, size_t len,
+                        nt_result *res)
+{
+    npvdb_error err = {0};
+    if (codec_decode_empty(buf, len, &err) != NPVDB_OK) {
+        nt_result_error(res, &err);
+        return;
+    }
+    pthread_rwlock_rdlock(&s->coll_lock);
+    if (s->coll) {
+        fill(s, s->coll, res);
+    } else {
+        Npvdb__V1__InfoReply r = NPVDB__V1__INFO_REPLY__INIT;
+        r.server_version = (char *)NPVDB_VERSION;
+        nt_result_pack(res, &r.base);
+    }
+    pthread_rwlock_unlock(&s->coll_lock);
+}
+
+const nt_method nt_rpc_info = {
+    .path = "/npvdb.v1.VectorDB/Info",
+    .call_size = sizeof(nt_call),
+    .start = nt_unary_start,
+    .unary = handle_info,
+};

@@ -1,0 +1,362 @@
+/*
+ * server.c -- the server's life cycle: create and start the gRPC server, the
+ * completion-queue threads, the accept loop (requests kept armed for every
+ * method), and the clean shutdown.
+ *
+ * One completion queue serves both new calls and call batches; its threads
+ * run the handlers too (searches, inserts), so there are several of them:
+ * while some threads compute, the others keep the network moving.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Requests kept outstanding per method, so bursts of new calls find one
+ * without waiting for a re-arm. */
+#define ARMED_PER_METHOD 2
+
+static const nt_method *const methods[NT_N_METHODS] = {
+    &nt_rpc_init,   &nt_rpc_insert, &nt_rpc_get_closest, &nt_rpc_snapshot,
+    &nt_rpc_delete, &nt_rpc_info,   &nt_rpc_get,         &nt_rpc_health,
+};
+
+static void arm(npvdb_server *s, size_t m);
+static void arm_unknown(npvdb_server *s);
+
+/* ---- accepting calls ---- */
+
+static nt_call *call_new(npvdb_server *s, const nt_method *m)
+{
+    nt_call *c = calloc(1, m->call_size);
+    if (!c) return NULL;
+    c->srv = s;
+    c->method = m;
+    grpc_metadata_array_init(&c->md);
+    grpc_call_details_init(&c->details);
+    return c;
+}
+
+static size_t method_index(const nt_method *m)
+{
+    for (size_t i = 0; i < NT_N_METHODS; i++)
+        if (methods[i] == m) return i;
+    return NT_N_METHODS; /* the unknown-method handler */
+}
+
+/* A request completed: a call arrived (ok) or the server is shutting down. */
+static void on_accepted(nt_tag *t, int ok)
+{
+    nt_call *c = (nt_call *)t;
+    npvdb_server *s = c->srv;
+    if (!ok) {
+        nt_call_free(c);
+        return;
+    }
+    atomic_fetch_add(&s->live_calls, 1);
+    if (!atomic_load(&s->stopping)) {
+        size_t i = method_index(c->method);
+        if (i < NT_N_METHODS)
+            arm(s, i);
+        else
+            arm_unknown(s);
+    }
+    c->tag.on_done = nt_call_on_done;
+    c->method->start(c);
+}
+
+static void arm(npvdb_server *s, size_t m)
+{
+    nt_call *c = call_new(s, methods[m]);
+    if (!c) {
+        npvdb_log("out of memory arming %s: calls to it will queue",
+                  methods[m]->path);
+        return;
+    }
+    c->tag.on_done = on_accepted;
+    grpc_call_error e = grpc_server_request_registered_call(
+        s->grpc, s->registered[m], &c->call, &c->deadline, &c->md,
+        methods[m]->streaming_in ? NULL : &c->recv, s->cq, s->cq, &c->tag);
+    if (e != GRPC_CALL_OK) {
+        npvdb_log("cannot arm %s (%d)", methods[m]->path, (int)e);
+        nt_call_free(c);
+    }
+}
+
+/* ---- methods nobody registered: UNIMPLEMENTED ---- */
+
+static void unknown_start(nt_call *c)
+{
+    nt_result res = {0};
+    char *path = grpc_slice_to_c_string(c->details.method);
+    nt_result_fail(&res, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s",
+                   path ? path : "?");
+    gpr_free(path);
+    nt_call_finish(c, &res);
+}
+
+const nt_method nt_rpc_unknown = {
+    .path = "(unknown method)",
+    .call_size = sizeof(nt_call),
+    .start = unknown_start,
+};
+
+static void arm_unknown(npvdb_server *s)
+{
+    nt_call *c = call_new(s, &nt_rpc_unknown);
+    if (!c) return;
+    c->tag.on_done = on_accepted;
+    if (grpc_server_request_call(s->grpc, &c->call, &c->details, &c->md, s->cq,
+                                 s->cq, &c->tag) != GRPC_CALL_OK)
+        nt_call_free(c);
+}
+
+/* ---- threads ---- */
+
+static void *poll_loop(void *arg)
+{
+    npvdb_server *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(
+            s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) return NULL;
+        if (ev.type == GRPC_OP_COMPLETE) {
+            nt_tag *t = ev.tag;
+            t->on_done(t, ev.success);
+        }
+    }
+}
+
+static void on_shutdown(nt_tag *t, int ok)
+{
+    npvdb_server *s =
+        (npvdb_server *)((char *)t - offsetof(npvdb_server, shutdown_tag));
+    pthread_mutex_lock(&s->shutdown_mu);
+    s->shutdown_done = 1;
+    pthread_cond_broadcast(&s->shutdown_cv);
+    pthread_mutex_unlock(&s->shutdown_mu);
+}
+
+/* ---- start ---- */
+
+static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *msg)
+{
+    if (err) {
+        err->code = code;
+        snprintf(err->msg, sizeof err->msg, "%s", msg);
+    }
+    return code;
+}
+
+static int init_locks(npvdb_server *s)
+{
+    pthread_rwlockattr_t a;
+    if (pthread_rwlockattr_init(&a)) return -1;
+    pthread_rwlockattr_setkind_np(&a,
+                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    int rc = pthread_rwlock_init(&s->coll_lock, &a);
+    pthread_rwlockattr_destroy(&a);
+    if (rc) return -1;
+    pthread_mutex_init(&s->write_mu, NULL);
+    pthread_mutex_init(&s->snapshot_mu, NULL);
+    pthread_mutex_init(&s->shutdown_mu, NULL);
+    pthread_cond_init(&s->shutdown_cv, NULL);
+    return 0;
+}
+
+static void free_locks(npvdb_server *s)
+{
+    pthread_rwlock_destroy(&s->coll_lock);
+    pthread_mutex_destroy(&s->write_mu);
+    pthread_mutex_destroy(&s->snapshot_mu);
+    pthread_mutex_destroy(&s->shutdown_mu);
+    pthread_cond_destroy(&s->shutdown_cv);
+}
+
+/* Creates the gRPC server and its queue, registers the methods, binds. */
+static npvdb_code create_grpc(npvdb_server *s, const char *listen, int *port,
+                              npvdb_error *err)
+{
+    grpc_arg args[2] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = (int)s->max_message},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+         .value.integer = (int)s->max_message},
+    };
+    grpc_channel_args ch = {.num_args = 2, .args = args};
+    s->grpc = grpc_server_create(&ch, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    if (!s->grpc || !s->cq)
+        return fail(err, NPVDB_EINTERNAL, "cannot create the gRPC server");
+    grpc_server_register_completion_queue(s->grpc, s->cq, NULL);
+    for (size_t i = 0; i < NT_N_METHODS; i++) {
+        s->registered[i] = grpc_server_register_method(
+            s->grpc, methods[i]->path, NULL,
+            methods[i]->streaming_in
+                ? GRPC_SRM_PAYLOAD_NONE
+                : GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER,
+            0);
+        if (!s->registered[i])
+            return fail(err, NPVDB_EINTERNAL, "cannot register a method");
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    *port = grpc_server_add_http2_port(s->grpc, listen, creds);
+    grpc_server_credentials_release(creds);
+    if (*port == 0) {
+        if (err) {
+            err->code = NPVDB_EINVAL;
+            snprintf(err->msg, sizeof err->msg,
+                     "cannot listen on %s (address in use or invalid?)",
+                     listen);
+        }
+        return NPVDB_EINVAL;
+    }
+    return NPVDB_OK;
+}
+
+static npvdb_code start_threads(npvdb_server *s, npvdb_error *err)
+{
+    s->threads = calloc(s->n_threads, sizeof *s->threads);
+    if (!s->threads) return fail(err, NPVDB_ENOMEM, "out of memory");
+    for (unsigned i = 0; i < s->n_threads; i++) {
+        if (pthread_create(&s->threads[i], NULL, poll_loop, s) != 0) {
+            s->n_threads = i; /* the ones started are joined at stop */
+            return fail(err, NPVDB_EINTERNAL,
+                        "cannot start the completion-queue threads");
+        }
+    }
+    return NPVDB_OK;
+}
+
+/* Tears down a server that never started (grpc_server_start not called). */
+static void destroy_unstarted(npvdb_server *s)
+{
+    if (s->grpc) grpc_server_destroy(s->grpc);
+    if (s->cq) {
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(
+                   s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL)
+                   .type != GRPC_QUEUE_SHUTDOWN) {
+        }
+        grpc_completion_queue_destroy(s->cq);
+    }
+    grpc_shutdown();
+    free_locks(s);
+    free(s);
+}
+
+npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
+                                 npvdb_store *store, npvdb_collection *coll,
+                                 int *bound_port, npvdb_error *err)
+{
+    npvdb_server *s = calloc(1, sizeof *s);
+    int port = 0;
+    if (!s || init_locks(s)) {
+        free(s);
+        fail(err, NPVDB_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s->store = store;
+    s->n_workers = cfg->n_workers;
+    s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 4;
+    s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes
+                                            : NT_MAX_MESSAGE_DEFAULT;
+    if (s->max_message > (size_t)INT32_MAX) s->max_message = INT32_MAX;
+    s->shutdown_tag.on_done = on_shutdown;
+    grpc_init();
+    if (create_grpc(s, cfg->listen, &port, err) != NPVDB_OK) {
+        destroy_unstarted(s);
+        return NULL;
+    }
+    grpc_server_start(s->grpc);
+    s->coll = coll; /* owned from here: stop frees it */
+    for (size_t i = 0; i < NT_N_METHODS; i++)
+        for (int j = 0; j < ARMED_PER_METHOD; j++)
+            arm(s, i);
+    arm_unknown(s);
+    if (start_threads(s, err) != NPVDB_OK) {
+        s->coll = NULL; /* give it back */
+        npvdb_server_stop(s, 0);
+        return NULL;
+    }
+    if (bound_port) *bound_port = port;
+    return s;
+}
+
+/* ---- stop ---- */
+
+/* Waits for the shutdown tag until `deadline` (NULL: forever); 1 if done. */
+static int wait_shutdown(npvdb_server *s, const struct timespec *deadline)
+{
+    pthread_mutex_lock(&s->shutdown_mu);
+    while (!s->shutdown_done) {
+        if (!deadline) {
+            pthread_cond_wait(&s->shutdown_cv, &s->shutdown_mu);
+        } else if (pthread_cond_timedwait(&s->shutdown_cv, &s->shutdown_mu,
+                                          deadline) == ETIMEDOUT) {
+            break;
+        }
+    }
+    int done = s->shutdown_done;
+    pthread_mutex_unlock(&s->shutdown_mu);
+    return done;
+}
+
+/* Runs one event of the queue on this thread; 0 once the queue is shut. */
+static int drain_one(npvdb_server *s)
+{
+    grpc_event ev = grpc_completion_queue_next(
+        s->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_OP_COMPLETE) {
+        nt_tag *t = ev.tag;
+        t->on_done(t, ev.success);
+    }
+    return ev.type != GRPC_QUEUE_SHUTDOWN;
+}
+
+void npvdb_server_stop(npvdb_server *s, unsigned grace_ms)
+{
+    if (!s) return;
+    atomic_store(&s->stopping, 1);
+    grpc_server_shutdown_and_notify(s->grpc, s->cq, &s->shutdown_tag);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += grace_ms / 1000;
+    deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    if (s->n_threads == 0) {
+        /* No thread polls the queue (start failed): cancel and poll here. */
+        grpc_server_cancel_all_calls(s->grpc);
+        while (!s->shutdown_done)
+            drain_one(s);
+    } else if (!wait_shutdown(s, &deadline)) {
+        npvdb_log("shutdown: %ld calls still running after %u ms: cancelling",
+                  atomic_load(&s->live_calls), grace_ms);
+        grpc_server_cancel_all_calls(s->grpc);
+        wait_shutdown(s, NULL);
+    }
+    grpc_server_destroy(s->grpc);
+    grpc_completion_queue_shutdown(s->cq);
+    for (unsigned i = 0; i < s->n_threads; i++)
+        pthread_join(s->threads[i], NULL);
+    if (s->n_threads == 0)
+        while (drain_one(s)) {
+        }
+    grpc_completion_queue_destroy(s->cq);
+    grpc_shutdown();
+    npvdb_free(s->coll);
+    free(s->threads);
+    free_locks(s);
+    free(s);
+}

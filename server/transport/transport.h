@@ -1,0 +1,51 @@
+/*
+ * transport.h -- the gRPC server of npvdb (C core API + protobuf-c).
+ *
+ * Serves npvdb.v1.VectorDB and grpc.health.v1.Health/Check on one address,
+ * turning calls into engine and storage calls and engine errors into gRPC
+ * status codes (status.c is the one place that maps them). Calls are driven
+ * by a pool of threads polling one completion queue; every call is a small
+ * state machine advanced by its batch completions, so a slow client only
+ * holds its own call.
+ *
+ * Life cycle: npvdb_server_start, then (from any thread, once)
+ * npvdb_server_stop. Not a library for general use: main.c is its caller.
+ */
+#ifndef NPVDB_TRANSPORT_H
+#define NPVDB_TRANSPORT_H
+
+#include "npvdb.h"
+#include "storage.h"
+
+#include <stddef.h>
+
+typedef struct npvdb_server_config {
+    const char *listen;       /* "host:port"; port 0 picks a free one */
+    unsigned n_poll_threads;  /* completion-queue threads; 0 = 4 */
+    unsigned n_workers;       /* engine workers of collections made by Init;
+                                 0 = number of cores */
+    size_t max_message_bytes; /* receive and send limit; 0 = 64 MiB */
+} npvdb_server_config;
+
+typedef struct npvdb_server npvdb_server;
+
+/* Starts serving. `store` is borrowed and must outlive the server (NULL runs
+ * without durability: no log, Snapshot is FAILED_PRECONDITION). On success
+ * the server owns `coll` (may be NULL: no Init yet) and *bound_port (may be
+ * NULL) gets the port it listens on; on failure NULL is returned, err says
+ * why, and the caller still owns `coll`. */
+npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
+                                 npvdb_store *store, npvdb_collection *coll,
+                                 int *bound_port, npvdb_error *err);
+
+/* Stops accepting calls, lets the ones in flight finish for up to grace_ms,
+ * cancels the rest, joins the threads and frees the server and its
+ * collection. The store is left open (the caller closes it). NULL is
+ * allowed. */
+void npvdb_server_stop(npvdb_server *s, unsigned grace_ms);
+
+/* One line to stderr with a UTC timestamp: "2024-01-01T12:00:00Z npvdb: ...".
+ * Thread-safe (one fprintf per line). */
+void npvdb_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif /* NPVDB_TRANSPORT_H */
