@@ -1,0 +1,515 @@
+"""The npvdb client: numpy arrays in, numpy arrays out, gRPC underneath.
+
+Wire layout (see protos/npvdb/v1/npvdb.proto): vectors travel as the raw
+memory of a C-contiguous little-endian float32 array. Every input is converted
+once with np.ascontiguousarray(x, dtype='<f4'), which copies only when the
+dtype or the layout differs (float64 input, a transposed or strided view);
+each message then takes one `tobytes()` of a slice of that array.
+
+Large inputs are split into several messages: insert batches and query
+blocks of about 4 MiB (small enough for a progress bar to move and for the
+server to apply and log batch by batch), and never more than the server's
+receive limit (npvdb-server's default is 64 MiB; pass max_message_bytes to
+connect() when the server is started with a lower one). Only the training
+sample of init() uses the whole limit, since k-means wants many rows.
+"""
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+
+from .errors import FailedPrecondition, Internal, InvalidArgument, NotFound
+from .errors import from_rpc_error
+
+try:
+    from .v1 import npvdb_pb2 as pb
+    from .v1 import npvdb_pb2_grpc as pb_grpc
+except ImportError as e:  # generated at build time, never committed
+    raise ImportError(
+        "npvdb: the generated gRPC stubs (npvdb.v1) cannot be imported. Use the "
+        "package from the CMake build tree (target npvdb_python) or install it "
+        "with `pip install --no-build-isolation clients/python`.") from e
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+# npvdb-server's default receive limit (--max-message-bytes).
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Target size of insert and query messages.
+_STREAM_MESSAGE_BYTES = 4 * 1024 * 1024
+# Room left in each message for field tags, lengths and the other fields.
+_MESSAGE_SLACK = 16 * 1024
+# Training rows per shard the client aims for (the engine's own default for
+# training as vectors arrive); fewer than _MIN_TRAIN_PER_SHARD is not worth
+# sending, the server then trains itself once enough vectors have arrived.
+_TRAIN_PER_SHARD = 64
+_MIN_TRAIN_PER_SHARD = 4
+_MAX_SHARDS = 65536
+
+_METRICS = {
+    "cosine": pb.COSINE, "angular": pb.COSINE,
+    "l2": pb.L2, "euclidean": pb.L2,
+    "inner_product": pb.INNER_PRODUCT, "ip": pb.INNER_PRODUCT,
+    "dot": pb.INNER_PRODUCT,
+}
+_METRIC_NAMES = {pb.COSINE: "cosine", pb.L2: "l2",
+                 pb.INNER_PRODUCT: "inner_product"}
+
+_UNSET = object()
+
+
+@dataclass(frozen=True)
+class Info:
+    """What the server holds. Before the first init() only `initialized`
+    (False) and `server_version` are meaningful."""
+    initialized: bool
+    dim: int
+    metric: str  # "cosine", "l2", "inner_product" (None before init)
+    vectors: int
+    n_shards: int
+    trained: bool
+    memory_bytes: int
+    server_version: str
+    default_nprobe: int
+    shard_sizes: np.ndarray = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    inserted: int  # keys that were new
+    replaced: int  # keys that existed and got the new vector
+    messages: int  # stream messages the server applied
+
+
+@dataclass(frozen=True)
+class InitResult:
+    replaced: bool     # an existing collection was dropped (replace=True)
+    trained: bool      # the index was trained from the sample sent with Init
+    n_shards: int      # shards asked for (0: the server chooses)
+    train_rows: int    # rows sent as the training sample
+    inserted: int      # rows streamed after Init
+    messages: int
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    path: str
+    vectors: int
+    bytes: int
+    seconds: float
+    sequence: int  # last log record the snapshot covers
+
+
+def connect(address=DEFAULT_ADDRESS, timeout=None, **kwargs):
+    """Opens a client to the npvdb server at `address` ("host:port").
+
+    timeout: deadline in seconds for each call (an insert stream counts as
+    one call), None for none. Other keyword arguments go to Client. The
+    connection is made lazily: a server that is not there shows as
+    npvdb.Unavailable on the first call."""
+    return Client(address, timeout=timeout, **kwargs)
+
+
+class Client:
+    """A connection to one npvdb server. Thread-safe like a grpc channel.
+
+    Use as a context manager, or call close()."""
+
+    def __init__(self, address=DEFAULT_ADDRESS, timeout=None, *,
+                 credentials=None, options=None,
+                 max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES):
+        """credentials: grpc.ChannelCredentials for TLS (None: plaintext).
+        options: extra grpc channel options, a list of (name, value).
+        max_message_bytes: the server's receive limit; inputs are split into
+        messages no larger than this (the Init training sample may use all
+        of it; other messages are about 4 MiB)."""
+        opts = [("grpc.max_send_message_length", -1),
+                ("grpc.max_receive_message_length", -1)]
+        opts += list(options or [])
+        if credentials is not None:
+            self._channel = grpc.secure_channel(address, credentials, opts)
+        else:
+            self._channel = grpc.insecure_channel(address, opts)
+        self._stub = pb_grpc.VectorDBStub(self._channel)
+        self.address = address
+        self.timeout = timeout
+        self.max_message_bytes = int(max_message_bytes)
+        # The collection's dim, remembered so that a query of the wrong width
+        # is refused here: the server can only see a byte count, and a
+        # (2, 64) block looks like one 128-d query to it.
+        self._dim = None
+
+    # -- life cycle -----------------------------------------------------
+    def close(self):
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return "npvdb.Client({!r})".format(self.address)
+
+    # -- the API --------------------------------------------------------
+    def init(self, keys, data, n_shards=None, metric="cosine", replace=False,
+             train_size=None, nprobe=None, batch_size=None, progress=None,
+             seed=None):
+        """Creates the collection from `data` (n x dim) under `keys` (n
+        strings; ints are converted with str()): trains the index on a random
+        sample of the rows, sent with the Init call, then streams all rows as
+        insert() does.
+
+        n_shards: None = about 4*sqrt(n), at most n. metric: "cosine" (default),
+        "l2" or "inner_product". replace: drop an existing collection first
+        (without it an existing one raises npvdb.AlreadyExists). train_size:
+        rows in the training sample; None = min(n, 64 * n_shards, what fits
+        in one message), or no sample when fewer than 4 rows per shard fit
+        (the server then trains itself once enough vectors have arrived).
+        nprobe: the default shards probed per query (None: the server's).
+        seed: the sample's random seed."""
+        keys = _keys(keys)
+        arr = _matrix(data, "data")
+        n, dim = arr.shape
+        _check_rows(keys, n)
+        if metric not in _METRICS and metric not in _METRIC_NAMES:
+            raise InvalidArgument(
+                "metric {!r}: use one of {}".format(metric, sorted(_METRICS)))
+        metric = _METRICS.get(metric, metric)
+        if n_shards is None:
+            n_shards = _auto_shards(n)
+        n_shards = int(n_shards)
+        sample = self._train_sample(arr, n_shards, train_size, seed)
+        req = pb.InitRequest(
+            dim=dim, metric=metric, n_shards=n_shards, replace=bool(replace),
+            train_vectors=sample.tobytes() if sample is not None else b"",
+            default_nprobe=_uint(nprobe, "nprobe"))
+        reply = self._unary(self._stub.Init, req)
+        self._dim = dim
+        ins = (self._insert(keys, arr, batch_size, progress) if n
+               else InsertResult(0, 0, 0))
+        return InitResult(replaced=reply.replaced, trained=reply.trained,
+                          n_shards=n_shards,
+                          train_rows=0 if sample is None else len(sample),
+                          inserted=ins.inserted + ins.replaced,
+                          messages=ins.messages)
+
+    def insert(self, keys, data, batch_size=None, progress=None):
+        """Upserts rows of `data` (n x dim, or one 1-D vector) under `keys`.
+
+        One client-streaming call of messages of `batch_size` rows (None:
+        messages of about 4 MiB). progress: a tqdm bar; None =
+        shown when stderr is a terminal and the load takes several messages,
+        False = never, True = always (if tqdm is installed)."""
+        keys = _keys(keys)
+        arr = _matrix(data, "data")
+        _check_rows(keys, arr.shape[0])
+        return self._insert(keys, arr, batch_size, progress)
+
+    def get_closest(self, queries, k_nearest=10, nprobe=None):
+        """The k_nearest stored vectors closest to each query.
+
+        queries: (q, dim) array, or one 1-D vector of dim values.
+        Returns (keys, distances): for a 2-D input, arrays of shape
+        (q, k_nearest), keys of dtype object (str), distances float32, nearest
+        first; for a 1-D input, the same for that one query with shape
+        (k_nearest,). When a query finds fewer than k_nearest vectors in the
+        shards it probes, its row is padded with None keys and inf distances.
+        nprobe: shards probed per query (None: the collection's default;
+        >= the shard count is an exact search)."""
+        arr = np.ascontiguousarray(queries, dtype="<f4")
+        single = arr.ndim == 1
+        if single:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2:
+            raise InvalidArgument(
+                "queries must be 1-D or 2-D, got shape {}".format(arr.shape))
+        k = int(k_nearest)
+        if k < 0:
+            raise InvalidArgument("k_nearest must be positive, got {}".format(k))
+        self._check_dim(arr.shape[1])
+        q = arr.shape[0]
+        out_keys = np.full((q, k), None, dtype=object)
+        out_dist = np.full((q, k), np.inf, dtype=np.float32)
+        rows = max(1, self._budget() // (4 * arr.shape[1]))
+        for start in range(0, q, rows):
+            chunk = arr[start:start + rows]
+            req = pb.GetClosestRequest(queries=chunk.tobytes(), k=k,
+                                       nprobe=_uint(nprobe, "nprobe"))
+            self._closest_chunk(req, len(chunk), out_keys[start:start + rows],
+                                out_dist[start:start + rows])
+        if single:
+            return out_keys[0], out_dist[0]
+        return out_keys, out_dist
+
+    def get(self, keys, missing="raise"):
+        """The stored vectors of `keys` as a (len(keys), dim) float32 array,
+        in the order of `keys` (for cosine collections: the normalised
+        vectors). missing="raise" raises npvdb.NotFound naming absent keys;
+        missing="nan" gives them rows of NaN instead."""
+        if missing not in ("raise", "nan"):
+            raise InvalidArgument("missing must be 'raise' or 'nan'")
+        keys = _keys(keys)
+        found = {}
+        absent = []
+        for chunk in self._key_chunks(keys):
+            reply = self._unary(self._stub.Get, pb.GetRequest(keys=chunk))
+            vecs = np.frombuffer(reply.vectors, dtype="<f4")
+            if reply.keys:
+                vecs = vecs.reshape(len(reply.keys), -1)
+            for key, row in zip(reply.keys, vecs):
+                found[key] = row
+            absent.extend(reply.missing)
+        if absent and missing == "raise":
+            shown = ", ".join(repr(k) for k in absent[:5])
+            more = " and {} more".format(len(absent) - 5) if len(absent) > 5 else ""
+            raise NotFound("{} key(s) not in the collection: {}{}".format(
+                len(absent), shown, more))
+        dim = next(iter(found.values())).shape[0] if found else self._dim_now()
+        out = np.full((len(keys), dim), np.nan, dtype=np.float32)
+        for i, key in enumerate(keys):
+            row = found.get(key)
+            if row is not None:
+                out[i] = row
+        return out
+
+    def delete(self, keys):
+        """Deletes `keys` (one str, or a sequence). Unknown keys are not an
+        error. Returns how many existed."""
+        deleted = 0
+        for chunk in self._key_chunks(_keys(keys)):
+            deleted += self._unary(self._stub.Delete,
+                                   pb.DeleteRequest(keys=chunk)).deleted
+        return deleted
+
+    def snapshot(self):
+        """Writes a consistent snapshot to the server's data directory."""
+        r = self._unary(self._stub.Snapshot, pb.SnapshotRequest())
+        return SnapshotResult(path=r.path, vectors=r.vectors, bytes=r.bytes,
+                              seconds=r.seconds, sequence=r.sequence)
+
+    def info(self):
+        """The collection's state as an npvdb.Info."""
+        r = self._unary(self._stub.Info, pb.InfoRequest())
+        if r.initialized:
+            self._dim = r.dim
+        return Info(initialized=r.initialized, dim=r.dim,
+                    metric=_METRIC_NAMES.get(r.metric), vectors=r.vectors,
+                    n_shards=r.n_shards, trained=r.trained,
+                    memory_bytes=r.memory_bytes,
+                    server_version=r.server_version,
+                    default_nprobe=r.default_nprobe,
+                    shard_sizes=np.array(r.shard_sizes, dtype=np.uint64))
+
+    # -- internals ------------------------------------------------------
+    def _unary(self, method, request):
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+
+    def _budget(self):
+        """Payload bytes per insert, query, get or delete message."""
+        return max(1024, min(self.max_message_bytes, _STREAM_MESSAGE_BYTES) - _MESSAGE_SLACK)
+
+    def _train_budget(self):
+        return max(1024, self.max_message_bytes - _MESSAGE_SLACK)
+
+    def _insert(self, keys, arr, batch_size, progress):
+        n, dim = arr.shape
+        if n == 0:
+            return InsertResult(0, 0, 0)
+        if batch_size is None:
+            # Bounded by the longest key at 4 UTF-8 bytes a character, plus
+            # its tag and length: no message can pass the budget.
+            per_row = 4 * dim + 4 * max(map(len, keys)) + 4
+            batch_size = max(1, self._budget() // per_row)
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise InvalidArgument("batch_size must be >= 1")
+        bar = _progress_bar(progress, n, batch_size)
+
+        def requests():
+            for i in range(0, n, batch_size):
+                yield pb.InsertRequest(keys=keys[i:i + batch_size],
+                                       vectors=arr[i:i + batch_size].tobytes())
+                if bar is not None:
+                    bar.update(min(batch_size, n - i))
+
+        try:
+            r = self._unary(self._stub.Insert, requests())
+        finally:
+            if bar is not None:
+                bar.close()
+        return InsertResult(r.inserted, r.replaced, r.messages)
+
+    def _train_sample(self, arr, n_shards, train_size, seed):
+        n, dim = arr.shape
+        if train_size is None:
+            fits = self._train_budget() // (4 * dim)
+            train_size = min(n, _TRAIN_PER_SHARD * max(1, n_shards), fits)
+            if train_size < min(n, _MIN_TRAIN_PER_SHARD * n_shards):
+                return None
+        train_size = int(train_size)
+        if train_size <= 0 or n == 0:
+            return None
+        if train_size > n:
+            raise InvalidArgument(
+                "train_size {} is larger than the {} rows given".format(train_size, n))
+        if train_size == n:
+            return arr
+        rng = np.random.default_rng(seed)
+        # Sorted indices read the rows in memory order.
+        return arr[np.sort(rng.choice(n, size=train_size, replace=False))]
+
+    def _check_dim(self, dim):
+        if self._dim is None or self._dim != dim:
+            # First query, or another client may have re-created the
+            # collection: ask the server once before refusing.
+            self._dim = None
+            self._dim_now()
+        if self._dim is not None and self._dim != dim:
+            raise InvalidArgument(
+                "queries have {} dimensions, the collection has {}".format(dim, self._dim))
+
+    def _dim_now(self):
+        if self._dim is None:
+            info = self.info()
+            if not info.initialized:
+                raise FailedPrecondition("the collection is not initialized: call init() first")
+        return self._dim
+
+    def _closest_chunk(self, req, q, out_keys, out_dist):
+        k = out_keys.shape[1]
+        seen = 0
+        try:
+            for r in self._stub.GetClosest(req, timeout=self.timeout):
+                i = r.query_index
+                m = len(r.keys)
+                if i >= q or m > k or len(r.distances) != m:
+                    self._dim = None
+                    raise Internal(
+                        "reply for query {} with {} keys and {} distances does not "
+                        "fit {} queries of k={} (did the collection's dim change?)"
+                        .format(i, m, len(r.distances), q, k))
+                out_keys[i, :m] = r.keys
+                out_dist[i, :m] = r.distances
+                seen += 1
+        except grpc.RpcError as e:
+            raise from_rpc_error(e) from None
+        if seen != q:
+            raise Internal("{} replies for {} queries".format(seen, q))
+
+    def _key_chunks(self, keys):
+        """Splits keys into runs whose encoded size fits one message."""
+        budget = self._budget()
+        chunk, size = [], 0
+        for key in keys:
+            cost = len(key.encode("utf-8")) + 4
+            if chunk and size + cost > budget:
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(key)
+            size += cost
+        if chunk:
+            yield chunk
+
+
+class VectorDB(Client):
+    """The original npvDB entry point, kept for its users: `VectorDB(n_workers)`
+    then `init(keys, data)` and `get_closest(data[:1], k_nearest=3)`.
+
+    The database is now a server: this connects to `address` (default
+    $NPVDB_ADDRESS, else 127.0.0.1:50051). n_workers becomes the number of
+    shards (each of the original's workers held one k-means partition), and
+    init() replaces an existing collection as the original's did. Everything
+    else is Client's API; get_closest returns (keys, distances)."""
+
+    def __init__(self, n_workers=None, address=None, **kwargs):
+        super().__init__(address or os.environ.get("NPVDB_ADDRESS", DEFAULT_ADDRESS),
+                         **kwargs)
+        self.n_workers = n_workers
+
+    def init(self, keys, data, n_shards=None, replace=True, **kwargs):
+        if n_shards is None and self.n_workers:
+            n_shards = int(self.n_workers)
+        return super().init(keys, data, n_shards=n_shards, replace=replace, **kwargs)
+
+
+# -- conversions -----------------------------------------------------------
+def _keys(keys):
+    """A list of str from one str, a sequence of str/bytes/int, or a numpy
+    array of strings or integers."""
+    if isinstance(keys, (str, bytes)):
+        keys = [keys]
+    if isinstance(keys, np.ndarray):
+        if keys.dtype.kind == "U":
+            return keys.ravel().tolist()
+        if keys.dtype.kind in "iu":
+            return [str(k) for k in keys.ravel().tolist()]
+        keys = keys.ravel().tolist()
+    out = []
+    for k in keys:
+        if isinstance(k, str):
+            out.append(str(k))
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool):
+            out.append(str(int(k)))
+        elif isinstance(k, bytes):
+            try:
+                out.append(k.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise InvalidArgument("key {!r} is not UTF-8: {}".format(k, e)) from None
+        else:
+            raise InvalidArgument(
+                "keys must be str or int, got {}".format(type(k).__name__))
+    return out
+
+
+def _matrix(data, what):
+    """`data` as a C-contiguous little-endian float32 (n, dim) array; one
+    1-D vector becomes one row. Copies only when the input is not already
+    that."""
+    try:
+        arr = np.ascontiguousarray(data, dtype="<f4")
+    except (TypeError, ValueError) as e:
+        raise InvalidArgument("{}: not a float array: {}".format(what, e)) from None
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise InvalidArgument("{} must be 2-D (rows, dim), got shape {}".format(what, arr.shape))
+    if arr.shape[1] == 0:
+        raise InvalidArgument("{} has 0 dimensions".format(what))
+    return arr
+
+
+def _check_rows(keys, n):
+    if len(keys) != n:
+        raise InvalidArgument("{} keys for {} rows".format(len(keys), n))
+
+
+def _uint(value, what):
+    if value is None:
+        return 0
+    value = int(value)
+    if value < 0 or value >= 1 << 32:
+        raise InvalidArgument("{} out of range: {}".format(what, value))
+    return value
+
+
+def _auto_shards(n):
+    if n == 0:
+        return 0
+    return max(1, min(n, _MAX_SHARDS, int(round(4 * math.sqrt(n)))))
+
+
+def _progress_bar(progress, total, batch_size):
+    if progress is False or progress is None and (
+            total <= batch_size or not sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="npvdb insert", unit="vec", unit_scale=True)
