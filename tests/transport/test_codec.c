@@ -1,0 +1,458 @@
+/*
+ * test_codec.c -- the request decoders: valid requests decode to exactly the
+ * values sent (also from unaligned buffers), and every kind of bad input is
+ * an NPVDB_EINVAL naming what was wrong, never a crash or a silent change.
+ */
+#include "codec.h"
+
+#include "grpc/health/v1/health.pb-c.h"
+#include "npvdb/v1/npvdb.pb-c.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* A packed message in a buffer that starts one byte past malloc's
+ * alignment, so float fields inside it are misaligned. */
+typedef struct packed {
+    uint8_t *base;
+    uint8_t *buf;
+    size_t len;
+} packed;
+
+static packed pack(const ProtobufCMessage *m)
+{
+    packed p;
+    p.len = protobuf_c_message_get_packed_size(m);
+    p.base = malloc(p.len + 1);
+    assert_non_null(p.base);
+    p.buf = p.base + 1;
+    protobuf_c_message_pack(m, p.buf);
+    return p;
+}
+
+static void packed_free(packed *p)
+{
+    free(p->base);
+}
+
+static void assert_msg_has(const npvdb_error *err, const char *needle)
+{
+    if (!strstr(err->msg, needle))
+        fail_msg("message \"%s\" lacks \"%s\"", err->msg, needle);
+}
+
+/* ---- Init ---- */
+
+static void test_init_valid(void **state)
+{
+    float train[6] = {1, 2, 3, 4, 5, 6};
+    Npvdb__V1__InitRequest m = NPVDB__V1__INIT_REQUEST__INIT;
+    m.dim = 2;
+    m.metric = NPVDB__V1__METRIC__L2;
+    m.n_shards = 7;
+    m.default_nprobe = 3;
+    m.replace = 1;
+    m.train_vectors.data = (uint8_t *)train;
+    m.train_vectors.len = sizeof train;
+    packed p = pack(&m.base);
+    codec_init r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_init(p.buf, p.len, &r, &err), NPVDB_OK);
+    assert_int_equal(r.cfg.dim, 2);
+    assert_int_equal(r.cfg.metric, NPVDB_METRIC_L2);
+    assert_int_equal(r.cfg.n_shards, 7);
+    assert_int_equal(r.cfg.default_nprobe, 3);
+    assert_true(r.replace);
+    assert_int_equal(r.n_train, 3);
+    assert_memory_equal(r.train, train, sizeof train);
+    codec_init_free(&r);
+    packed_free(&p);
+}
+
+static void test_init_metric_default_is_cosine(void **state)
+{
+    Npvdb__V1__InitRequest m = NPVDB__V1__INIT_REQUEST__INIT;
+    m.dim = 8;
+    packed p = pack(&m.base);
+    codec_init r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_init(p.buf, p.len, &r, &err), NPVDB_OK);
+    assert_int_equal(r.cfg.metric, NPVDB_METRIC_COSINE);
+    assert_int_equal(r.n_train, 0);
+    assert_null(r.train);
+    assert_false(r.replace);
+    codec_init_free(&r);
+    packed_free(&p);
+}
+
+/* Decodes an InitRequest expected to fail with `needle` in its message. */
+static void expect_init_error(const Npvdb__V1__InitRequest *m,
+                              const char *needle)
+{
+    packed p = pack(&m->base);
+    codec_init r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_init(p.buf, p.len, &r, &err), NPVDB_EINVAL);
+    assert_int_equal(err.code, NPVDB_EINVAL);
+    assert_msg_has(&err, needle);
+    assert_null(r.train);
+    codec_init_free(&r);
+    packed_free(&p);
+}
+
+static void test_init_errors(void **state)
+{
+    float train[5] = {1, 2, 3, 4, NAN};
+    Npvdb__V1__InitRequest m = NPVDB__V1__INIT_REQUEST__INIT;
+    expect_init_error(&m, "dim must be 1..4096 (got 0)");
+    m.dim = NPVDB_MAX_DIM + 1;
+    expect_init_error(&m, "dim must be");
+    m.dim = 2;
+    m.metric = 9;
+    expect_init_error(&m, "unknown metric 9");
+    m.metric = NPVDB__V1__METRIC__COSINE;
+    m.n_shards = NPVDB_MAX_SHARDS + 1;
+    expect_init_error(&m, "n_shards");
+    m.n_shards = 0;
+    m.train_vectors.data = (uint8_t *)train;
+    m.train_vectors.len = 5 * sizeof(float); /* 2.5 rows */
+    expect_init_error(&m, "not a multiple of dim 2");
+    m.train_vectors.len = 4 * sizeof(float);
+    train[3] = INFINITY;
+    expect_init_error(&m, "training vector 1 has a NaN or Inf at component 1");
+}
+
+static void test_malformed_bytes(void **state)
+{
+    /* A length-delimited field claiming more bytes than there are. */
+    const uint8_t bad[] = {0x0a, 0x7f, 'a'};
+    npvdb_error err = {0};
+    codec_init ri;
+    codec_insert rn;
+    codec_query rq;
+    codec_keys rk;
+    char svc[16];
+    assert_int_equal(codec_decode_init(bad, sizeof bad, &ri, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "malformed InitRequest");
+    assert_int_equal(codec_decode_insert(bad, sizeof bad, 4, &rn, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "malformed InsertRequest");
+    assert_int_equal(codec_decode_query(bad, sizeof bad, 4, &rq, &err),
+                     NPVDB_EINVAL);
+    assert_int_equal(codec_decode_delete(bad, sizeof bad, &rk, &err),
+                     NPVDB_EINVAL);
+    assert_int_equal(codec_decode_get(bad, sizeof bad, &rk, &err),
+                     NPVDB_EINVAL);
+    assert_int_equal(codec_decode_empty(bad, sizeof bad, &err), NPVDB_EINVAL);
+    assert_int_equal(
+        codec_decode_health(bad, sizeof bad, svc, sizeof svc, &err),
+        NPVDB_EINVAL);
+}
+
+/* ---- Insert ---- */
+
+static void test_insert_valid(void **state)
+{
+    float rows[6] = {0.5f, -1, 2, 3, 4, 1e30f};
+    char *keys[2] = {"alpha", "\xc3\xa9t\xc3\xa9"}; /* "été" */
+    Npvdb__V1__InsertRequest m = NPVDB__V1__INSERT_REQUEST__INIT;
+    m.n_keys = 2;
+    m.keys = keys;
+    m.vectors.data = (uint8_t *)rows;
+    m.vectors.len = sizeof rows;
+    packed p = pack(&m.base);
+    codec_insert r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_insert(p.buf, p.len, 3, &r, &err), NPVDB_OK);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.keys[0], "alpha");
+    assert_string_equal(r.keys[1], keys[1]);
+    assert_memory_equal(r.rows, rows, sizeof rows);
+    assert_int_equal((uintptr_t)r.rows % sizeof(float), 0);
+    codec_insert_free(&r);
+    packed_free(&p);
+}
+
+static void test_insert_empty_message(void **state)
+{
+    codec_insert r;
+    npvdb_error err = {0};
+    const uint8_t none[1] = {0};
+    assert_int_equal(codec_decode_insert(none, 0, 3, &r, &err), NPVDB_OK);
+    assert_int_equal(r.n, 0);
+    assert_null(r.rows);
+    codec_insert_free(&r);
+}
+
+static void expect_insert_error(const uint8_t *buf, size_t len, uint32_t dim,
+                                const char *needle)
+{
+    codec_insert r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_insert(buf, len, dim, &r, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, needle);
+    assert_null(r.rows);
+    assert_null(r.msg_);
+}
+
+static void test_insert_size_mismatch(void **state)
+{
+    float rows[5] = {0};
+    char *keys[2] = {"a", "b"};
+    Npvdb__V1__InsertRequest m = NPVDB__V1__INSERT_REQUEST__INIT;
+    m.n_keys = 2;
+    m.keys = keys;
+    m.vectors.data = (uint8_t *)rows;
+    m.vectors.len = sizeof rows;
+    packed p = pack(&m.base);
+    expect_insert_error(
+        p.buf, p.len, 3,
+        "vectors is 20 bytes, expected 2 rows x dim 3 x 4 = 24");
+    /* Keys without vectors, and a bad dimension from the caller. */
+    m.vectors.len = 0;
+    packed q = pack(&m.base);
+    expect_insert_error(q.buf, q.len, 3, "vectors is 0 bytes");
+    expect_insert_error(q.buf, q.len, 0, "dim must be");
+    packed_free(&p);
+    packed_free(&q);
+}
+
+static void test_insert_nan(void **state)
+{
+    float rows[4] = {1, 2, 3, NAN};
+    char *keys[2] = {"a", "b"};
+    Npvdb__V1__InsertRequest m = NPVDB__V1__INSERT_REQUEST__INIT;
+    m.n_keys = 2;
+    m.keys = keys;
+    m.vectors.data = (uint8_t *)rows;
+    m.vectors.len = sizeof rows;
+    packed p = pack(&m.base);
+    expect_insert_error(p.buf, p.len, 2,
+                        "vector 1 has a NaN or Inf at component 1");
+    packed_free(&p);
+}
+
+/* InsertRequest {keys: KEY, vectors: 1.0f} for dim 1, built by hand so the
+ * key can hold any bytes (protobuf-c packs C strings). */
+static size_t insert_wire(uint8_t *out, const char *key, size_t klen)
+{
+    size_t n = 0;
+    out[n++] = 0x0a; /* field 1, LEN */
+    out[n++] = (uint8_t)klen;
+    memcpy(out + n, key, klen);
+    n += klen;
+    const uint8_t one[] = {0x12, 0x04, 0x00, 0x00, 0x80, 0x3f};
+    memcpy(out + n, one, sizeof one);
+    return n + sizeof one;
+}
+
+static void test_insert_bad_keys(void **state)
+{
+    uint8_t wire[64];
+    size_t n = insert_wire(wire, "a\0b", 3);
+    expect_insert_error(wire, n, 1, "key 0 contains a NUL byte at offset 1");
+    n = insert_wire(wire, "", 0);
+    expect_insert_error(wire, n, 1, "key 0 is empty");
+    n = insert_wire(wire, "\xff", 1);
+    expect_insert_error(wire, n, 1, "key 0 is not valid UTF-8");
+    n = insert_wire(wire, "ok", 2);
+    codec_insert r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_insert(wire, n, 1, &r, &err), NPVDB_OK);
+    assert_string_equal(r.keys[0], "ok");
+    assert_true(r.rows[0] == 1.0f);
+    codec_insert_free(&r);
+}
+
+static void test_insert_long_key(void **state)
+{
+    char *big = malloc(NPVDB_MAX_KEY_LEN + 2);
+    assert_non_null(big);
+    memset(big, 'k', NPVDB_MAX_KEY_LEN + 1);
+    big[NPVDB_MAX_KEY_LEN + 1] = 0;
+    char *keys[2] = {"fine", big};
+    float rows[2] = {1, 2};
+    Npvdb__V1__InsertRequest m = NPVDB__V1__INSERT_REQUEST__INIT;
+    m.n_keys = 2;
+    m.keys = keys;
+    m.vectors.data = (uint8_t *)rows;
+    m.vectors.len = sizeof rows;
+    packed p = pack(&m.base);
+    expect_insert_error(p.buf, p.len, 1, "key 1 is 1025 bytes, over the 1024");
+    big[NPVDB_MAX_KEY_LEN] = 0; /* exactly at the limit: fine */
+    packed q = pack(&m.base);
+    codec_insert r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_insert(q.buf, q.len, 1, &r, &err), NPVDB_OK);
+    codec_insert_free(&r);
+    packed_free(&p);
+    packed_free(&q);
+    free(big);
+}
+
+/* ---- keys ---- */
+
+static void test_check_key_utf8(void **state)
+{
+    npvdb_error err = {0};
+    const char *good[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(
+            codec_check_key((const uint8_t *)good[i], strlen(good[i]), i, &err),
+            NPVDB_OK);
+    const char *bad[] = {
+        "\xc0\x80",         /* overlong NUL */
+        "\xe0\x80\x80",     /* overlong */
+        "\xed\xa0\x80",     /* surrogate */
+        "\xf4\x90\x80\x80", /* past U+10FFFF */
+        "\xe2\x82",         /* truncated */
+        "\x80",             /* lone continuation */
+    };
+    for (size_t i = 0; i < 6; i++) {
+        assert_int_equal(
+            codec_check_key((const uint8_t *)bad[i], strlen(bad[i]), 4, &err),
+            NPVDB_EINVAL);
+        assert_msg_has(&err, "key 4 is not valid UTF-8");
+    }
+}
+
+/* ---- GetClosest ---- */
+
+static packed query_msg(const float *q, size_t nfloats, uint32_t k)
+{
+    Npvdb__V1__GetClosestRequest m = NPVDB__V1__GET_CLOSEST_REQUEST__INIT;
+    m.queries.data = (uint8_t *)q;
+    m.queries.len = nfloats * sizeof(float);
+    m.k = k;
+    m.nprobe = 5;
+    return pack(&m.base);
+}
+
+static void test_query_valid(void **state)
+{
+    float q[6] = {1, 2, 3, 4, 5, 6};
+    packed p = query_msg(q, 6, 10);
+    codec_query r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_query(p.buf, p.len, 3, &r, &err), NPVDB_OK);
+    assert_int_equal(r.nq, 2);
+    assert_int_equal(r.k, 10);
+    assert_int_equal(r.nprobe, 5);
+    assert_memory_equal(r.queries, q, sizeof q);
+    codec_query_free(&r);
+    packed_free(&p);
+}
+
+static void expect_query_error(const float *q, size_t nfloats, uint32_t k,
+                               uint32_t dim, const char *needle)
+{
+    packed p = query_msg(q, nfloats, k);
+    codec_query r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_query(p.buf, p.len, dim, &r, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, needle);
+    assert_null(r.queries);
+    packed_free(&p);
+}
+
+static void test_query_errors(void **state)
+{
+    float q[6] = {1, 2, 3, 4, 5, INFINITY};
+    expect_query_error(q, 3, 0, 3, "k must be 1..16384 (got 0)");
+    expect_query_error(q, 3, NPVDB_MAX_K + 1, 3, "k must be 1..16384");
+    expect_query_error(q, 0, 5, 3, "queries is empty");
+    expect_query_error(q, 4, 5, 3, "not a multiple of dim 3");
+    expect_query_error(q, 6, 5, 3, "query 1 has a NaN or Inf at component 2");
+}
+
+/* ---- Delete, Get, empty, health ---- */
+
+static void test_keys_valid(void **state)
+{
+    char *keys[3] = {"x", "y", "x"};
+    Npvdb__V1__DeleteRequest m = NPVDB__V1__DELETE_REQUEST__INIT;
+    m.n_keys = 3;
+    m.keys = keys;
+    packed p = pack(&m.base);
+    codec_keys r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_delete(p.buf, p.len, &r, &err), NPVDB_OK);
+    assert_int_equal(r.n, 3);
+    assert_string_equal(r.keys[2], "x");
+    codec_keys_free(&r);
+    /* GetRequest has the same layout. */
+    assert_int_equal(codec_decode_get(p.buf, p.len, &r, &err), NPVDB_OK);
+    assert_int_equal(r.n, 3);
+    codec_keys_free(&r);
+    /* No keys at all is a valid (empty) request. */
+    assert_int_equal(codec_decode_get(p.buf, 0, &r, &err), NPVDB_OK);
+    assert_int_equal(r.n, 0);
+    codec_keys_free(&r);
+    packed_free(&p);
+}
+
+static void test_keys_nul(void **state)
+{
+    const uint8_t wire[] = {0x0a, 0x01, 'a', 0x0a, 0x02, 'b', 0x00};
+    codec_keys r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_delete(wire, sizeof wire, &r, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "key 1 contains a NUL byte");
+    assert_null(r.msg_);
+}
+
+static void test_empty_and_health(void **state)
+{
+    npvdb_error err = {0};
+    /* Unknown fields are fine in an empty request. */
+    const uint8_t unknown[] = {0x08, 0x01};
+    assert_int_equal(codec_decode_empty(unknown, sizeof unknown, &err),
+                     NPVDB_OK);
+    Grpc__Health__V1__HealthCheckRequest m =
+        GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    m.service = "npvdb.v1.VectorDB";
+    packed p = pack(&m.base);
+    char svc[64];
+    assert_int_equal(codec_decode_health(p.buf, p.len, svc, sizeof svc, &err),
+                     NPVDB_OK);
+    assert_string_equal(svc, "npvdb.v1.VectorDB");
+    assert_int_equal(codec_decode_health(p.buf, p.len, svc, 8, &err),
+                     NPVDB_EINVAL);
+    assert_int_equal(codec_decode_health(p.buf, 0, svc, sizeof svc, &err),
+                     NPVDB_OK);
+    assert_string_equal(svc, "");
+    packed_free(&p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_valid),
+        cmocka_unit_test(test_init_metric_default_is_cosine),
+        cmocka_unit_test(test_init_errors),
+        cmocka_unit_test(test_malformed_bytes),
+        cmocka_unit_test(test_insert_valid),
+        cmocka_unit_test(test_insert_empty_message),
+        cmocka_unit_test(test_insert_size_mismatch),
+        cmocka_unit_test(test_insert_nan),
+        cmocka_unit_test(test_insert_bad_keys),
+        cmocka_unit_test(test_insert_long_key),
+        cmocka_unit_test(test_check_key_utf8),
+        cmocka_unit_test(test_query_valid),
+        cmocka_unit_test(test_query_errors),
+        cmocka_unit_test(test_keys_valid),
+        cmocka_unit_test(test_keys_nul),
+        cmocka_unit_test(test_empty_and_health),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
