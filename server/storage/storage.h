@@ -28,7 +28,7 @@ typedef enum npvdb_sync_mode {
 } npvdb_sync_mode;
 
 typedef struct npvdb_store_config {
-    const char *data_dir;      /* created if missing */
+    const char *data_dir; /* created if missing */
     npvdb_sync_mode sync;
     unsigned sync_interval_ms; /* for NPVDB_SYNC_INTERVAL; 0 = 100 */
     unsigned keep_snapshots;   /* newest N kept; 0 = 2 */
@@ -81,7 +81,7 @@ uint64_t npvdb_store_last_seq(npvdb_store *s);
  * fsynced, renamed, directory fsynced; then old snapshots beyond
  * keep_snapshots and the log segments it covers are removed. */
 npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
-                                uint64_t covered_seq,
-                                npvdb_snapshot_info *info, npvdb_error *err);
+                                uint64_t covered_seq, npvdb_snapshot_info *info,
+                                npvdb_error *err);
 
 #endif /* NPVDB_STORAGE_H */

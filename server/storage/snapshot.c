@@ -1,0 +1,519 @@
+/*
+ * snapshot.c -- writes and reads the HDF5 snapshot (layout in snapshot.h).
+ *
+ * Writing walks the engine with npvdb_export: each shard's rows go straight
+ * from the engine's memory into a hyperslab of the extendible /vectors
+ * dataset (no copy of the collection), while CRCs are accumulated. Reading
+ * goes shard by shard in bounded batches into npvdb_restore_shard, so a
+ * restart neither re-trains nor re-assigns, and memory stays bounded.
+ */
+#include "snapshot.h"
+#include "crc32c.h"
+#include "util.h"
+
+#include <hdf5.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Rows per read batch when restoring: bounds memory to ~32 MiB of rows. */
+#define READ_BATCH_BYTES (32u << 20)
+
+/* ---- attribute helpers ------------------------------------------------- */
+
+static int attr_put_u64(hid_t loc, const char *name, uint64_t v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a =
+        H5Acreate2(loc, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, &v) >= 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+static int attr_put_str(hid_t loc, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v) + 1);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = a >= 0 && H5Awrite(a, t, v) >= 0;
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    return ok ? 0 : -1;
+}
+
+static int attr_get_u64(hid_t loc, const char *name, uint64_t *v)
+{
+    if (H5Aexists(loc, name) <= 0) return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t sp = H5Aget_space(a);
+    int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 &&
+             H5Aread(a, H5T_NATIVE_UINT64, v) >= 0;
+    if (sp >= 0) H5Sclose(sp);
+    H5Aclose(a);
+    return ok ? 0 : -1;
+}
+
+/* ---- writing ----------------------------------------------------------- */
+
+typedef struct writer {
+    hid_t file, vectors, keys;
+    hid_t str_type;
+    uint32_t dim, n_shards;
+    int trained;
+    npvdb_metric metric;
+    uint64_t n;        /* rows written */
+    uint64_t *offsets; /* n_shards + 1 */
+    uint32_t shards_seen;
+    uint32_t crc_vectors, crc_keys, crc_centroids;
+    npvdb_error *err;
+} writer;
+
+static hid_t vlen_str_type(void)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    if (t >= 0) {
+        H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5T_CSET_UTF8);
+    }
+    return t;
+}
+
+/* An extendible, chunked dataset of rows x cols (cols 0: one dimension). */
+static hid_t create_growing(hid_t file, const char *name, hid_t type,
+                            hsize_t cols)
+{
+    int rank = cols ? 2 : 1;
+    hsize_t dims[2] = {0, cols}, max[2] = {H5S_UNLIMITED, cols};
+    /* ~1 MiB chunks of rows: large sequential writes, cheap partial reads. */
+    hsize_t rows = cols ? (1u << 20) / (cols * 4) : 8192;
+    hsize_t chunk[2] = {rows ? rows : 1, cols};
+    hid_t sp = H5Screate_simple(rank, dims, max);
+    hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(pl, rank, chunk);
+    hid_t d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+    H5Pclose(pl);
+    H5Sclose(sp);
+    return d;
+}
+
+/* Appends n rows (cols wide, 0 = one dimension) of memory type mt. */
+static int append_rows(hid_t d, hid_t mt, const void *buf, uint64_t at,
+                       size_t n, hsize_t cols)
+{
+    int rank = cols ? 2 : 1;
+    hsize_t size[2] = {at + n, cols};
+    if (H5Dset_extent(d, size) < 0) return -1;
+    hid_t fs = H5Dget_space(d);
+    hsize_t start[2] = {at, 0}, count[2] = {n, cols};
+    hid_t ms = H5Screate_simple(rank, count, NULL);
+    int ok = fs >= 0 && ms >= 0 &&
+             H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count,
+                                 NULL) >= 0 &&
+             H5Dwrite(d, mt, ms, fs, H5P_DEFAULT, buf) >= 0;
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    return ok ? 0 : -1;
+}
+
+static int on_index(void *ctx, const npvdb_stats *st, const float *centroids)
+{
+    writer *w = ctx;
+    w->dim = st->dim;
+    w->metric = st->metric;
+    w->trained = st->trained && centroids != NULL;
+    w->n_shards = st->n_shards;
+    w->offsets = calloc((size_t)w->n_shards + 1, sizeof *w->offsets);
+    if (!w->offsets) {
+        st_fail(w->err, NPVDB_ENOMEM, "no memory for shard offsets");
+        return -1;
+    }
+    hsize_t dims[2] = {w->trained ? w->n_shards : 0, w->dim};
+    hid_t sp = H5Screate_simple(2, dims, NULL);
+    hid_t d = H5Dcreate2(w->file, "centroids", H5T_IEEE_F32LE, sp, H5P_DEFAULT,
+                         H5P_DEFAULT, H5P_DEFAULT);
+    int ok = d >= 0;
+    if (ok && w->trained) {
+        size_t bytes = (size_t)w->n_shards * w->dim * sizeof(float);
+        w->crc_centroids = npvdb_crc32c(0, centroids, bytes);
+        ok = H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                      centroids) >= 0;
+    }
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+    w->vectors = create_growing(w->file, "vectors", H5T_IEEE_F32LE, w->dim);
+    w->keys = create_growing(w->file, "keys", w->str_type, 0);
+    if (!ok || w->vectors < 0 || w->keys < 0) {
+        st_fail(w->err, NPVDB_EINTERNAL, "cannot create snapshot datasets");
+        return -1;
+    }
+    return 0;
+}
+
+static int on_shard(void *ctx, const npvdb_shard_view *v)
+{
+    writer *w = ctx;
+    if (v->shard >= w->n_shards || v->shard < w->shards_seen) {
+        st_fail(w->err, NPVDB_EINTERNAL, "export gave shard %u out of order",
+                v->shard);
+        return -1;
+    }
+    /* Shards the walk skipped are empty. */
+    for (uint32_t s = w->shards_seen; s <= v->shard; s++)
+        w->offsets[s] = w->n;
+    w->shards_seen = v->shard + 1;
+    if (v->n > 0) {
+        if (append_rows(w->vectors, H5T_NATIVE_FLOAT, v->rows, w->n, v->n,
+                        w->dim) < 0 ||
+            append_rows(w->keys, w->str_type, v->keys, w->n, v->n, 0) < 0) {
+            st_fail(w->err, NPVDB_EINTERNAL,
+                    "cannot write shard %u to the snapshot", v->shard);
+            return -1;
+        }
+        w->crc_vectors = npvdb_crc32c(w->crc_vectors, v->rows,
+                                      v->n * w->dim * sizeof(float));
+        for (size_t i = 0; i < v->n; i++)
+            w->crc_keys =
+                npvdb_crc32c(w->crc_keys, v->keys[i], strlen(v->keys[i]) + 1);
+    }
+    w->n += v->n;
+    return 0;
+}
+
+static int write_offsets(writer *w, uint32_t *crc)
+{
+    for (uint32_t s = w->shards_seen; s <= w->n_shards; s++)
+        w->offsets[s] = w->n;
+    hsize_t dims[1] = {(hsize_t)w->n_shards + 1};
+    hid_t sp = H5Screate_simple(1, dims, NULL);
+    hid_t d = H5Dcreate2(w->file, "shard_offsets", H5T_STD_U64LE, sp,
+                         H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL,
+                                H5P_DEFAULT, w->offsets) >= 0;
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(sp);
+    *crc = npvdb_crc32c(0, w->offsets, dims[0] * sizeof(uint64_t));
+    return ok ? 0 : -1;
+}
+
+static int write_attrs(writer *w, const npvdb_config *cfg, uint64_t seq,
+                       uint32_t crc_offsets)
+{
+    /* The creation config is only meaningful for the same collection. */
+    npvdb_config k = *cfg;
+    if (k.dim != w->dim || k.metric != w->metric) memset(&k, 0, sizeof k);
+    hid_t f = w->file;
+    int bad = 0;
+    bad |= attr_put_u64(f, "format_version", SNAP_FORMAT_VERSION);
+    bad |= attr_put_str(f, "metric", npvdb_metric_name(w->metric));
+    bad |= attr_put_u64(f, "metric_id", (uint64_t)w->metric);
+    bad |= attr_put_u64(f, "dim", w->dim);
+    bad |= attr_put_u64(f, "n_shards", w->n_shards);
+    bad |= attr_put_u64(f, "trained", (uint64_t)w->trained);
+    bad |= attr_put_u64(f, "n_vectors", w->n);
+    bad |= attr_put_u64(f, "sequence", seq);
+    bad |= attr_put_u64(f, "config_n_shards", k.n_shards);
+    bad |= attr_put_u64(f, "train_per_shard", k.train_per_shard);
+    bad |= attr_put_u64(f, "kmeans_iters", k.kmeans_iters);
+    bad |= attr_put_u64(f, "default_nprobe", k.default_nprobe);
+    bad |= attr_put_u64(f, "seed", k.seed);
+    bad |= attr_put_u64(f, "crc32c_centroids", w->crc_centroids);
+    bad |= attr_put_u64(f, "crc32c_vectors", w->crc_vectors);
+    bad |= attr_put_u64(f, "crc32c_keys", w->crc_keys);
+    bad |= attr_put_u64(f, "crc32c_shard_offsets", crc_offsets);
+    return bad ? -1 : 0;
+}
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+npvdb_code snap_write(const char *tmp_path, npvdb_collection *c,
+                      const npvdb_config *cfg, uint64_t seq,
+                      npvdb_snapshot_info *info, npvdb_error *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are values, not spam */
+    writer w = {.file = -1, .vectors = -1, .keys = -1, .err = err};
+    npvdb_error xerr = {0};
+    if (!err) w.err = &xerr;
+    w.err->code = NPVDB_OK;
+    w.str_type = vlen_str_type();
+    w.file = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    npvdb_code rc = NPVDB_OK;
+    if (w.file < 0 || w.str_type < 0) {
+        rc = st_fail(err, NPVDB_EINTERNAL, "cannot create %s", tmp_path);
+        goto out;
+    }
+    npvdb_error eerr;
+    rc = npvdb_export(c, on_index, on_shard, &w, &eerr);
+    if (rc != NPVDB_OK) {
+        if (w.err->code == NPVDB_OK) /* the engine failed, not a callback */
+            st_fail(w.err, rc, "%s", eerr.msg);
+        rc = w.err->code;
+        goto out;
+    }
+    uint32_t crc_offsets;
+    if (!w.offsets || write_offsets(&w, &crc_offsets) < 0 ||
+        write_attrs(&w, cfg, seq, crc_offsets) < 0) {
+        rc = st_fail(err, NPVDB_EINTERNAL, "cannot write snapshot metadata");
+        goto out;
+    }
+    if (H5Fflush(w.file, H5F_SCOPE_GLOBAL) < 0)
+        rc = st_fail(err, NPVDB_EINTERNAL, "cannot flush %s", tmp_path);
+out:
+    if (w.vectors >= 0) H5Dclose(w.vectors);
+    if (w.keys >= 0) H5Dclose(w.keys);
+    if (w.file >= 0 && H5Fclose(w.file) < 0 && rc == NPVDB_OK)
+        rc = st_fail(err, NPVDB_EINTERNAL, "cannot close %s (disk full?)",
+                     tmp_path);
+    if (w.str_type >= 0) H5Tclose(w.str_type);
+    free(w.offsets);
+    if (rc == NPVDB_OK && fsync_path(tmp_path) != 0)
+        rc = st_fail(err, st_errno_code(errno), "cannot fsync %s: %s", tmp_path,
+                     strerror(errno));
+    if (rc == NPVDB_OK && info) {
+        struct stat st;
+        info->vectors = w.n;
+        info->bytes = stat(tmp_path, &st) == 0 ? (uint64_t)st.st_size : 0;
+    }
+    return rc;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+typedef struct reader {
+    hid_t file, vectors, keys, str_type;
+    uint64_t dim, n_shards, trained, n;
+    npvdb_config cfg;
+    uint64_t seq;
+    uint64_t *offsets;
+    float *centroids;
+    uint64_t crc[4]; /* centroids, vectors, keys, shard_offsets */
+} reader;
+
+/* Checks a dataset's shape: rank 2 with (rows, cols), or rank 1 (cols 0). */
+static int check_shape(hid_t d, uint64_t rows, uint64_t cols)
+{
+    hid_t sp = H5Dget_space(d);
+    if (sp < 0) return -1;
+    hsize_t dims[2] = {0, 0};
+    int rank = H5Sget_simple_extent_ndims(sp);
+    int ok = rank == (cols ? 2 : 1) &&
+             H5Sget_simple_extent_dims(sp, dims, NULL) == rank &&
+             dims[0] == rows && (!cols || dims[1] == cols);
+    H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+static npvdb_code read_attrs(reader *r, npvdb_error *err)
+{
+    uint64_t ver, metric, v[5];
+    hid_t f = r->file;
+    if (attr_get_u64(f, "format_version", &ver) < 0 || ver != 1)
+        return st_fail(err, NPVDB_EINVAL, "missing or unknown format_version");
+    if (attr_get_u64(f, "metric_id", &metric) < 0 ||
+        attr_get_u64(f, "dim", &r->dim) < 0 ||
+        attr_get_u64(f, "n_shards", &r->n_shards) < 0 ||
+        attr_get_u64(f, "trained", &r->trained) < 0 ||
+        attr_get_u64(f, "n_vectors", &r->n) < 0 ||
+        attr_get_u64(f, "sequence", &r->seq) < 0 ||
+        attr_get_u64(f, "config_n_shards", &v[0]) < 0 ||
+        attr_get_u64(f, "train_per_shard", &v[1]) < 0 ||
+        attr_get_u64(f, "kmeans_iters", &v[2]) < 0 ||
+        attr_get_u64(f, "default_nprobe", &v[3]) < 0 ||
+        attr_get_u64(f, "seed", &v[4]) < 0 ||
+        attr_get_u64(f, "crc32c_centroids", &r->crc[0]) < 0 ||
+        attr_get_u64(f, "crc32c_vectors", &r->crc[1]) < 0 ||
+        attr_get_u64(f, "crc32c_keys", &r->crc[2]) < 0 ||
+        attr_get_u64(f, "crc32c_shard_offsets", &r->crc[3]) < 0)
+        return st_fail(err, NPVDB_EINVAL, "missing attributes");
+    if (metric > NPVDB_METRIC_IP || r->dim == 0 || r->dim > NPVDB_MAX_DIM ||
+        r->n_shards == 0 || r->n_shards > NPVDB_MAX_SHARDS || r->trained > 1 ||
+        v[0] > UINT32_MAX || v[1] > UINT32_MAX || v[2] > UINT32_MAX ||
+        v[3] > UINT32_MAX)
+        return st_fail(err, NPVDB_EINVAL, "attributes out of range");
+    r->cfg.dim = (uint32_t)r->dim;
+    r->cfg.metric = (npvdb_metric)metric;
+    r->cfg.n_shards = (uint32_t)v[0];
+    r->cfg.train_per_shard = (uint32_t)v[1];
+    r->cfg.kmeans_iters = (uint32_t)v[2];
+    r->cfg.default_nprobe = (uint32_t)v[3];
+    r->cfg.seed = v[4];
+    return NPVDB_OK;
+}
+
+static npvdb_code read_small(reader *r, npvdb_error *err)
+{
+    hid_t d = H5Dopen2(r->file, "shard_offsets", H5P_DEFAULT);
+    size_t nb = ((size_t)r->n_shards + 1) * sizeof(uint64_t);
+    r->offsets = malloc(nb);
+    int ok = d >= 0 && r->offsets && check_shape(d, r->n_shards + 1, 0) == 0 &&
+             H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                     r->offsets) >= 0;
+    if (d >= 0) H5Dclose(d);
+    if (!ok) return st_fail(err, NPVDB_EINVAL, "cannot read shard_offsets");
+    if (npvdb_crc32c(0, r->offsets, nb) != r->crc[3])
+        return st_fail(err, NPVDB_EINVAL, "shard_offsets checksum mismatch");
+    if (r->offsets[0] != 0 || r->offsets[r->n_shards] != r->n)
+        return st_fail(err, NPVDB_EINVAL, "shard_offsets do not add up");
+    for (uint64_t s = 0; s < r->n_shards; s++)
+        if (r->offsets[s] > r->offsets[s + 1])
+            return st_fail(err, NPVDB_EINVAL, "shard_offsets decrease");
+    d = H5Dopen2(r->file, "centroids", H5P_DEFAULT);
+    uint64_t rows = r->trained ? r->n_shards : 0;
+    ok = d >= 0 && check_shape(d, rows, r->dim) == 0;
+    if (ok && rows) {
+        size_t cb = (size_t)rows * r->dim * sizeof(float);
+        r->centroids = malloc(cb);
+        ok = r->centroids &&
+             H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                     r->centroids) >= 0 &&
+             npvdb_crc32c(0, r->centroids, cb) == r->crc[0];
+    }
+    if (d >= 0) H5Dclose(d);
+    if (!ok)
+        return st_fail(err, NPVDB_EINVAL,
+                       "centroids unreadable or checksum "
+                       "mismatch");
+    r->vectors = H5Dopen2(r->file, "vectors", H5P_DEFAULT);
+    r->keys = H5Dopen2(r->file, "keys", H5P_DEFAULT);
+    if (r->vectors < 0 || r->keys < 0 ||
+        check_shape(r->vectors, r->n, r->dim) < 0 ||
+        check_shape(r->keys, r->n, 0) < 0)
+        return st_fail(err, NPVDB_EINVAL,
+                       "vectors or keys missing or of the "
+                       "wrong shape");
+    return NPVDB_OK;
+}
+
+/* Reads rows [at, at+n) of a dataset (cols 0: one dimension) into buf. */
+static int read_rows(hid_t d, hid_t mt, void *buf, uint64_t at, size_t n,
+                     hsize_t cols)
+{
+    int rank = cols ? 2 : 1;
+    hid_t fs = H5Dget_space(d);
+    hsize_t start[2] = {at, 0}, count[2] = {n, cols};
+    hid_t ms = H5Screate_simple(rank, count, NULL);
+    int ok = fs >= 0 && ms >= 0 &&
+             H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count,
+                                 NULL) >= 0 &&
+             H5Dread(d, mt, ms, fs, H5P_DEFAULT, buf) >= 0;
+    if (ms >= 0) H5Sclose(ms);
+    if (fs >= 0) H5Sclose(fs);
+    return ok ? 0 : -1;
+}
+
+/* One batch: read rows and keys [at, at+n), checksum, restore into shard. */
+static npvdb_code restore_batch(reader *r, npvdb_collection *c, uint32_t shard,
+                                uint64_t at, size_t n, float *rows, char **keys,
+                                uint32_t *crc_v, uint32_t *crc_k,
+                                npvdb_error *err)
+{
+    memset(keys, 0, n * sizeof *keys);
+    if (read_rows(r->vectors, H5T_NATIVE_FLOAT, rows, at, n, r->dim) < 0 ||
+        read_rows(r->keys, r->str_type, keys, at, n, 0) < 0) {
+        return st_fail(err, NPVDB_EINVAL, "cannot read rows %llu..%llu",
+                       (unsigned long long)at, (unsigned long long)(at + n));
+    }
+    npvdb_code rc = NPVDB_OK;
+    *crc_v = npvdb_crc32c(*crc_v, rows, n * r->dim * sizeof(float));
+    for (size_t i = 0; i < n && rc == NPVDB_OK; i++) {
+        if (!keys[i])
+            rc = st_fail(err, NPVDB_EINVAL, "key %llu is missing",
+                         (unsigned long long)(at + i));
+        else
+            *crc_k = npvdb_crc32c(*crc_k, keys[i], strlen(keys[i]) + 1);
+    }
+    if (rc == NPVDB_OK)
+        rc = npvdb_restore_shard(c, shard, (const char *const *)keys, rows, n,
+                                 err);
+    /* Frees the strings HDF5 allocated for the variable-length keys. */
+    hsize_t cnt = n;
+    hid_t ms = H5Screate_simple(1, &cnt, NULL);
+    H5Dvlen_reclaim(r->str_type, ms, H5P_DEFAULT, keys);
+    H5Sclose(ms);
+    return rc;
+}
+
+static npvdb_code restore_all(reader *r, npvdb_collection *c, npvdb_error *err)
+{
+    size_t batch = READ_BATCH_BYTES / (r->dim * sizeof(float));
+    float *rows = malloc(batch * r->dim * sizeof(float));
+    char **keys = malloc(batch * sizeof *keys);
+    npvdb_code rc = NPVDB_OK;
+    if (!rows || !keys)
+        rc = st_fail(err, NPVDB_ENOMEM, "no memory for a restore batch");
+    uint32_t crc_v = 0, crc_k = 0;
+    for (uint64_t s = 0; s < r->n_shards && rc == NPVDB_OK; s++) {
+        for (uint64_t at = r->offsets[s];
+             at < r->offsets[s + 1] && rc == NPVDB_OK; at += batch) {
+            uint64_t left = r->offsets[s + 1] - at;
+            size_t n = left < batch ? (size_t)left : batch;
+            rc = restore_batch(r, c, (uint32_t)s, at, n, rows, keys, &crc_v,
+                               &crc_k, err);
+        }
+    }
+    free(rows);
+    free(keys);
+    if (rc == NPVDB_OK && (crc_v != r->crc[1] || crc_k != r->crc[2]))
+        rc = st_fail(err, NPVDB_EINVAL, "%s checksum mismatch",
+                     crc_v != r->crc[1] ? "vectors" : "keys");
+    return rc;
+}
+
+npvdb_code snap_read(const char *path, uint32_t n_workers,
+                     npvdb_collection **out, uint64_t *seq, npvdb_config *cfg,
+                     npvdb_error *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    *out = NULL;
+    reader r = {.file = -1, .vectors = -1, .keys = -1};
+    npvdb_collection *c = NULL;
+    r.str_type = vlen_str_type();
+    r.file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    npvdb_code rc = NPVDB_OK;
+    if (r.file < 0 || r.str_type < 0)
+        rc =
+            st_fail(err, NPVDB_EINVAL, "not a readable HDF5 file (truncated?)");
+    if (rc == NPVDB_OK) rc = read_attrs(&r, err);
+    if (rc == NPVDB_OK) rc = read_small(&r, err);
+    if (rc == NPVDB_OK) {
+        npvdb_config k = r.cfg;
+        k.n_workers = n_workers;
+        c = npvdb_create(&k, err);
+        if (!c) rc = err ? err->code : NPVDB_EINTERNAL;
+    }
+    if (rc == NPVDB_OK && r.trained)
+        rc = npvdb_restore_index(c, r.centroids, (uint32_t)r.n_shards, err);
+    if (rc == NPVDB_OK) rc = restore_all(&r, c, err);
+    if (r.vectors >= 0) H5Dclose(r.vectors);
+    if (r.keys >= 0) H5Dclose(r.keys);
+    if (r.file >= 0) H5Fclose(r.file);
+    if (r.str_type >= 0) H5Tclose(r.str_type);
+    free(r.offsets);
+    free(r.centroids);
+    if (rc != NPVDB_OK) {
+        npvdb_free(c); /* never hand out a half-read collection */
+        return rc;
+    }
+    *out = c;
+    *seq = r.seq;
+    *cfg = r.cfg;
+    return NPVDB_OK;
+}

@@ -1,0 +1,468 @@
+/*
+ * store.c -- the storage.h API: a data directory holding snapshots
+ * (snap-<seq>.h5) and the write-ahead log (wal-<seq>.log), guarded by a LOCK
+ * file so that two servers never share it.
+ *
+ * Open = restore the newest snapshot that verifies, then replay the log
+ * records after the sequence it covers. Snapshot = write to a temporary name,
+ * fsync, rename, fsync the directory, then apply retention: keep the newest
+ * keep_snapshots files, and remove log segments covered by the OLDEST kept
+ * snapshot, so that falling back to an older snapshot (when the newest is
+ * found corrupt) still has every log record it needs.
+ */
+#include "storage.h"
+#include "record.h"
+#include "snapshot.h"
+#include "util.h"
+#include "wal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct npvdb_store {
+    char *dir;
+    npvdb_store_config cfg;
+    int lock_fd;
+    wal *wal;
+    pthread_mutex_t mu;      /* guards coll_cfg */
+    npvdb_config coll_cfg;   /* creation config of the current collection */
+    pthread_mutex_t snap_mu; /* one snapshot at a time */
+};
+
+/* ---- directory --------------------------------------------------------- */
+
+/* mkdir -p: creates each missing component. */
+static int make_dirs(const char *dir)
+{
+    char *p = strdup(dir);
+    if (!p) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            free(p);
+            return -1;
+        }
+        *s = '/';
+    }
+    int rc = mkdir(p, 0755);
+    free(p);
+    return rc != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static npvdb_code lock_dir(npvdb_store *s, npvdb_error *err)
+{
+    if (make_dirs(s->dir) != 0)
+        return st_fail(err, NPVDB_EINVAL, "cannot create data directory %s: %s",
+                       s->dir, strerror(errno));
+    char *path = st_path(s->dir, "LOCK");
+    if (!path) return st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int e = errno;
+    free(path);
+    if (s->lock_fd < 0)
+        return st_fail(err, NPVDB_EINVAL, "data directory %s is not usable: %s",
+                       s->dir, strerror(e));
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return st_fail(err, NPVDB_ESTATE,
+                       "data directory %s is in use by another process",
+                       s->dir);
+    return NPVDB_OK;
+}
+
+/* Snapshot names sort by their zero-padded sequence number. */
+static void snap_name(char *buf, size_t size, uint64_t seq)
+{
+    snprintf(buf, size, "snap-%020" PRIu64 ".h5", seq);
+}
+
+static int parse_snap_name(const char *name, uint64_t *seq)
+{
+    if (strlen(name) != 28 || strncmp(name, "snap-", 5) != 0 ||
+        strcmp(name + 25, ".h5") != 0)
+        return 0;
+    uint64_t v = 0;
+    for (int i = 5; i < 25; i++) {
+        if (name[i] < '0' || name[i] > '9') return 0;
+        v = v * 10 + (uint64_t)(name[i] - '0');
+    }
+    *seq = v;
+    return 1;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x > y ? -1 : x < y;
+}
+
+/* Lists snapshot sequence numbers, newest first (caller frees *out), and
+ * removes temporary files a crash left behind when clean_tmp is set. */
+static npvdb_code list_snaps(const char *dir, int clean_tmp, uint64_t **out,
+                             size_t *n, npvdb_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return st_fail(err, NPVDB_EINVAL, "cannot list %s: %s", dir,
+                       strerror(errno));
+    size_t cap = 0;
+    npvdb_code rc = NPVDB_OK;
+    struct dirent *e;
+    while (rc == NPVDB_OK && (e = readdir(d)) != NULL) {
+        uint64_t seq;
+        size_t len = strlen(e->d_name);
+        if (clean_tmp && strncmp(e->d_name, "snap-", 5) == 0 && len > 4 &&
+            strcmp(e->d_name + len - 4, ".tmp") == 0) {
+            char *p = st_path(dir, e->d_name);
+            if (p && unlink(p) == 0)
+                st_log("removed %s, left by an interrupted snapshot", p);
+            free(p);
+            continue;
+        }
+        if (!parse_snap_name(e->d_name, &seq)) continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            uint64_t *p = realloc(*out, cap * sizeof *p);
+            if (!p) {
+                rc = st_fail(err, NPVDB_ENOMEM, "no memory");
+                break;
+            }
+            *out = p;
+        }
+        (*out)[(*n)++] = seq;
+    }
+    closedir(d);
+    if (rc == NPVDB_OK && *n > 1) qsort(*out, *n, sizeof **out, cmp_desc);
+    return rc;
+}
+
+/* ---- recovery ---------------------------------------------------------- */
+
+typedef struct replay_ctx {
+    npvdb_store *s;
+    npvdb_collection *coll;
+    uint64_t applied, skipped;
+} replay_ctx;
+
+/* A record the live server could not apply either (bad for the collection
+ * of the moment) is skipped, which reproduces the live state; anything else
+ * (no memory) stops the recovery. */
+static npvdb_code replay_outcome(replay_ctx *r, const wal_record *rec,
+                                 npvdb_code rc, const char *msg,
+                                 npvdb_error *err)
+{
+    if (rc == NPVDB_OK) {
+        r->applied++;
+        return NPVDB_OK;
+    }
+    if (rc == NPVDB_EINVAL || rc == NPVDB_ESTATE || rc == NPVDB_ENOTFOUND ||
+        rc == NPVDB_ELIMIT) {
+        st_log("log record %" PRIu64 " skipped on replay: %s", rec->seq, msg);
+        r->skipped++;
+        return NPVDB_OK;
+    }
+    return st_fail(err, rc, "replaying log record %" PRIu64 ": %s", rec->seq,
+                   msg);
+}
+
+static npvdb_code replay_init(replay_ctx *r, const wal_record *rec,
+                              npvdb_error *err)
+{
+    rec_init in;
+    npvdb_error e = {0};
+    npvdb_code rc = rec_decode_init(rec->payload, rec->len, &in, &e);
+    npvdb_collection *c = NULL;
+    if (rc == NPVDB_OK) {
+        npvdb_config cfg = in.cfg;
+        cfg.n_workers = r->s->cfg.n_workers;
+        c = npvdb_create(&cfg, &e);
+        rc = c ? NPVDB_OK : e.code;
+    }
+    if (rc == NPVDB_OK && in.n_train > 0)
+        rc = npvdb_train(c, in.train, in.n_train, &e);
+    if (rc == NPVDB_OK) {
+        npvdb_free(r->coll);
+        r->coll = c;
+        c = NULL;
+        r->s->coll_cfg = in.cfg;
+    }
+    npvdb_free(c);
+    rec_init_free(&in);
+    return replay_outcome(r, rec, rc, e.msg, err);
+}
+
+static npvdb_code replay_keys(replay_ctx *r, const wal_record *rec,
+                              npvdb_error *err)
+{
+    rec_keys k;
+    npvdb_error e = {0};
+    npvdb_code rc = rec->type == REC_INSERT
+                        ? rec_decode_insert(rec->payload, rec->len, &k, &e)
+                        : rec_decode_delete(rec->payload, rec->len, &k, &e);
+    if (rc == NPVDB_OK && !r->coll)
+        rc = st_fail(&e, NPVDB_ESTATE, "no collection (no Init before it)");
+    if (rc == NPVDB_OK && rec->type == REC_INSERT &&
+        k.dim != npvdb_dim(r->coll))
+        rc = st_fail(&e, NPVDB_EINVAL, "dim %u is not the collection's", k.dim);
+    if (rc == NPVDB_OK && rec->type == REC_INSERT)
+        rc = npvdb_insert(r->coll, k.keys, k.rows, k.n, NULL, &e);
+    else if (rc == NPVDB_OK)
+        rc = npvdb_delete(r->coll, k.keys, k.n, NULL, &e);
+    rec_keys_free(&k);
+    return replay_outcome(r, rec, rc, e.msg, err);
+}
+
+static npvdb_code replay_apply(void *ctx, const wal_record *rec,
+                               npvdb_error *err)
+{
+    replay_ctx *r = ctx;
+    if (rec->type == REC_INIT) return replay_init(r, rec, err);
+    return replay_keys(r, rec, err);
+}
+
+/* Restores the newest snapshot that verifies; *seq 0 and *coll NULL if none.
+ * A refused file is logged and left in place for inspection. */
+static npvdb_code restore_newest(npvdb_store *s, npvdb_collection **coll,
+                                 uint64_t *seq, npvdb_error *err)
+{
+    uint64_t *seqs;
+    size_t n;
+    *coll = NULL;
+    *seq = 0;
+    npvdb_code rc = list_snaps(s->dir, 1, &seqs, &n, err);
+    for (size_t i = 0; rc == NPVDB_OK && i < n; i++) {
+        char name[64];
+        snap_name(name, sizeof name, seqs[i]);
+        char *path = st_path(s->dir, name);
+        if (!path) {
+            rc = st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+            break;
+        }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        npvdb_error e = {0};
+        npvdb_config cfg;
+        npvdb_code r = snap_read(path, s->cfg.n_workers, coll, seq, &cfg, &e);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (r == NPVDB_OK) {
+            s->coll_cfg = cfg;
+            st_log("restored snapshot %s (covers log record %" PRIu64
+                   ") in %.2f s",
+                   path, *seq,
+                   (double)(t1.tv_sec - t0.tv_sec) +
+                       (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+            free(path);
+            break;
+        }
+        if (r == NPVDB_ENOMEM)
+            rc = st_fail(err, r, "restoring %s: %s", path, e.msg);
+        else
+            st_log("snapshot %s refused: %s; trying the one before it", path,
+                   e.msg);
+        free(path);
+    }
+    free(seqs);
+    return rc;
+}
+
+npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
+                              npvdb_collection **out_coll, npvdb_error *err)
+{
+    *out_coll = NULL;
+    if (!cfg || !cfg->data_dir || !cfg->data_dir[0]) {
+        st_fail(err, NPVDB_EINVAL, "no data directory given");
+        return NULL;
+    }
+    npvdb_store *s = calloc(1, sizeof *s);
+    if (!s || !(s->dir = strdup(cfg->data_dir))) {
+        free(s);
+        st_fail(err, NPVDB_ENOMEM, "no memory for the store");
+        return NULL;
+    }
+    s->cfg = *cfg;
+    s->cfg.data_dir = s->dir;
+    if (!s->cfg.keep_snapshots) s->cfg.keep_snapshots = 2;
+    s->lock_fd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->snap_mu, NULL);
+    replay_ctx r = {.s = s};
+    uint64_t snap_seq = 0;
+    if (lock_dir(s, err) != NPVDB_OK ||
+        restore_newest(s, &r.coll, &snap_seq, err) != NPVDB_OK)
+        goto fail;
+    wal_options wo = {
+        .dir = s->dir, .sync = cfg->sync, .interval_ms = cfg->sync_interval_ms};
+    s->wal = wal_open(&wo, snap_seq, replay_apply, &r, err);
+    if (!s->wal) goto fail;
+    if (r.applied || r.skipped)
+        st_log("replayed %" PRIu64 " log records after record %" PRIu64
+               " (%" PRIu64 " skipped); next record is %" PRIu64,
+               r.applied + r.skipped, snap_seq, r.skipped,
+               wal_last_seq(s->wal) + 1);
+    *out_coll = r.coll;
+    return s;
+fail:
+    npvdb_free(r.coll);
+    npvdb_store_close(s);
+    return NULL;
+}
+
+void npvdb_store_close(npvdb_store *s)
+{
+    if (!s) return;
+    wal_close(s->wal);
+    if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->snap_mu);
+    free(s->dir);
+    free(s);
+}
+
+/* ---- logging ----------------------------------------------------------- */
+
+static npvdb_code append(npvdb_store *s, uint8_t type, npvdb_code enc,
+                         rec_buf *b, uint64_t *seq, npvdb_error *err)
+{
+    if (enc != NPVDB_OK) return enc;
+    npvdb_code rc = wal_append(s->wal, type, b, seq, err);
+    free(b->buf);
+    return rc;
+}
+
+npvdb_code npvdb_store_log_init(npvdb_store *s, const npvdb_config *cfg,
+                                const float *train, size_t n_train,
+                                uint64_t *seq, npvdb_error *err)
+{
+    rec_buf b = {0};
+    npvdb_code rc =
+        append(s, REC_INIT, rec_encode_init(cfg, train, n_train, &b, err), &b,
+               seq, err);
+    if (rc == NPVDB_OK) {
+        pthread_mutex_lock(&s->mu);
+        s->coll_cfg = *cfg;
+        pthread_mutex_unlock(&s->mu);
+    }
+    return rc;
+}
+
+npvdb_code npvdb_store_log_insert(npvdb_store *s, const char *const *keys,
+                                  const float *rows, size_t n, uint32_t dim,
+                                  uint64_t *seq, npvdb_error *err)
+{
+    rec_buf b = {0};
+    return append(s, REC_INSERT, rec_encode_insert(keys, rows, n, dim, &b, err),
+                  &b, seq, err);
+}
+
+npvdb_code npvdb_store_log_delete(npvdb_store *s, const char *const *keys,
+                                  size_t n, uint64_t *seq, npvdb_error *err)
+{
+    rec_buf b = {0};
+    return append(s, REC_DELETE, rec_encode_delete(keys, n, &b, err), &b, seq,
+                  err);
+}
+
+npvdb_code npvdb_store_wait_durable(npvdb_store *s, uint64_t seq,
+                                    npvdb_error *err)
+{
+    return wal_wait_durable(s->wal, seq, err);
+}
+
+uint64_t npvdb_store_last_seq(npvdb_store *s)
+{
+    return wal_last_seq(s->wal);
+}
+
+/* ---- snapshots --------------------------------------------------------- */
+
+/* Removes snapshots beyond the newest keep_snapshots, then the log segments
+ * the oldest kept one covers. */
+static npvdb_code retain(npvdb_store *s, uint64_t newest, npvdb_error *err)
+{
+    uint64_t *seqs;
+    size_t n;
+    npvdb_code rc = list_snaps(s->dir, 0, &seqs, &n, err);
+    if (rc != NPVDB_OK) return rc;
+    size_t keep = s->cfg.keep_snapshots;
+    for (size_t i = keep; i < n; i++) {
+        char name[64];
+        snap_name(name, sizeof name, seqs[i]);
+        char *path = st_path(s->dir, name);
+        if (path && unlink(path) != 0)
+            st_log("cannot remove old snapshot %s: %s", path, strerror(errno));
+        free(path);
+    }
+    uint64_t oldest = n ? seqs[(n < keep ? n : keep) - 1] : 0;
+    free(seqs);
+    if (n > keep && st_fsync_dir(s->dir) != 0)
+        return st_fail(err, NPVDB_EINTERNAL, "cannot fsync %s: %s", s->dir,
+                       strerror(errno));
+    /* Let the active segment be removed later once it is fully covered. */
+    rc = wal_roll_if_covered(s->wal, newest, err);
+    if (rc == NPVDB_OK) rc = wal_remove_upto(s->wal, oldest, err);
+    return rc;
+}
+
+npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
+                                uint64_t covered_seq, npvdb_snapshot_info *info,
+                                npvdb_error *err)
+{
+    if (!c) return st_fail(err, NPVDB_ESTATE, "no collection to snapshot");
+    npvdb_snapshot_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pthread_mutex_lock(&s->snap_mu);
+    pthread_mutex_lock(&s->mu);
+    npvdb_config cfg = s->coll_cfg;
+    pthread_mutex_unlock(&s->mu);
+    char name[64], tmp_name[80];
+    snap_name(name, sizeof name, covered_seq);
+    snprintf(tmp_name, sizeof tmp_name, "%s.tmp", name);
+    char *path = st_path(s->dir, name);
+    char *tmp = st_path(s->dir, tmp_name);
+    npvdb_code rc = NPVDB_OK;
+    if (!path || !tmp) rc = st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+    if (rc == NPVDB_OK) rc = snap_write(tmp, c, &cfg, covered_seq, info, err);
+    /* rename is the commit point: before it, the old snapshots rule. */
+    if (rc == NPVDB_OK && rename(tmp, path) != 0)
+        rc = st_fail(err, NPVDB_EINTERNAL, "cannot rename %s: %s", tmp,
+                     strerror(errno));
+    if (rc == NPVDB_OK && st_fsync_dir(s->dir) != 0)
+        rc = st_fail(err, NPVDB_EINTERNAL, "cannot fsync %s: %s", s->dir,
+                     strerror(errno));
+    if (rc != NPVDB_OK && tmp) unlink(tmp);
+    if (rc == NPVDB_OK) {
+        snprintf(info->path, sizeof info->path, "%s", path);
+        info->sequence = covered_seq;
+        rc = retain(s, covered_seq, err);
+    }
+    pthread_mutex_unlock(&s->snap_mu);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    info->seconds = (double)(t1.tv_sec - t0.tv_sec) +
+                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    if (rc == NPVDB_OK)
+        st_log("snapshot %s: %" PRIu64 " vectors, %" PRIu64
+               " bytes, covers log record %" PRIu64 ", %.2f s",
+               info->path, info->vectors, info->bytes, covered_seq,
+               info->seconds);
+    free(path);
+    free(tmp);
+    return rc;
+}
