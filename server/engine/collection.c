@@ -74,7 +74,8 @@ npvdb_collection *npvdb_create(const npvdb_config *cfg, npvdb_error *err)
     openblas_set_num_threads(1);
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
-    /* Writer preference: a steady stream of searches must not starve inserts. */
+    /* Writer preference: a steady stream of searches must not starve inserts.
+     */
     pthread_rwlockattr_setkind_np(&attr,
                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&c->rw, &attr);
@@ -98,7 +99,8 @@ void npvdb_free(npvdb_collection *c)
 {
     if (!c) return;
     pool_destroy(c->pool);
-    for (uint32_t i = 0; i < c->n_shards; i++) shard_free(&c->shards[i]);
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        shard_free(&c->shards[i]);
     free(c->shards);
     free(c->centroids);
     free(c->cnorms);
@@ -118,4 +120,3 @@ npvdb_metric npvdb_get_metric(const npvdb_collection *c)
 {
     return c->cfg.metric;
 }
-

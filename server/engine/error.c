@@ -27,13 +27,20 @@ void npvdb_ok(npvdb_error *err)
 const char *npvdb_code_name(npvdb_code code)
 {
     switch (code) {
-    case NPVDB_OK: return "ok";
-    case NPVDB_EINVAL: return "invalid argument";
-    case NPVDB_ENOMEM: return "out of memory";
-    case NPVDB_ENOTFOUND: return "not found";
-    case NPVDB_ESTATE: return "failed precondition";
-    case NPVDB_ELIMIT: return "limit exceeded";
-    case NPVDB_EINTERNAL: return "internal error";
+    case NPVDB_OK:
+        return "ok";
+    case NPVDB_EINVAL:
+        return "invalid argument";
+    case NPVDB_ENOMEM:
+        return "out of memory";
+    case NPVDB_ENOTFOUND:
+        return "not found";
+    case NPVDB_ESTATE:
+        return "failed precondition";
+    case NPVDB_ELIMIT:
+        return "limit exceeded";
+    case NPVDB_EINTERNAL:
+        return "internal error";
     }
     return "unknown error";
 }
@@ -41,9 +48,12 @@ const char *npvdb_code_name(npvdb_code code)
 const char *npvdb_metric_name(npvdb_metric m)
 {
     switch (m) {
-    case NPVDB_METRIC_COSINE: return "cosine";
-    case NPVDB_METRIC_L2: return "l2";
-    case NPVDB_METRIC_IP: return "inner_product";
+    case NPVDB_METRIC_COSINE:
+        return "cosine";
+    case NPVDB_METRIC_L2:
+        return "l2";
+    case NPVDB_METRIC_IP:
+        return "inner_product";
     }
     return "unknown";
 }

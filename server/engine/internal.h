@@ -72,6 +72,9 @@ void shard_free(npvdb_shard *s);
 /* Appends (needs a prior reserve). Sets e->shard/e->row. */
 void shard_append(npvdb_shard *s, uint32_t id, uint32_t dim, npvdb_entry *e,
                   const float *row);
+/* Appends without touching the entry's location: for shards built aside
+ * while searches still read the entries' current locations. */
+void shard_push(npvdb_shard *s, uint32_t dim, npvdb_entry *e, const float *row);
 void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v);
 /* Removes a row by moving the last row into its place. */
 void shard_remove(npvdb_shard *s, uint32_t dim, size_t row);
@@ -90,11 +93,11 @@ int pool_run(npvdb_pool *p, uint32_t n_tasks, pool_fn fn, void *ctx);
 
 /* ---- topk.c: bounded max-heaps, one per query ---- */
 typedef struct npvdb_topk {
-    float *dist;          /* k per heap: heap-ordered, worst at [0] */
+    float *dist; /* k per heap: heap-ordered, worst at [0] */
     npvdb_entry **ent;
     uint32_t *size;
     uint32_t k;
-    size_t n;             /* heaps */
+    size_t n; /* heaps */
 } npvdb_topk;
 
 int topk_init(npvdb_topk *t, size_t n, uint32_t k);
@@ -120,8 +123,8 @@ long rows_normalise(float *x, size_t n, uint32_t dim);
  * for dot metrics. `tmp` holds block*nc floats (see ASSIGN_BLOCK). */
 #define ASSIGN_BLOCK 256
 void assign_nearest(const float *x, size_t n, const float *cent,
-                    const float *cnorms, uint32_t nc, uint32_t dim,
-                    int use_l2, uint32_t *out, float *tmp);
+                    const float *cnorms, uint32_t nc, uint32_t dim, int use_l2,
+                    uint32_t *out, float *tmp);
 
 /* ---- kmeans.c ---- */
 /* Trains nc centroids on n >= nc rows (n*dim) with Lloyd's algorithm, seeded
@@ -161,8 +164,8 @@ npvdb_code index_train(npvdb_collection *c, const float *src, size_t n,
                        npvdb_error *err);
 
 /* Swaps in a new index (takes rw exclusively); takes ownership of all. */
-void install_index(npvdb_collection *c, float *cent, float *cnorms,
-                   uint32_t nc, npvdb_shard *ns);
+void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
+                   npvdb_shard *ns);
 
 /* search.c */
 npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,

@@ -42,8 +42,7 @@ long rows_normalise(float *x, size_t n, uint32_t dim)
     return -1;
 }
 
-static uint32_t argmin_row(const float *dots, const float *cnorms,
-                           uint32_t nc)
+static uint32_t argmin_row(const float *dots, const float *cnorms, uint32_t nc)
 {
     uint32_t best = 0;
     float bd = cnorms ? cnorms[0] - 2.0f * dots[0] : -dots[0];
@@ -58,14 +57,14 @@ static uint32_t argmin_row(const float *dots, const float *cnorms,
 }
 
 void assign_nearest(const float *x, size_t n, const float *cent,
-                    const float *cnorms, uint32_t nc, uint32_t dim,
-                    int use_l2, uint32_t *out, float *tmp)
+                    const float *cnorms, uint32_t nc, uint32_t dim, int use_l2,
+                    uint32_t *out, float *tmp)
 {
     for (size_t b = 0; b < n; b += ASSIGN_BLOCK) {
         size_t m = n - b < ASSIGN_BLOCK ? n - b : ASSIGN_BLOCK;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nc,
-                    (int)dim, 1.0f, x + b * dim, (int)dim, cent, (int)dim,
-                    0.0f, tmp, (int)nc);
+                    (int)dim, 1.0f, x + b * dim, (int)dim, cent, (int)dim, 0.0f,
+                    tmp, (int)nc);
         for (size_t i = 0; i < m; i++)
             out[b + i] = argmin_row(tmp + i * nc, use_l2 ? cnorms : NULL, nc);
     }

@@ -76,7 +76,8 @@ int keymap_reserve(npvdb_keymap *m, size_t extra)
 {
     size_t want = m->count + extra, nbuckets = m->mask + 1;
     if (want <= nbuckets) return 0;
-    while (nbuckets < want) nbuckets *= 2;
+    while (nbuckets < want)
+        nbuckets *= 2;
     npvdb_entry **nb = calloc(nbuckets, sizeof *nb);
     if (!nb) return -1;
     rehash(m, nb, nbuckets - 1);
@@ -94,7 +95,8 @@ void keymap_add(npvdb_keymap *m, npvdb_entry *e)
 void keymap_unlink(npvdb_keymap *m, npvdb_entry *e)
 {
     npvdb_entry **p = &m->buckets[e->hash & m->mask];
-    while (*p && *p != e) p = &(*p)->next;
+    while (*p && *p != e)
+        p = &(*p)->next;
     if (*p) {
         *p = e->next;
         m->count--;

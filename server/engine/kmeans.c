@@ -46,7 +46,8 @@ static int seed_centroids(const float *x, size_t n, uint32_t dim, uint32_t nc,
 {
     uint32_t *idx = malloc(n * sizeof *idx);
     if (!idx) return -1;
-    for (size_t i = 0; i < n; i++) idx[i] = (uint32_t)i;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = (uint32_t)i;
     for (uint32_t j = 0; j < nc; j++) { /* partial Fisher-Yates */
         size_t r = j + rng_next(rng) % (n - j);
         uint32_t t = idx[j];
@@ -66,20 +67,21 @@ static void accumulate(const km *k, float *cent, uint32_t *count)
     for (size_t i = 0; i < k->n; i++) {
         float *c = cent + (size_t)k->assign[i] * k->dim;
         const float *r = k->x + i * k->dim;
-        for (uint32_t d = 0; d < k->dim; d++) c[d] += r[d];
+        for (uint32_t d = 0; d < k->dim; d++)
+            c[d] += r[d];
         count[k->assign[i]]++;
     }
     for (uint32_t j = 0; j < k->nc; j++) {
         if (!count[j]) continue;
         float inv = 1.0f / (float)count[j];
-        for (uint32_t d = 0; d < k->dim; d++) cent[(size_t)j * k->dim + d] *= inv;
+        for (uint32_t d = 0; d < k->dim; d++)
+            cent[(size_t)j * k->dim + d] *= inv;
     }
 }
 
 /* An empty cluster takes half of the largest one: copy its centroid and
  * push the two copies apart by a small symmetric perturbation. */
-static void split_empty(float *cent, uint32_t *count, uint32_t nc,
-                        uint32_t dim)
+static void split_empty(float *cent, uint32_t *count, uint32_t nc, uint32_t dim)
 {
     const float eps = 1.0f / 1024;
     for (uint32_t j = 0; j < nc; j++) {
@@ -98,8 +100,8 @@ static void split_empty(float *cent, uint32_t *count, uint32_t nc,
     }
 }
 
-static void finish_iteration(km *k, float *cent, float *cnorms,
-                             uint32_t *count, int spherical)
+static void finish_iteration(km *k, float *cent, float *cnorms, uint32_t *count,
+                             int spherical)
 {
     accumulate(k, cent, count);
     split_empty(cent, count, k->nc, k->dim);
@@ -118,7 +120,11 @@ npvdb_code kmeans_train(npvdb_pool *pool, const float *x, size_t n,
                           "training needs at least %u vectors (one per "
                           "shard), got %zu",
                           nc, n);
-    km k = {.x = x, .n = n, .dim = dim, .nc = nc, .n_tasks = pool_size(pool),
+    km k = {.x = x,
+            .n = n,
+            .dim = dim,
+            .nc = nc,
+            .n_tasks = pool_size(pool),
             .use_l2 = !spherical};
     uint64_t rng = seed;
     float *cent = malloc((size_t)nc * dim * sizeof *cent);

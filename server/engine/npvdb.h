@@ -56,20 +56,22 @@ typedef struct npvdb_error {
 
 /* Smaller distance is always closer. */
 typedef enum npvdb_metric {
-    NPVDB_METRIC_COSINE = 0, /* 1 - cos(q, x); vectors are normalised at insert */
-    NPVDB_METRIC_L2 = 1,     /* Euclidean distance (not squared) */
-    NPVDB_METRIC_IP = 2,     /* -dot(q, x) */
+    NPVDB_METRIC_COSINE =
+        0,               /* 1 - cos(q, x); vectors are normalised at insert */
+    NPVDB_METRIC_L2 = 1, /* Euclidean distance (not squared) */
+    NPVDB_METRIC_IP = 2, /* -dot(q, x) */
 } npvdb_metric;
 
 typedef struct npvdb_config {
-    uint32_t dim;             /* 1..NPVDB_MAX_DIM, required */
-    npvdb_metric metric;      /* default (zero) is cosine */
-    uint32_t n_shards;        /* 0 = automatic: about 4*sqrt(n) at training time */
-    uint32_t n_workers;       /* 0 = number of online cores */
-    uint32_t train_per_shard; /* auto-train at n_shards * this many vectors; 0 = 64 */
+    uint32_t dim;        /* 1..NPVDB_MAX_DIM, required */
+    npvdb_metric metric; /* default (zero) is cosine */
+    uint32_t n_shards;   /* 0 = automatic: about 4*sqrt(n) at training time */
+    uint32_t n_workers;  /* 0 = number of online cores */
+    uint32_t train_per_shard; /* auto-train at n_shards * this many vectors; 0 =
+                                 64 */
     uint32_t kmeans_iters;    /* Lloyd iterations; 0 = 10 */
     uint32_t default_nprobe;  /* used when a search passes nprobe 0; 0 = 8 */
-    uint64_t seed;            /* k-means sampling and seeding; 0 = fixed default */
+    uint64_t seed; /* k-means sampling and seeding; 0 = fixed default */
 } npvdb_config;
 
 typedef struct npvdb_collection npvdb_collection;
@@ -92,10 +94,11 @@ typedef struct npvdb_stats {
     npvdb_metric metric;
     int trained;
     size_t n_vectors;
-    uint32_t n_shards;      /* 1 while untrained */
+    uint32_t n_shards; /* 1 while untrained */
     uint32_t n_workers;
     size_t memory_bytes;    /* vectors, keys, index and bookkeeping */
-    uint64_t *shard_counts; /* n_shards entries, malloc'ed; free with npvdb_stats_free */
+    uint64_t *shard_counts; /* n_shards entries, malloc'ed; free with
+                               npvdb_stats_free */
 } npvdb_stats;
 
 /* Creates an empty, untrained collection. Returns NULL and fills err on bad

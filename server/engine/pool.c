@@ -47,7 +47,8 @@ static void finish(run *r)
 static job *next_job(worker *w)
 {
     pthread_mutex_lock(&w->mu);
-    while (!w->head && !w->stop) pthread_cond_wait(&w->wake, &w->mu);
+    while (!w->head && !w->stop)
+        pthread_cond_wait(&w->wake, &w->mu);
     job *j = w->head;
     if (j) {
         w->head = j->next;
@@ -146,7 +147,8 @@ int pool_run(npvdb_pool *p, uint32_t n_tasks, pool_fn fn, void *ctx)
         enqueue(&p->w[t % p->n], &jobs[t]);
     }
     pthread_mutex_lock(&r.mu);
-    while (r.remaining) pthread_cond_wait(&r.done, &r.mu);
+    while (r.remaining)
+        pthread_cond_wait(&r.done, &r.mu);
     pthread_mutex_unlock(&r.mu);
     pthread_mutex_destroy(&r.mu);
     pthread_cond_destroy(&r.done);

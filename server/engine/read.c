@@ -11,8 +11,7 @@
 static npvdb_code check_search(const npvdb_collection *c, const float *q,
                                size_t nq, uint32_t k, npvdb_error *err)
 {
-    if (nq == 0 || !q)
-        return npvdb_fail(err, NPVDB_EINVAL, "no queries given");
+    if (nq == 0 || !q) return npvdb_fail(err, NPVDB_EINVAL, "no queries given");
     if (k == 0) return npvdb_fail(err, NPVDB_EINVAL, "k must be at least 1");
     if (k > NPVDB_MAX_K)
         return npvdb_fail(err, NPVDB_ELIMIT, "k must be <= %d, got %u",
@@ -58,7 +57,8 @@ npvdb_code npvdb_get(npvdb_collection *c, const char *key, float *out,
         memcpy(out, c->shards[e->shard].rows + (size_t)e->row * c->cfg.dim,
                c->cfg.dim * sizeof *out);
     pthread_rwlock_unlock(&c->rw);
-    if (!e) return npvdb_fail(err, NPVDB_ENOTFOUND, "key '%.200s' not found", key);
+    if (!e)
+        return npvdb_fail(err, NPVDB_ENOTFOUND, "key '%.200s' not found", key);
     npvdb_ok(err);
     return NPVDB_OK;
 }
@@ -77,8 +77,8 @@ static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
     out->n_vectors = c->n_vectors;
     out->n_shards = c->n_shards;
     out->n_workers = c->cfg.n_workers;
-    size_t mem = sizeof *c + c->n_shards * sizeof *c->shards +
-                 keymap_memory(&c->map);
+    size_t mem =
+        sizeof *c + c->n_shards * sizeof *c->shards + keymap_memory(&c->map);
     for (uint32_t i = 0; i < c->n_shards; i++) {
         out->shard_counts[i] = c->shards[i].n;
         mem += shard_memory(&c->shards[i], c->cfg.dim);
@@ -116,9 +116,10 @@ static int export_shard(npvdb_collection *c, uint32_t s, npvdb_shard_cb cb,
     if (!keys) {
         npvdb_fail(err, NPVDB_ENOMEM, "out of memory exporting shard %u", s);
     } else {
-        for (size_t i = 0; i < sh->n; i++) keys[i] = sh->entries[i]->key;
-        npvdb_shard_view v = {.shard = s, .n = sh->n, .rows = sh->rows,
-                              .keys = keys};
+        for (size_t i = 0; i < sh->n; i++)
+            keys[i] = sh->entries[i]->key;
+        npvdb_shard_view v = {
+            .shard = s, .n = sh->n, .rows = sh->rows, .keys = keys};
         rc = cb(ctx, &v);
         if (rc)
             npvdb_fail(err, NPVDB_EINTERNAL, "export stopped at shard %u (%d)",

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QTILE 256         /* queries per sgemm tile */
-#define RTILE 1024        /* shard rows per sgemm tile */
+#define QTILE 256              /* queries per sgemm tile */
+#define RTILE 1024             /* shard rows per sgemm tile */
 #define HEAP_BUDGET (1u << 20) /* heap slots per task per block */
 #define INLINE_WORK (1u << 22) /* below this many flops, no thread hop */
 
@@ -28,10 +28,10 @@ typedef struct scan {
     const float *q, *qnorms; /* this block's queries (prepared) */
     size_t nq;
     uint32_t k, nprobe, n_tasks, dim;
-    uint32_t *probes;        /* nq * nprobe shard ids */
-    uint32_t *off, *qidx;    /* CSR: shard s probed by qidx[off[s]..off[s+1]) */
-    npvdb_topk *heaps;       /* n_tasks sets of nq heaps */
-    float **gather, **dots;  /* per task tiles */
+    uint32_t *probes;       /* nq * nprobe shard ids */
+    uint32_t *off, *qidx;   /* CSR: shard s probed by qidx[off[s]..off[s+1]) */
+    npvdb_topk *heaps;      /* n_tasks sets of nq heaps */
+    float **gather, **dots; /* per task tiles */
     size_t qtile, rtile;
     bool exact_untrained;
 } scan;
@@ -83,14 +83,13 @@ static void probe_task(void *ctx, uint32_t t)
         size_t m = hi - b < ASSIGN_BLOCK ? hi - b : ASSIGN_BLOCK;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nc,
                     (int)s->dim, l2 ? -2.0f : -1.0f, s->q + b * s->dim,
-                    (int)s->dim, c->centroids, (int)s->dim, 0.0f, tmp,
-                    (int)nc);
+                    (int)s->dim, c->centroids, (int)s->dim, 0.0f, tmp, (int)nc);
         for (size_t i = 0; i < m; i++) {
             float *row = tmp + i * nc;
             if (l2)
-                for (uint32_t j = 0; j < nc; j++) row[j] += c->cnorms[j];
-            smallest_m(row, nc, s->nprobe, s->probes + (b + i) * s->nprobe,
-                       hd);
+                for (uint32_t j = 0; j < nc; j++)
+                    row[j] += c->cnorms[j];
+            smallest_m(row, nc, s->nprobe, s->probes + (b + i) * s->nprobe, hd);
         }
     }
 }
@@ -102,13 +101,16 @@ static void invert(scan *s)
     uint32_t nc = s->c->n_shards;
     memset(s->off, 0, (nc + 1) * sizeof *s->off);
     size_t np = s->nq * s->nprobe;
-    for (size_t i = 0; i < np; i++) s->off[s->probes[i] + 1]++;
-    for (uint32_t j = 0; j < nc; j++) s->off[j + 1] += s->off[j];
+    for (size_t i = 0; i < np; i++)
+        s->off[s->probes[i] + 1]++;
+    for (uint32_t j = 0; j < nc; j++)
+        s->off[j + 1] += s->off[j];
     for (size_t i = 0; i < np; i++) {
         uint32_t sh = s->probes[i];
         s->qidx[s->off[sh]++] = (uint32_t)(i / s->nprobe);
     }
-    for (uint32_t j = nc; j > 0; j--) s->off[j] = s->off[j - 1];
+    for (uint32_t j = nc; j > 0; j--)
+        s->off[j] = s->off[j - 1];
     s->off[0] = 0;
 }
 
@@ -187,7 +189,8 @@ static void scan_task(void *ctx, uint32_t t)
     for (uint32_t sid = t; sid < c->n_shards; sid += s->n_tasks) {
         const npvdb_shard *sh = &c->shards[sid];
         size_t nql = s->off[sid + 1] - s->off[sid];
-        if (nql && sh->n) scan_rows(s, t, sh, s->qidx + s->off[sid], nql, 0, sh->n);
+        if (nql && sh->n)
+            scan_rows(s, t, sh, s->qidx + s->off[sid], nql, 0, sh->n);
     }
 }
 
@@ -196,9 +199,12 @@ static void scan_task(void *ctx, uint32_t t)
 static float final_distance(npvdb_metric m, float d)
 {
     switch (m) {
-    case NPVDB_METRIC_L2: return sqrtf(d > 0.0f ? d : 0.0f);
-    case NPVDB_METRIC_COSINE: return 1.0f + d;
-    case NPVDB_METRIC_IP: return d;
+    case NPVDB_METRIC_L2:
+        return sqrtf(d > 0.0f ? d : 0.0f);
+    case NPVDB_METRIC_COSINE:
+        return 1.0f + d;
+    case NPVDB_METRIC_IP:
+        return d;
     }
     return d;
 }
@@ -279,7 +285,8 @@ static int scan_alloc(scan *s, size_t block)
 static int run_tasks(scan *s, pool_fn fn, size_t work)
 {
     if (work < INLINE_WORK) {
-        for (uint32_t t = 0; t < s->n_tasks; t++) fn(s, t);
+        for (uint32_t t = 0; t < s->n_tasks; t++)
+            fn(s, t);
         return 0;
     }
     return pool_run(s->c->pool, s->n_tasks, fn, s);
@@ -297,7 +304,8 @@ static size_t scan_work(const scan *s)
 
 static int search_block(scan *s)
 {
-    for (uint32_t t = 0; t < s->n_tasks; t++) topk_reset(&s->heaps[t]);
+    for (uint32_t t = 0; t < s->n_tasks; t++)
+        topk_reset(&s->heaps[t]);
     if (!s->exact_untrained) {
         if (run_tasks(s, probe_task, s->nq * s->c->n_shards * s->dim))
             return -1;
@@ -331,6 +339,35 @@ void npvdb_results_free(npvdb_results *r)
     memset(r, 0, sizeof *r);
 }
 
+/* The norm expansion |q|^2 + |x|^2 - 2 q.x cancels badly near 0 (a vector's
+ * distance to itself comes out as ~1e-3, not 0). The final k hits are few,
+ * so L2 recomputes them directly and re-orders them. */
+static void refine_l2(const scan *s, size_t qi, float *d, npvdb_entry **e,
+                      uint32_t n)
+{
+    const float *q = s->q + qi * s->dim;
+    for (uint32_t j = 0; j < n; j++) {
+        const float *x =
+            s->c->shards[e[j]->shard].rows + (size_t)e[j]->row * s->dim;
+        float acc = 0;
+        for (uint32_t t = 0; t < s->dim; t++)
+            acc += (q[t] - x[t]) * (q[t] - x[t]);
+        d[j] = acc;
+    }
+    for (uint32_t j = 1; j < n;
+         j++) { /* insertion sort: n is k, nearly sorted */
+        float dv = d[j];
+        npvdb_entry *ev = e[j];
+        uint32_t i = j;
+        for (; i > 0 && d[i - 1] > dv; i--) {
+            d[i] = d[i - 1];
+            e[i] = e[i - 1];
+        }
+        d[i] = dv;
+        e[i] = ev;
+    }
+}
+
 /* Merges a block's heaps into rows [q0, q0+nq) of r; keys are copied later,
  * so entries are kept in the keys slots meanwhile (the read lock pins them). */
 static void collect_block(scan *s, npvdb_results *r, size_t q0)
@@ -339,12 +376,15 @@ static void collect_block(scan *s, npvdb_results *r, size_t q0)
     for (size_t i = 0; i < s->nq; i++) {
         uint32_t n = merge_query(s, i);
         const npvdb_topk *h = &s->heaps[0];
+        if (m == NPVDB_METRIC_L2)
+            refine_l2(s, i, h->dist + i * h->k, h->ent + i * h->k, n);
         size_t base = (q0 + i) * r->k;
         r->counts[q0 + i] = n;
         for (uint32_t j = 0; j < r->k; j++) {
             if (j < n) {
                 npvdb_entry *e = h->ent[i * h->k + j];
-                r->distances[base + j] = final_distance(m, h->dist[i * h->k + j]);
+                r->distances[base + j] =
+                    final_distance(m, h->dist[i * h->k + j]);
                 r->keys[base + j] = (const char *)e;
                 r->key_lens[base + j] = e->len;
             } else {
@@ -377,7 +417,9 @@ npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
                          uint32_t k, uint32_t nprobe, npvdb_results *out,
                          npvdb_error *err)
 {
-    scan s = {.c = c, .k = k, .dim = c->cfg.dim,
+    scan s = {.c = c,
+              .k = k,
+              .dim = c->cfg.dim,
               .n_tasks = pool_size(c->pool),
               .exact_untrained = !c->trained,
               .nprobe = nprobe < c->n_shards ? nprobe : c->n_shards};
@@ -400,7 +442,8 @@ npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
 done:
     if (rc != NPVDB_OK) {
         npvdb_results_free(out);
-        npvdb_fail(err, rc, "out of memory searching %zu queries (k=%u)", nq, k);
+        npvdb_fail(err, rc, "out of memory searching %zu queries (k=%u)", nq,
+                   k);
     }
     free(qn);
     scan_free(&s);

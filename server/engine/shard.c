@@ -57,22 +57,26 @@ void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v)
     rows_sqnorms(dst, 1, dim, &s->sqnorms[row]);
 }
 
-void shard_append(npvdb_shard *s, uint32_t id, uint32_t dim, npvdb_entry *e,
-                  const float *row)
+void shard_push(npvdb_shard *s, uint32_t dim, npvdb_entry *e, const float *row)
 {
     size_t r = s->n++;
     shard_set(s, dim, r, row);
     s->entries[r] = e;
+}
+
+void shard_append(npvdb_shard *s, uint32_t id, uint32_t dim, npvdb_entry *e,
+                  const float *row)
+{
+    shard_push(s, dim, e, row);
     e->shard = id;
-    e->row = (uint32_t)r;
+    e->row = (uint32_t)(s->n - 1);
 }
 
 void shard_remove(npvdb_shard *s, uint32_t dim, size_t row)
 {
     size_t last = --s->n;
     if (row != last) {
-        memcpy(s->rows + row * dim, s->rows + last * dim,
-               dim * sizeof(float));
+        memcpy(s->rows + row * dim, s->rows + last * dim, dim * sizeof(float));
         s->sqnorms[row] = s->sqnorms[last];
         s->entries[row] = s->entries[last];
         s->entries[row]->row = (uint32_t)row;

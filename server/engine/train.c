@@ -40,7 +40,8 @@ static float *sample_rows(npvdb_collection *c, const float *src, size_t n,
         free(idx);
         return NULL;
     }
-    for (size_t i = 0; i < n; i++) idx[i] = i;
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
     for (size_t j = 0; j < m; j++) {
         size_t r = j + mix(&seed) % (n - j), t = idx[j];
         idx[j] = idx[r];
@@ -93,8 +94,8 @@ static npvdb_code build_shards(npvdb_collection *c, const float *cent,
                     cnt[asg[r]]++;
                     continue;
                 }
-                shard_append(&ns[asg[r]], asg[r], dim, old->entries[r],
-                             old->rows + r * dim);
+                shard_push(&ns[asg[r]], dim, old->entries[r],
+                           old->rows + r * dim);
             }
         }
         if (pass == 0)
@@ -110,17 +111,18 @@ oom_cnt:
     free(cnt);
 oom:
     if (ns)
-        for (uint32_t j = 0; j < nc; j++) shard_free(&ns[j]);
+        for (uint32_t j = 0; j < nc; j++)
+            shard_free(&ns[j]);
     free(ns);
     free(tmp);
     free(asg);
-    return npvdb_fail(err, NPVDB_ENOMEM, "out of memory re-sharding %zu vectors",
-                      c->n_vectors);
+    return npvdb_fail(err, NPVDB_ENOMEM,
+                      "out of memory re-sharding %zu vectors", c->n_vectors);
 }
 
 /* Swaps in new centroids and shards; the only step searches wait for. */
-void install_index(npvdb_collection *c, float *cent, float *cnorms,
-                          uint32_t nc, npvdb_shard *ns)
+void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
+                   npvdb_shard *ns)
 {
     pthread_rwlock_wrlock(&c->rw);
     npvdb_shard *old = c->shards;
@@ -131,8 +133,15 @@ void install_index(npvdb_collection *c, float *cent, float *cnorms,
     c->centroids = cent;
     c->cnorms = cnorms;
     c->trained = true;
+    /* Entries learn their new place only now: searches read it (L2 refine). */
+    for (uint32_t s = 0; s < nc; s++)
+        for (size_t r = 0; r < ns[s].n; r++) {
+            ns[s].entries[r]->shard = s;
+            ns[s].entries[r]->row = (uint32_t)r;
+        }
     pthread_rwlock_unlock(&c->rw);
-    for (uint32_t i = 0; i < old_n; i++) shard_free(&old[i]);
+    for (uint32_t i = 0; i < old_n; i++)
+        shard_free(&old[i]);
     free(old);
     free(oc);
     free(on);
@@ -178,10 +187,9 @@ static npvdb_code train_locked(npvdb_collection *c, const float *src, size_t n,
         return npvdb_fail(err, NPVDB_ENOMEM, "out of memory sampling %zu rows",
                           m);
     float *cent = NULL;
-    npvdb_code rc = kmeans_train(c->pool, sample, m, c->cfg.dim, nc,
-                                 c->cfg.kmeans_iters,
-                                 c->cfg.metric == NPVDB_METRIC_COSINE,
-                                 c->cfg.seed, &cent, err);
+    npvdb_code rc = kmeans_train(
+        c->pool, sample, m, c->cfg.dim, nc, c->cfg.kmeans_iters,
+        c->cfg.metric == NPVDB_METRIC_COSINE, c->cfg.seed, &cent, err);
     free(sample);
     if (rc) return rc;
     return reindex(c, cent, nc, err);
@@ -202,9 +210,9 @@ npvdb_code npvdb_train(npvdb_collection *c, const float *sample, size_t n,
     float *owned = NULL;
     const float *rows = NULL;
     if (sample) {
-        if (!n)
-            return npvdb_fail(err, NPVDB_EINVAL, "empty training sample");
-        npvdb_code rc = prepare_rows(c, sample, n, "training vector", &owned, &rows, err);
+        if (!n) return npvdb_fail(err, NPVDB_EINVAL, "empty training sample");
+        npvdb_code rc =
+            prepare_rows(c, sample, n, "training vector", &owned, &rows, err);
         if (rc) return rc;
     }
     pthread_mutex_lock(&c->write_mu);

@@ -45,12 +45,10 @@ npvdb_code check_key(const char *key, size_t i, size_t *len, npvdb_error *err)
 {
     if (!key) return npvdb_fail(err, NPVDB_EINVAL, "key %zu is missing", i);
     size_t n = strnlen(key, NPVDB_MAX_KEY_LEN + 1);
-    if (n == 0)
-        return npvdb_fail(err, NPVDB_EINVAL, "key %zu is empty", i);
+    if (n == 0) return npvdb_fail(err, NPVDB_EINVAL, "key %zu is empty", i);
     if (n > NPVDB_MAX_KEY_LEN)
-        return npvdb_fail(err, NPVDB_EINVAL,
-                          "key %zu is longer than %d bytes", i,
-                          NPVDB_MAX_KEY_LEN);
+        return npvdb_fail(err, NPVDB_EINVAL, "key %zu is longer than %d bytes",
+                          i, NPVDB_MAX_KEY_LEN);
     if (!utf8_valid((const unsigned char *)key, n))
         return npvdb_fail(err, NPVDB_EINVAL, "key %zu is not valid UTF-8", i);
     *len = n;
@@ -67,8 +65,8 @@ npvdb_code check_rows(const float *rows, size_t n, uint32_t dim,
     if (rows_finite(rows, n * dim)) return NPVDB_OK;
     for (size_t i = 0; i < n; i++)
         if (!rows_finite(rows + i * dim, dim))
-            return npvdb_fail(err, NPVDB_EINVAL,
-                              "%s %zu contains NaN or Inf", what, i);
+            return npvdb_fail(err, NPVDB_EINVAL, "%s %zu contains NaN or Inf",
+                              what, i);
     return NPVDB_OK;
 }
 
@@ -83,7 +81,8 @@ npvdb_code prepare_rows(const npvdb_collection *c, const float *rows, size_t n,
     size_t bytes = n * c->cfg.dim * sizeof(float);
     float *copy = malloc(bytes ? bytes : 1);
     if (!copy)
-        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %zu vectors", n);
+        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %zu vectors",
+                          n);
     memcpy(copy, rows, bytes);
     long zero = rows_normalise(copy, n, c->cfg.dim);
     if (zero >= 0) {

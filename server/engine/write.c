@@ -59,7 +59,8 @@ static npvdb_code batch_prepare(npvdb_collection *c, batch *b,
         npvdb_code rc = check_rows(rows, n, c->cfg.dim, "vector", err);
         return rc ? rc : batch_keys(b, err);
     }
-    npvdb_code rc = prepare_rows(c, rows, n, "vector", &b->owned, &b->rows, err);
+    npvdb_code rc =
+        prepare_rows(c, rows, n, "vector", &b->owned, &b->rows, err);
     return rc ? rc : batch_keys(b, err);
 }
 
@@ -81,7 +82,8 @@ static void assign_task(void *ctx, uint32_t t)
     size_t lo = a->n * t / a->n_tasks, hi = a->n * (t + 1) / a->n_tasks;
     assign_nearest(a->x + lo * c->cfg.dim, hi - lo, c->centroids, c->cnorms,
                    c->n_shards, c->cfg.dim, metric_uses_l2(c->cfg.metric),
-                   a->out + lo, a->tmp + (size_t)t * ASSIGN_BLOCK * c->n_shards);
+                   a->out + lo,
+                   a->tmp + (size_t)t * ASSIGN_BLOCK * c->n_shards);
 }
 
 /* Nearest centroid of each row, on the workers when the batch is large.
@@ -93,10 +95,13 @@ static int assign_rows(npvdb_collection *c, const float *x, size_t n,
         memset(out, 0, n * sizeof *out);
         return 0;
     }
-    assign_job a = {.c = c, .x = x, .n = n, .out = out,
+    assign_job a = {.c = c,
+                    .x = x,
+                    .n = n,
+                    .out = out,
                     .n_tasks = n >= 2 * ASSIGN_BLOCK ? pool_size(c->pool) : 1};
-    a.tmp = malloc((size_t)a.n_tasks * ASSIGN_BLOCK * c->n_shards *
-                   sizeof *a.tmp);
+    a.tmp =
+        malloc((size_t)a.n_tasks * ASSIGN_BLOCK * c->n_shards * sizeof *a.tmp);
     if (!a.tmp) return -1;
     int rc = 0;
     if (a.n_tasks == 1)
@@ -136,7 +141,8 @@ static npvdb_code reserve_batch(npvdb_collection *c, const batch *b,
     return NPVDB_OK;
 oom:
     free(need);
-    for (size_t i = 0; i < b->n; i++) free(fresh[i]);
+    for (size_t i = 0; i < b->n; i++)
+        free(fresh[i]);
     return npvdb_fail(err, NPVDB_ENOMEM, "out of memory inserting %zu vectors",
                       b->n);
 }
@@ -180,7 +186,6 @@ static npvdb_code apply_batch(npvdb_collection *c, const batch *b,
     return rc;
 }
 
-
 /* ---- public entry points ---- */
 
 static void maybe_auto_train(npvdb_collection *c)
@@ -205,7 +210,8 @@ npvdb_code npvdb_insert_check(npvdb_collection *c, const char *const *keys,
     for (size_t i = 0; i < n; i++) {
         const float *r = rows + i * c->cfg.dim;
         float s = 0;
-        for (uint32_t d = 0; d < c->cfg.dim; d++) s += r[d] * r[d];
+        for (uint32_t d = 0; d < c->cfg.dim; d++)
+            s += r[d] * r[d];
         if (!(s > 0))
             return npvdb_fail(err, NPVDB_EINVAL,
                               "vector %zu has zero norm: cosine needs a "
@@ -227,8 +233,10 @@ npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
     if (rc == NPVDB_OK) {
         pthread_mutex_lock(&c->write_mu);
         if (assign_rows(c, b.rows, n, b.shard))
-            rc = npvdb_fail(err, NPVDB_ENOMEM, "out of memory assigning %zu "
-                            "vectors", n);
+            rc = npvdb_fail(err, NPVDB_ENOMEM,
+                            "out of memory assigning %zu "
+                            "vectors",
+                            n);
         else
             rc = apply_batch(c, &b, &replaced, err);
         if (rc == NPVDB_OK) maybe_auto_train(c);
@@ -281,7 +289,8 @@ npvdb_code npvdb_restore_index(npvdb_collection *c, const float *centroids,
     if (n_shards < 1 || n_shards > NPVDB_MAX_SHARDS)
         return npvdb_fail(err, NPVDB_EINVAL, "n_shards must be 1..%d, got %u",
                           NPVDB_MAX_SHARDS, n_shards);
-    npvdb_code rc = check_rows(centroids, n_shards, c->cfg.dim, "centroid", err);
+    npvdb_code rc =
+        check_rows(centroids, n_shards, c->cfg.dim, "centroid", err);
     if (rc) return rc;
     size_t bytes = (size_t)n_shards * c->cfg.dim * sizeof(float);
     float *cent = malloc(bytes), *cnorms = malloc(n_shards * sizeof *cnorms);
@@ -327,7 +336,8 @@ npvdb_code npvdb_restore_shard(npvdb_collection *c, uint32_t shard,
                             "shard %u out of range (collection has %u)", shard,
                             c->n_shards);
         } else {
-            for (size_t i = 0; i < n; i++) b.shard[i] = shard;
+            for (size_t i = 0; i < n; i++)
+                b.shard[i] = shard;
             rc = apply_batch(c, &b, &replaced, err);
         }
         pthread_mutex_unlock(&c->write_mu);
