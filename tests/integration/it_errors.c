@@ -1,0 +1,357 @@
+/*
+ * it_errors.c -- every bad request gets its status code from a real
+ * npvdb-server, and after each one the server still serves with nothing
+ * lost (a good search still equals the engine's, the count is unchanged).
+ */
+#include "harness.h"
+
+#include "npvdb/v1/npvdb.pb-c.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#define DIM 16
+#define N 500
+
+typedef struct fixture {
+    it_server s;
+    it_data data, q;
+    npvdb_collection *ref; /* what the server should hold */
+} fixture;
+
+static int setup(void **state)
+{
+    fixture *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    it_server_init(&f->s);
+    it_server_start(&f->s, NULL);
+    it_data_make(&f->data, N, DIM, 21, "e");
+    it_data_make(&f->q, 8, DIM, 22, "q");
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fixture *f = *state;
+    int status = it_server_stop(&f->s);
+    it_server_destroy(&f->s);
+    npvdb_free(f->ref);
+    it_data_free(&f->data);
+    it_data_free(&f->q);
+    free(f);
+    return status == 0 ? 0 : -1;
+}
+
+static void expect(int rc, npvdb_status want, const npvdb_client_error *err,
+                   const char *what)
+{
+    if (rc != (int)want)
+        fail_msg("%s: got %s (%s), want %s", what,
+                 npvdb_status_name((npvdb_status)rc), err ? err->msg : "",
+                 npvdb_status_name(want));
+    /* A status without a message does not help a user. */
+    if (want != NPVDB_STATUS_OK && err && !err->msg[0])
+        fail_msg("%s: %s without a message", what, npvdb_status_name(want));
+}
+
+/* Init (dim DIM, L2, untrained) and load the fixture's vectors. */
+static void load(fixture *f)
+{
+    npvdb_client_init_params p = {.dim = DIM, .metric = NPVDB_CLIENT_L2};
+    npvdb_client_error err;
+    expect(npvdb_client_init(f->s.client, &p, NULL, NULL, &err),
+           NPVDB_STATUS_OK, &err, "init");
+    npvdb_client_insert_reply r;
+    expect(npvdb_client_insert(f->s.client, DIM,
+                               (const char *const *)f->data.keys, f->data.rows,
+                               N, 100, NULL, NULL, &r, &err),
+           NPVDB_STATUS_OK, &err, "insert");
+    f->ref = it_engine_make(DIM, NPVDB_METRIC_L2, 0, NULL, &f->data);
+}
+
+/* The good call after a bad one: same count, same answers as the engine. */
+static void still_serving(fixture *f, uint64_t want_vectors)
+{
+    npvdb_client_info info;
+    npvdb_client_error err;
+    expect(npvdb_client_info_get(f->s.client, &info, &err), NPVDB_STATUS_OK,
+           &err, "info after a bad call");
+    assert_int_equal(info.vectors, want_vectors);
+    npvdb_client_info_free(&info);
+    if (f->ref)
+        it_assert_search_same(f->s.client, f->ref, f->q.rows, f->q.n, 10,
+                              65536);
+}
+
+/* One Insert stream of a single message; returns the final status. */
+static int insert_one(fixture *f, uint32_t dim, const char *const *keys,
+                      const float *rows, size_t n, npvdb_client_error *err)
+{
+    npvdb_client_stream *st = npvdb_client_insert_begin(f->s.client, dim, err);
+    if (!st) return err->code;
+    int rc = npvdb_client_stream_send(st, keys, rows, n, err);
+    npvdb_client_error e2;
+    int rc2 = npvdb_client_stream_finish(st, NULL, &e2);
+    if (rc == NPVDB_STATUS_OK) {
+        *err = e2;
+        rc = rc2;
+    }
+    return rc;
+}
+
+static void test_failed_precondition_before_init(void **state)
+{
+    fixture *f = *state;
+    npvdb_client *c = f->s.client;
+    npvdb_client_error err;
+    npvdb_client_results res;
+    expect(npvdb_client_get_closest(c, f->q.rows, 1, DIM, 1, 0, &res, &err),
+           NPVDB_STATUS_FAILED_PRECONDITION, &err, "get_closest before init");
+    still_serving(f, 0);
+    expect(insert_one(f, DIM, (const char *const *)f->data.keys, f->data.rows,
+                      2, &err),
+           NPVDB_STATUS_FAILED_PRECONDITION, &err, "insert before init");
+    still_serving(f, 0);
+    const char *keys[] = {"e1"};
+    expect(npvdb_client_delete(c, keys, 1, NULL, &err),
+           NPVDB_STATUS_FAILED_PRECONDITION, &err, "delete before init");
+    npvdb_client_vectors v;
+    expect(npvdb_client_get(c, keys, 1, DIM, &v, &err),
+           NPVDB_STATUS_FAILED_PRECONDITION, &err, "get before init");
+    still_serving(f, 0);
+    load(f);
+    still_serving(f, N);
+}
+
+static void test_bad_init(void **state)
+{
+    fixture *f = *state;
+    npvdb_client *c = f->s.client;
+    npvdb_client_error err;
+    npvdb_client_init_params p = {.dim = 0, .metric = NPVDB_CLIENT_L2};
+    expect(npvdb_client_init(c, &p, NULL, NULL, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "init dim 0");
+    p.dim = 4097;
+    expect(npvdb_client_init(c, &p, NULL, NULL, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "init dim 4097");
+    p.dim = DIM;
+    p.metric = (npvdb_client_metric)7;
+    expect(npvdb_client_init(c, &p, NULL, NULL, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "init metric 7");
+    p.metric = NPVDB_CLIENT_L2;
+    float train[64 * DIM];
+    memcpy(train, f->data.rows, sizeof train);
+    train[5 * DIM + 3] = NAN;
+    p.train = train;
+    p.n_train = 64;
+    p.n_shards = 4;
+    expect(npvdb_client_init(c, &p, NULL, NULL, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "init NaN training row");
+    train[5 * DIM + 3] = INFINITY;
+    expect(npvdb_client_init(c, &p, NULL, NULL, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "init Inf training row");
+    /* Training bytes that are not whole rows. */
+    Npvdb__V1__InitRequest req = NPVDB__V1__INIT_REQUEST__INIT;
+    req.dim = DIM;
+    req.metric = NPVDB__V1__METRIC__L2;
+    req.train_vectors.len = 10 * DIM * 4 + 6;
+    req.train_vectors.data = (uint8_t *)f->data.rows;
+    uint8_t buf[1024];
+    assert_true(npvdb__v1__init_request__get_packed_size(&req) <= sizeof buf);
+    size_t len = npvdb__v1__init_request__pack(&req, buf);
+    char msg[512];
+    int rc = it_raw_unary(f->s.addr, "/npvdb.v1.VectorDB/Init", buf, len, msg,
+                          sizeof msg);
+    if (rc != NPVDB_STATUS_INVALID_ARGUMENT)
+        fail_msg("init with a partial training row: status %d (%s)", rc, msg);
+    /* Bytes that are no protobuf at all. */
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0x0f, 0x12, 0x99};
+    rc = it_raw_unary(f->s.addr, "/npvdb.v1.VectorDB/Init", junk, sizeof junk,
+                      msg, sizeof msg);
+    if (rc != NPVDB_STATUS_INVALID_ARGUMENT)
+        fail_msg("init with malformed bytes: status %d (%s)", rc, msg);
+    still_serving(f, 0);
+    /* None of the bad calls created a collection. */
+    npvdb_client_info info;
+    expect(npvdb_client_info_get(c, &info, &err), NPVDB_STATUS_OK, &err,
+           "info");
+    assert_false(info.initialized);
+    npvdb_client_info_free(&info);
+
+    load(f);
+    p = (npvdb_client_init_params){.dim = 8, .metric = NPVDB_CLIENT_COSINE};
+    expect(npvdb_client_init(c, &p, NULL, NULL, &err),
+           NPVDB_STATUS_ALREADY_EXISTS, &err, "init twice");
+    still_serving(f, N);
+}
+
+static void test_bad_insert(void **state)
+{
+    fixture *f = *state;
+    load(f);
+    npvdb_client_error err;
+    const char *const *keys = (const char *const *)f->data.keys;
+    float rows[4 * DIM];
+    memcpy(rows, f->q.rows, sizeof rows);
+    const char *fresh[] = {"n0", "n1", "n2", "n3"};
+
+    /* 3 keys with 3 rows of DIM+1 floats: wrong byte length. */
+    float wide[3 * (DIM + 1)] = {0};
+    expect(insert_one(f, DIM + 1, fresh, wide, 3, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "insert wrong byte length");
+    still_serving(f, N);
+
+    const char *empty[] = {"n0", "", "n2"};
+    expect(insert_one(f, DIM, empty, rows, 3, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "insert empty key");
+    still_serving(f, N);
+
+    char *longkey = malloc(1026);
+    assert_non_null(longkey);
+    memset(longkey, 'a', 1025);
+    longkey[1025] = '\0';
+    const char *lk[] = {"n0", longkey};
+    expect(insert_one(f, DIM, lk, rows, 2, &err), NPVDB_STATUS_INVALID_ARGUMENT,
+           &err, "insert 1025-byte key");
+    still_serving(f, N);
+
+    rows[2 * DIM + 1] = NAN;
+    expect(insert_one(f, DIM, fresh, rows, 4, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "insert NaN");
+    still_serving(f, N);
+    rows[2 * DIM + 1] = INFINITY;
+    expect(insert_one(f, DIM, fresh, rows, 4, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "insert +Inf");
+    still_serving(f, N);
+    rows[2 * DIM + 1] = -INFINITY;
+    expect(insert_one(f, DIM, fresh, rows, 4, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "insert -Inf");
+    still_serving(f, N);
+    /* A bad row also keeps the good rows of its message out. */
+    npvdb_client_vectors v;
+    expect(npvdb_client_get(f->s.client, fresh, 4, DIM, &v, &err),
+           NPVDB_STATUS_OK, &err, "get");
+    assert_int_equal(v.n_found, 0);
+    npvdb_client_vectors_free(&v);
+
+    /* The limits themselves are fine: a 1024-byte key is accepted. */
+    longkey[1024] = '\0';
+    rows[2 * DIM + 1] = 0.5f;
+    expect(insert_one(f, DIM, lk, rows, 2, &err), NPVDB_STATUS_OK, &err,
+           "insert 1024-byte key");
+    npvdb_error e;
+    assert_int_equal(npvdb_insert(f->ref, lk, rows, 2, NULL, &e), NPVDB_OK);
+    still_serving(f, N + 2);
+    /* Existing keys were not touched by the failed upserts above. */
+    expect(npvdb_client_get(f->s.client, keys, 1, DIM, &v, &err),
+           NPVDB_STATUS_OK, &err, "get e0");
+    assert_memory_equal(v.vectors, f->data.rows, DIM * sizeof(float));
+    npvdb_client_vectors_free(&v);
+    free(longkey);
+}
+
+static void test_bad_search(void **state)
+{
+    fixture *f = *state;
+    load(f);
+    npvdb_client *c = f->s.client;
+    npvdb_client_error err;
+    npvdb_client_results res;
+    const float *q = f->q.rows;
+    expect(npvdb_client_get_closest(c, q, 2, DIM, 0, 0, &res, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "k 0");
+    still_serving(f, N);
+    expect(npvdb_client_get_closest(c, q, 2, DIM, N + 1, 0, &res, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "k > vector count");
+    still_serving(f, N);
+    expect(npvdb_client_get_closest(c, q, 1, DIM, 16385, 0, &res, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "k > 16384");
+    still_serving(f, N);
+    /* One query of DIM+1 floats is not a whole number of DIM-rows. */
+    expect(npvdb_client_get_closest(c, q, 1, DIM + 1, 3, 0, &res, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "wrong query byte length");
+    still_serving(f, N);
+    float bad[2 * DIM];
+    memcpy(bad, q, sizeof bad);
+    bad[DIM + 4] = NAN;
+    expect(npvdb_client_get_closest(c, bad, 2, DIM, 3, 0, &res, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "NaN query");
+    still_serving(f, N);
+    bad[DIM + 4] = -INFINITY;
+    expect(npvdb_client_get_closest(c, bad, 2, DIM, 3, 0, &res, &err),
+           NPVDB_STATUS_INVALID_ARGUMENT, &err, "Inf query");
+    still_serving(f, N);
+    /* k equal to the count is the largest valid k. */
+    expect(npvdb_client_get_closest(c, q, 2, DIM, N, 0, &res, &err),
+           NPVDB_STATUS_OK, &err, "k = vector count");
+    assert_int_equal(res.counts[0], N);
+    npvdb_client_results_free(&res);
+    static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    char msg[512];
+    int rc = it_raw_unary(f->s.addr, "/npvdb.v1.VectorDB/GetClosest", junk,
+                          sizeof junk, msg, sizeof msg);
+    if (rc != NPVDB_STATUS_INVALID_ARGUMENT)
+        fail_msg("malformed GetClosest: status %d (%s)", rc, msg);
+    rc = it_raw_unary(f->s.addr, "/npvdb.v1.VectorDB/NoSuchMethod", junk,
+                      sizeof junk, msg, sizeof msg);
+    if (rc != NPVDB_STATUS_UNIMPLEMENTED)
+        fail_msg("unknown method: status %d (%s)", rc, msg);
+    still_serving(f, N);
+}
+
+/* Messages past the server's receive limit (--max-message-mb, 64 MiB by
+ * default; 4 here to keep the test light). */
+static void test_resource_exhausted(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(it_server_stop(&f->s), 0);
+    it_server_start(&f->s, "--max-message-mb", "4", NULL);
+    load(f);
+    npvdb_client_error err;
+    size_t nq = (5u << 20) / (DIM * sizeof(float)); /* 5 MiB of queries */
+    float *big = calloc(nq * DIM, sizeof(float));
+    assert_non_null(big);
+    npvdb_client_results res;
+    expect(
+        npvdb_client_get_closest(f->s.client, big, nq, DIM, 1, 0, &res, &err),
+        NPVDB_STATUS_RESOURCE_EXHAUSTED, &err, "5 MiB GetClosest");
+    still_serving(f, N);
+
+    size_t n = nq;
+    char **keys = malloc(n * sizeof *keys);
+    char *kb = malloc(n * 12);
+    assert_non_null(keys);
+    assert_non_null(kb);
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = kb + i * 12;
+        snprintf(keys[i], 12, "b%zu", i);
+    }
+    expect(insert_one(f, DIM, (const char *const *)keys, big, n, &err),
+           NPVDB_STATUS_RESOURCE_EXHAUSTED, &err, "5 MiB Insert message");
+    still_serving(f, N);
+    free(keys);
+    free(kb);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_failed_precondition_before_init,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_init, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_insert, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_search, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resource_exhausted, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
