@@ -35,6 +35,7 @@ struct wal {
     uint64_t durable_seq;
     uint64_t active_last; /* recovery: last record of the active segment */
     int syncing;          /* a leader is in fdatasync(fd) without the lock */
+    uint64_t n_fsyncs;    /* for tests: group commit makes it < records */
     int broken; /* a failed fsync: nothing may be acknowledged any more */
     char broken_msg[160];
     uint64_t *segs; /* first seq of each segment file, ascending */
@@ -251,6 +252,7 @@ static npvdb_code roll_locked(wal *w, npvdb_error *err)
         mark_broken(w, "fsync of the log", errno);
         return broken_error(w, err);
     }
+    w->n_fsyncs++;
     w->durable_seq = w->last_seq;
     pthread_cond_broadcast(&w->cv);
     uint64_t first = w->last_seq + 1;
@@ -402,12 +404,15 @@ static npvdb_code recover(wal *w, uint64_t after_seq, wal_apply_fn fn,
         if (rc != NPVDB_OK) return rc;
         prev_last = res.scan.n_records ? res.scan.last_seq : first - 1;
         if (!res.stop) continue;
-        if (res.size > 0 || i + 1 < w->n_segs)
-            st_log("log segment %" PRIu64 ": %s at offset %" PRIu64
-                   " of %" PRIu64 " bytes; replay stops after record %" PRIu64
-                   ", the %" PRIu64 " bytes after it are dropped",
-                   first, res.stop, res.stop_off, res.size, prev_last,
+        if (res.size > 0 || i + 1 < w->n_segs) {
+            char name[64];
+            seg_name(name, sizeof name, first);
+            st_log("%s/%s: %s at offset %" PRIu64 " of %" PRIu64
+                   " bytes; replay stops after record %" PRIu64 ", the %" PRIu64
+                   " bytes after it are dropped",
+                   w->dir, name, res.stop, res.stop_off, res.size, prev_last,
                    res.size - res.stop_off);
+        }
         rc = truncate_segment(w, first, res.stop_off, err);
         if (rc == NPVDB_OK) rc = set_aside(w, i + 1, err);
         if (rc != NPVDB_OK) return rc;
@@ -526,6 +531,7 @@ static void lead_sync_locked(wal *w)
     int e = errno;
     pthread_mutex_lock(&w->mu);
     w->syncing = 0;
+    w->n_fsyncs++;
     if (rc != 0)
         mark_broken(w, "fsync of the log", e);
     else if (target > w->durable_seq)
@@ -647,6 +653,14 @@ uint64_t wal_last_seq(wal *w)
     uint64_t s = w->last_seq;
     pthread_mutex_unlock(&w->mu);
     return s;
+}
+
+uint64_t wal_fsyncs(wal *w)
+{
+    pthread_mutex_lock(&w->mu);
+    uint64_t n = w->n_fsyncs;
+    pthread_mutex_unlock(&w->mu);
+    return n;
 }
 
 npvdb_code wal_roll_if_covered(wal *w, uint64_t seq, npvdb_error *err)

@@ -107,6 +107,9 @@ npvdb_code wal_sync(wal *w, npvdb_error *err);
 
 uint64_t wal_last_seq(wal *w);
 
+/* fsyncs of the log done so far (group commit makes this < records). */
+uint64_t wal_fsyncs(wal *w);
+
 /* Starts a new segment if the active one holds records and all of them are
  * <= seq, so that it can be removed once a snapshot covering seq is kept. */
 npvdb_code wal_roll_if_covered(wal *w, uint64_t seq, npvdb_error *err);

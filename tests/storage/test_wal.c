@@ -1,0 +1,547 @@
+/*
+ * test_wal.c -- the write-ahead log on its own: append and replay, torn tails
+ * at every byte offset, flipped bits, huge lengths, empty files, segment
+ * rolls and removal, write errors (file size limit), group commit, and the
+ * record payload codecs.
+ */
+#include "crc32c.h"
+#include "record.h"
+#include "testutil.h"
+#include "wal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include <cmocka.h>
+
+#define DIM 4
+
+/* What a replay saw. */
+typedef struct seen {
+    uint64_t seqs[4096];
+    float first_val[4096]; /* rows[0] of each insert */
+    size_t n;
+} seen;
+
+static npvdb_code collect(void *ctx, const wal_record *rec, npvdb_error *err)
+{
+    seen *s = ctx;
+    rec_keys k;
+    assert_int_equal(rec->type, REC_INSERT);
+    assert_int_equal(rec_decode_insert(rec->payload, rec->len, &k, err),
+                     NPVDB_OK);
+    assert_true(s->n < 4096);
+    s->seqs[s->n] = rec->seq;
+    s->first_val[s->n] = k.rows[0];
+    s->n++;
+    rec_keys_free(&k);
+    return NPVDB_OK;
+}
+
+static wal *open_log(const char *dir, uint64_t seg_bytes, seen *s,
+                     npvdb_sync_mode mode)
+{
+    wal_options o = {.dir = dir, .segment_bytes = seg_bytes, .sync = mode};
+    npvdb_error err = {0};
+    memset(s, 0, sizeof *s);
+    wal *w = wal_open(&o, 0, collect, s, &err);
+    if (!w) fprintf(stderr, "wal_open: %s\n", err.msg);
+    return w;
+}
+
+/* Appends an insert of n_keys keys whose rows are all `val`. */
+static npvdb_code append_insert(wal *w, float val, size_t n_keys, uint64_t *seq,
+                                npvdb_error *err)
+{
+    char names[64][16];
+    const char *keys[64];
+    float rows[64 * DIM];
+    assert_true(n_keys <= 64);
+    for (size_t i = 0; i < n_keys; i++) {
+        snprintf(names[i], sizeof names[i], "k%zu", i);
+        keys[i] = names[i];
+        for (int d = 0; d < DIM; d++)
+            rows[i * DIM + d] = val;
+    }
+    rec_buf b;
+    npvdb_code rc = rec_encode_insert(keys, rows, n_keys, DIM, &b, err);
+    if (rc != NPVDB_OK) return rc;
+    rc = wal_append(w, REC_INSERT, &b, seq, err);
+    free(b.buf);
+    return rc;
+}
+
+static void test_crc32c_known(void **state)
+{
+    (void)state;
+    assert_int_equal(npvdb_crc32c(0, "123456789", 9), 0xE3069283u);
+    /* Continuation equals one pass. */
+    uint32_t c = npvdb_crc32c(0, "1234", 4);
+    assert_int_equal(npvdb_crc32c(c, "56789", 5), 0xE3069283u);
+    assert_int_equal(npvdb_crc32c(0, "", 0), 0);
+}
+
+static void test_append_replay(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    seen s;
+    wal *w = open_log(dir, 0, &s, NPVDB_SYNC_ALWAYS);
+    assert_non_null(w);
+    assert_int_equal(s.n, 0);
+    npvdb_error err;
+    for (int i = 1; i <= 10; i++) {
+        uint64_t seq;
+        assert_int_equal(append_insert(w, (float)i, 3, &seq, &err), NPVDB_OK);
+        assert_int_equal(seq, i);
+        assert_int_equal(wal_wait_durable(w, seq, &err), NPVDB_OK);
+    }
+    wal_close(w);
+    w = open_log(dir, 0, &s, NPVDB_SYNC_ALWAYS);
+    assert_non_null(w);
+    assert_int_equal(s.n, 10);
+    for (size_t i = 0; i < 10; i++) {
+        assert_int_equal(s.seqs[i], i + 1);
+        assert_true(s.first_val[i] == (float)(i + 1));
+    }
+    uint64_t seq;
+    assert_int_equal(append_insert(w, 11, 1, &seq, &err), NPVDB_OK);
+    assert_int_equal(seq, 11);
+    wal_close(w);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Writes 3 records; returns the segment path and the last record's span. */
+static char *three_records(const char *dir, long long *last_start,
+                           long long *end)
+{
+    seen s;
+    wal *w = open_log(dir, 0, &s, NPVDB_SYNC_NONE);
+    assert_non_null(w);
+    npvdb_error err;
+    uint64_t seq;
+    char *seg = tu_find(dir, "wal-", ".log", 1);
+    for (int i = 1; i <= 3; i++) {
+        if (i == 3) *last_start = tu_size(seg);
+        assert_int_equal(append_insert(w, (float)i, 2, &seq, &err), NPVDB_OK);
+    }
+    wal_close(w);
+    *end = tu_size(seg);
+    return seg;
+}
+
+static void test_torn_tail_every_offset(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    long long start, end;
+    char *seg = three_records(dir, &start, &end);
+    char *pristine = tu_join(dir, "pristine");
+    assert_int_equal(tu_copy(seg, pristine), 0);
+    for (long long cut = start; cut < end; cut++) {
+        assert_int_equal(tu_copy(pristine, seg), 0);
+        assert_int_equal(tu_truncate(seg, cut), 0);
+        seen s;
+        wal *w = open_log(dir, 0, &s, NPVDB_SYNC_NONE);
+        assert_non_null(w);
+        assert_int_equal(s.n, 2); /* everything before the torn record */
+        assert_int_equal(tu_size(seg), start); /* cut back to the good end */
+        npvdb_error err;
+        uint64_t seq;
+        assert_int_equal(append_insert(w, 33, 1, &seq, &err), NPVDB_OK);
+        assert_int_equal(seq, 3);
+        wal_close(w);
+        w = open_log(dir, 0, &s, NPVDB_SYNC_NONE);
+        assert_non_null(w);
+        assert_int_equal(s.n, 3);
+        assert_true(s.first_val[2] == 33.0f);
+        wal_close(w);
+    }
+    free(pristine);
+    free(seg);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_flipped_bits(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    long long start, end;
+    char *seg = three_records(dir, &start, &end);
+    char *pristine = tu_join(dir, "pristine");
+    assert_int_equal(tu_copy(seg, pristine), 0);
+    long long size2 = end - start; /* records are equally long */
+    long long rec2 = start - size2;
+    /* Every byte of record 2 except its zero padding, every bit position
+     * cycling: replay keeps record 1 only and drops the rest. */
+    for (long long off = rec2; off < start; off++) {
+        assert_int_equal(tu_copy(pristine, seg), 0);
+        assert_int_equal(tu_flip(seg, off, (uint8_t)(1u << (off % 8))), 0);
+        seen s;
+        wal *w = open_log(dir, 0, &s, NPVDB_SYNC_NONE);
+        assert_non_null(w);
+        /* Padding bytes are not covered; a flip there is harmless. */
+        assert_true(s.n == 1 || s.n == 3);
+        if (s.n == 1) assert_int_equal(tu_size(seg), rec2);
+        wal_close(w);
+    }
+    free(pristine);
+    free(seg);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_huge_length(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    long long start, end;
+    char *seg = three_records(dir, &start, &end);
+    const uint32_t lens[] = {0xFFFFFFFFu, 0x7FFFFFFFu, REC_MAX_PAYLOAD,
+                             1u << 20};
+    char *pristine = tu_join(dir, "pristine");
+    assert_int_equal(tu_copy(seg, pristine), 0);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        assert_int_equal(tu_copy(pristine, seg), 0);
+        for (int b = 0; b < 4; b++) {
+            uint8_t want = (uint8_t)(lens[i] >> (8 * b));
+            FILE *f = fopen(seg, "r+b");
+            assert_non_null(f);
+            fseek(f, start + 8 + b, SEEK_SET);
+            fputc(want, f);
+            fclose(f);
+        }
+        seen s;
+        wal *w = open_log(dir, 0, &s, NPVDB_SYNC_NONE);
+        assert_non_null(w);
+        assert_int_equal(s.n, 2);
+        wal_close(w);
+    }
+    free(pristine);
+    free(seg);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_empty_and_short_files(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    seen s;
+    wal *w = open_log(dir, 0, &s, NPVDB_SYNC_NONE);
+    assert_non_null(w);
+    wal_close(w);
+    char *seg = tu_find(dir, "wal-", ".log", 1);
+    assert_non_null(seg);
+    for (long long size = 0; size <= 16; size++) {
+        assert_int_equal(tu_truncate(seg, size), 0);
+        w = open_log(dir, 0, &s, NPVDB_SYNC_NONE);
+        assert_non_null(w);
+        assert_int_equal(s.n, 0);
+        npvdb_error err;
+        uint64_t seq;
+        assert_int_equal(append_insert(w, 1, 1, &seq, &err), NPVDB_OK);
+        assert_int_equal(seq, 1);
+        wal_close(w);
+        w = open_log(dir, 0, &s, NPVDB_SYNC_NONE);
+        assert_int_equal(s.n, 1);
+        wal_close(w);
+        assert_int_equal(tu_truncate(seg, 16), 0);
+    }
+    free(seg);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_segments_roll_and_remove(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    seen s;
+    wal *w = open_log(dir, 1024, &s, NPVDB_SYNC_ALWAYS);
+    assert_non_null(w);
+    npvdb_error err;
+    uint64_t seq;
+    for (int i = 1; i <= 100; i++)
+        assert_int_equal(append_insert(w, (float)i, 2, &seq, &err), NPVDB_OK);
+    int nseg = tu_count(dir, "wal-");
+    assert_true(nseg > 5);
+    wal_close(w);
+    w = open_log(dir, 1024, &s, NPVDB_SYNC_ALWAYS);
+    assert_int_equal(s.n, 100);
+    for (size_t i = 0; i < 100; i++)
+        assert_int_equal(s.seqs[i], i + 1);
+    /* Removing up to 50 keeps every segment holding a record > 50. */
+    assert_int_equal(wal_remove_upto(w, 50, &err), NPVDB_OK);
+    assert_true(tu_count(dir, "wal-") < nseg);
+    wal_close(w);
+    /* Replaying after 50 finds 51..100 and no gap. */
+    wal_options o = {.dir = dir, .segment_bytes = 1024};
+    memset(&s, 0, sizeof s);
+    w = wal_open(&o, 50, collect, &s, &err);
+    assert_non_null(w);
+    assert_int_equal(s.n, 50);
+    assert_int_equal(s.seqs[0], 51);
+    /* Fully covered: roll then remove leaves only the fresh segment. */
+    assert_int_equal(wal_roll_if_covered(w, 100, &err), NPVDB_OK);
+    assert_int_equal(wal_remove_upto(w, 100, &err), NPVDB_OK);
+    assert_int_equal(tu_count(dir, "wal-"), 1);
+    wal_close(w);
+    /* A replay that needs records before the oldest kept one refuses. */
+    memset(&s, 0, sizeof s);
+    w = wal_open(&o, 10, collect, &s, &err);
+    assert_null(w);
+    assert_int_equal(err.code, NPVDB_ESTATE);
+    /* The fresh segment continues at 101. */
+    w = wal_open(&o, 100, collect, &s, &err);
+    assert_non_null(w);
+    assert_int_equal(append_insert(w, 1, 1, &seq, &err), NPVDB_OK);
+    assert_int_equal(seq, 101);
+    wal_close(w);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* A corrupt record in a middle segment: the later segments are set aside
+ * and new records follow the last good one. */
+static void test_corrupt_middle_segment(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    seen s;
+    wal *w = open_log(dir, 1024, &s, NPVDB_SYNC_NONE);
+    npvdb_error err;
+    uint64_t seq;
+    for (int i = 1; i <= 60; i++)
+        assert_int_equal(append_insert(w, (float)i, 2, &seq, &err), NPVDB_OK);
+    wal_close(w);
+    char *first = tu_find(dir, "wal-", ".log", 0);
+    assert_int_equal(tu_flip(first, 16 + 30, 0x10), 0); /* record 1 */
+    w = open_log(dir, 1024, &s, NPVDB_SYNC_NONE);
+    assert_non_null(w);
+    assert_int_equal(s.n, 0);
+    assert_true(tu_count(dir, "wal-") > 1); /* *.corrupt kept */
+    assert_int_equal(append_insert(w, 7, 1, &seq, &err), NPVDB_OK);
+    assert_int_equal(seq, 1);
+    wal_close(w);
+    w = open_log(dir, 1024, &s, NPVDB_SYNC_NONE);
+    assert_int_equal(s.n, 1);
+    wal_close(w);
+    free(first);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_write_error_file_limit(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    seen s;
+    wal *w = open_log(dir, 0, &s, NPVDB_SYNC_ALWAYS);
+    npvdb_error err;
+    uint64_t seq;
+    for (int i = 1; i <= 5; i++)
+        assert_int_equal(append_insert(w, (float)i, 4, &seq, &err), NPVDB_OK);
+    assert_int_equal(wal_wait_durable(w, seq, &err), NPVDB_OK);
+    char *seg = tu_find(dir, "wal-", ".log", 1);
+    long long good = tu_size(seg);
+    /* A disk that fills up: the file may not grow past `good + 100`. */
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)good + 100;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    npvdb_code rc = append_insert(w, 99, 40, &seq, &err); /* ~900 bytes */
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(rc, NPVDB_ELIMIT);
+    assert_non_null(strstr(err.msg, "log"));
+    assert_int_equal(tu_size(seg), good); /* no half record left */
+    /* The log goes on after the disk has room again. */
+    assert_int_equal(append_insert(w, 6, 1, &seq, &err), NPVDB_OK);
+    assert_int_equal(seq, 6);
+    assert_int_equal(wal_wait_durable(w, seq, &err), NPVDB_OK);
+    wal_close(w);
+    w = open_log(dir, 0, &s, NPVDB_SYNC_ALWAYS);
+    assert_int_equal(s.n, 6);
+    assert_true(s.first_val[5] == 6.0f);
+    wal_close(w);
+    free(seg);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+typedef struct gc_arg {
+    wal *w;
+    int n;
+    int failures;
+} gc_arg;
+
+static void *gc_writer(void *p)
+{
+    gc_arg *a = p;
+    npvdb_error err;
+    for (int i = 0; i < a->n; i++) {
+        uint64_t seq;
+        if (append_insert(a->w, 1, 1, &seq, &err) != NPVDB_OK ||
+            wal_wait_durable(a->w, seq, &err) != NPVDB_OK)
+            a->failures++;
+    }
+    return NULL;
+}
+
+static void test_group_commit(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    seen s;
+    wal *w = open_log(dir, 0, &s, NPVDB_SYNC_ALWAYS);
+    enum { T = 8, N = 50 };
+    pthread_t th[T];
+    gc_arg args[T];
+    for (int t = 0; t < T; t++) {
+        args[t] = (gc_arg){.w = w, .n = N};
+        pthread_create(&th[t], NULL, gc_writer, &args[t]);
+    }
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        assert_int_equal(args[t].failures, 0);
+    }
+    assert_int_equal(wal_last_seq(w), T * N);
+    uint64_t syncs = wal_fsyncs(w);
+    /* Concurrent waiters share fsyncs: far fewer than one per record. */
+    assert_true(syncs < (uint64_t)T * N);
+    wal_close(w);
+    w = open_log(dir, 0, &s, NPVDB_SYNC_ALWAYS);
+    assert_int_equal(s.n, T * N);
+    wal_close(w);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_interval_mode(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir();
+    seen s;
+    wal_options o = {.dir = dir, .sync = NPVDB_SYNC_INTERVAL, .interval_ms = 5};
+    npvdb_error err;
+    wal *w = wal_open(&o, 0, collect, &s, &err);
+    assert_non_null(w);
+    uint64_t seq;
+    assert_int_equal(append_insert(w, 1, 1, &seq, &err), NPVDB_OK);
+    assert_int_equal(wal_wait_durable(w, seq, &err), NPVDB_OK);
+    uint64_t before = wal_fsyncs(w);
+    for (int i = 0; i < 200 && wal_fsyncs(w) == before; i++) {
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_true(wal_fsyncs(w) > before); /* the ticker synced it */
+    wal_close(w);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_record_codecs(void **state)
+{
+    (void)state;
+    const char *keys[] = {"alpha", "b", "\xc3\xa9t\xc3\xa9"};
+    float rows[3 * DIM];
+    for (int i = 0; i < 3 * DIM; i++)
+        rows[i] = (float)i * 0.5f;
+    rec_buf b;
+    npvdb_error err;
+    assert_int_equal(rec_encode_insert(keys, rows, 3, DIM, &b, &err), NPVDB_OK);
+    rec_keys k;
+    assert_int_equal(rec_decode_insert(b.buf + REC_HEADROOM, b.len, &k, &err),
+                     NPVDB_OK);
+    assert_int_equal(k.n, 3);
+    assert_int_equal(k.dim, DIM);
+    for (int i = 0; i < 3; i++)
+        assert_string_equal(k.keys[i], keys[i]);
+    assert_memory_equal(k.rows, rows, sizeof rows);
+    rec_keys_free(&k);
+    /* Every truncation of the payload is refused, never read past. */
+    for (size_t cut = 0; cut < b.len; cut++) {
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, b.buf + REC_HEADROOM, cut);
+        assert_int_equal(rec_decode_insert(copy, cut, &k, &err), NPVDB_EINVAL);
+        free(copy);
+    }
+    /* Unaligned payloads decode too (rows copied). */
+    uint8_t *odd = malloc(b.len + 1);
+    memcpy(odd + 1, b.buf + REC_HEADROOM, b.len);
+    assert_int_equal(rec_decode_insert(odd + 1, b.len, &k, &err), NPVDB_OK);
+    assert_memory_equal(k.rows, rows, sizeof rows);
+    rec_keys_free(&k);
+    free(odd);
+    free(b.buf);
+
+    assert_int_equal(rec_encode_delete(keys, 3, &b, &err), NPVDB_OK);
+    assert_int_equal(rec_decode_delete(b.buf + REC_HEADROOM, b.len, &k, &err),
+                     NPVDB_OK);
+    assert_int_equal(k.n, 3);
+    assert_string_equal(k.keys[2], keys[2]);
+    rec_keys_free(&k);
+    free(b.buf);
+
+    npvdb_config cfg = {.dim = DIM,
+                        .metric = NPVDB_METRIC_L2,
+                        .n_shards = 7,
+                        .train_per_shard = 3,
+                        .kmeans_iters = 4,
+                        .default_nprobe = 2,
+                        .seed = 0x1234567890ull};
+    assert_int_equal(rec_encode_init(&cfg, rows, 3, &b, &err), NPVDB_OK);
+    rec_init in;
+    assert_int_equal(rec_decode_init(b.buf + REC_HEADROOM, b.len, &in, &err),
+                     NPVDB_OK);
+    assert_int_equal(in.cfg.n_shards, 7);
+    assert_int_equal(in.cfg.seed, cfg.seed);
+    assert_int_equal(in.cfg.metric, NPVDB_METRIC_L2);
+    assert_int_equal(in.n_train, 3);
+    assert_memory_equal(in.train, rows, sizeof rows);
+    rec_init_free(&in);
+    /* A huge training count is refused without allocating. */
+    b.buf[REC_HEADROOM + 47] = 0x7f;
+    assert_int_equal(rec_decode_init(b.buf + REC_HEADROOM, b.len, &in, &err),
+                     NPVDB_EINVAL);
+    free(b.buf);
+
+    /* A key count far beyond the bytes: refused before allocating. */
+    uint8_t evil[12] = {4, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f};
+    assert_int_equal(rec_decode_insert(evil, sizeof evil, &k, &err),
+                     NPVDB_EINVAL);
+    const char *big[] = {NULL};
+    assert_int_equal(rec_encode_delete(big, 1, &b, &err), NPVDB_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_crc32c_known),
+        cmocka_unit_test(test_append_replay),
+        cmocka_unit_test(test_torn_tail_every_offset),
+        cmocka_unit_test(test_flipped_bits),
+        cmocka_unit_test(test_huge_length),
+        cmocka_unit_test(test_empty_and_short_files),
+        cmocka_unit_test(test_segments_roll_and_remove),
+        cmocka_unit_test(test_corrupt_middle_segment),
+        cmocka_unit_test(test_write_error_file_limit),
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_interval_mode),
+        cmocka_unit_test(test_record_codecs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
