@@ -519,14 +519,17 @@ static npvdb_collection *build(const dataset *d, const options *o,
                         .n_shards = o->shards,
                         .n_workers = o->threads,
                         .seed = o->seed};
-    /* Auto shard count, as the engine computes it, to size the sample. */
+    /* The engine's automatic count (4*sqrt(n), rounded) computed here on
+     * the full n and passed explicitly: trained on a sample before the
+     * inserts, the engine would size the index by the sample instead. */
     uint32_t shards = o->shards;
     if (!shards) {
-        double s = 4.0 * sqrt((double)d->n);
+        double s = 4.0 * sqrt((double)d->n) + 0.5;
         shards = s < 1                  ? 1
                  : s > NPVDB_MAX_SHARDS ? NPVDB_MAX_SHARDS
                                         : (uint32_t)s;
     }
+    cfg.n_shards = shards;
     /* Trained explicitly before the inserts, so auto-training never runs
      * inside the timed insert loop. */
     npvdb_collection *c = npvdb_create(&cfg, &err);
