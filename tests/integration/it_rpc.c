@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -442,6 +444,68 @@ static void test_slow_stream_and_parallel_calls(void **state)
     it_data_free(&q);
 }
 
+/* A server that dies: calls fail fast with UNAVAILABLE naming the address
+ * (no hang, no crash), and a restarted server on the same data dir is
+ * reachable again with what was acknowledged. */
+static void test_server_gone(void **state)
+{
+    it_server *s = *state;
+    it_data data;
+    it_data_make(&data, 200, DIM, 18, "g");
+    init_ok(s->client, DIM, NPVDB_CLIENT_L2, 0, NULL, 0, 0);
+    insert_ok(s->client, &data, 0, 200, 0);
+    npvdb_client_error err;
+    npvdb_client_stream *st = npvdb_client_insert_begin(s->client, DIM, &err);
+    assert_non_null(st);
+
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    npvdb_client_info info;
+    int rc = npvdb_client_info_get(s->client, &info, &err);
+    assert_int_equal(rc, NPVDB_STATUS_UNAVAILABLE);
+    if (!strstr(err.msg, "cannot reach npvdb at") || !strstr(err.msg, s->addr))
+        fail_msg("unhelpful message: %s", err.msg);
+    rc = npvdb_client_stream_send(st, (const char *const *)data.keys, data.rows,
+                                  10, &err);
+    int frc = npvdb_client_stream_finish(st, NULL, &err);
+    assert_true(rc != NPVDB_STATUS_OK || frc != NPVDB_STATUS_OK);
+    npvdb_client *c2 = npvdb_client_connect(s->addr, 2000, &err);
+    assert_null(c2);
+    assert_int_equal(err.code, NPVDB_STATUS_UNAVAILABLE);
+
+    npvdb_client_close(s->client);
+    s->client = NULL;
+    it_server_start(s, NULL);
+    info_ok(s->client, &info);
+    assert_int_equal(info.vectors, 200);
+    npvdb_client_info_free(&info);
+    it_data_free(&data);
+}
+
+/* The per-call deadline applies. */
+static void test_deadline(void **state)
+{
+    it_server *s = *state;
+    it_data data, q;
+    it_data_make(&data, 20000, 64, 19, "d");
+    it_data_make(&q, 2000, 64, 20, "q");
+    init_ok(s->client, 64, NPVDB_CLIENT_L2, 0, NULL, 0, 0);
+    insert_ok(s->client, &data, 0, 20000, 0);
+    npvdb_client_set_timeout(s->client, 1);
+    npvdb_client_results res;
+    npvdb_client_error err;
+    int rc = npvdb_client_get_closest(s->client, q.rows, q.n, 64, 100, 65536,
+                                      &res, &err);
+    assert_int_equal(rc, NPVDB_STATUS_DEADLINE_EXCEEDED);
+    npvdb_client_set_timeout(s->client, 60000);
+    rc = npvdb_client_get_closest(s->client, q.rows, 2, 64, 3, 0, &res, &err);
+    assert_int_equal(rc, NPVDB_STATUS_OK);
+    npvdb_client_results_free(&res);
+    it_data_free(&data);
+    it_data_free(&q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -459,6 +523,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_stream_and_parallel_calls,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_server_gone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
