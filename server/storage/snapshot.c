@@ -17,7 +17,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 /* Rows per read batch when restoring: bounds memory to ~32 MiB of rows. */
@@ -244,6 +247,58 @@ static int fsync_path(const char *path)
     return rc;
 }
 
+/* After a failed write, HDF5 1.10 cannot close a file whose flush fails (the
+ * handle stays half-closed and crashes the library at exit). So the failed
+ * file's descriptor is pointed at an anonymous memory file: the remaining
+ * flushes succeed there, the handle closes cleanly, and the disk space of
+ * the (unlinked) temporary file is released. */
+static void discard_file(hid_t file)
+{
+    int *fdp = NULL;
+    if (H5Fget_vfd_handle(file, H5P_DEFAULT, (void **)&fdp) < 0 || !fdp) return;
+    int mfd = memfd_create("npvdb-discarded-snapshot", MFD_CLOEXEC);
+    if (mfd < 0) return;
+    dup2(mfd, *fdp);
+    close(mfd);
+}
+
+/* Refuses a snapshot that cannot fit: free space of the file system and the
+ * process file size limit, against a generous estimate. Failing here, before
+ * HDF5 writes anything, is far cleaner than failing in the middle. */
+static npvdb_code check_room(const char *tmp_path, npvdb_collection *c,
+                             npvdb_error *err)
+{
+    npvdb_stats st;
+    npvdb_error e;
+    if (npvdb_stats_get(c, &st, &e) != NPVDB_OK)
+        return st_fail(err, e.code, "%s", e.msg);
+    uint64_t need = (uint64_t)st.n_vectors * (st.dim * 4u + 48u) +
+                    (uint64_t)st.n_shards * (st.dim * 4u + 8u) + (4u << 20);
+    npvdb_stats_free(&st);
+    struct rlimit lim;
+    if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)lim.rlim_cur < need)
+        return st_fail(err, NPVDB_ELIMIT,
+                       "a snapshot needs about %llu bytes, over the file "
+                       "size limit of %llu",
+                       (unsigned long long)need,
+                       (unsigned long long)lim.rlim_cur);
+    char *dir = strdup(tmp_path);
+    if (!dir) return st_fail(err, NPVDB_ENOMEM, "no memory");
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    struct statvfs vfs;
+    int ok = statvfs(slash ? dir : ".", &vfs) == 0;
+    free(dir);
+    if (ok && (uint64_t)vfs.f_bavail * vfs.f_frsize < need)
+        return st_fail(err, NPVDB_ELIMIT,
+                       "a snapshot needs about %llu bytes, the disk has %llu "
+                       "free",
+                       (unsigned long long)need,
+                       (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+    return NPVDB_OK;
+}
+
 npvdb_code snap_write(const char *tmp_path, npvdb_collection *c,
                       const npvdb_config *cfg, uint64_t seq,
                       npvdb_snapshot_info *info, npvdb_error *err)
@@ -253,9 +308,10 @@ npvdb_code snap_write(const char *tmp_path, npvdb_collection *c,
     npvdb_error xerr = {0};
     if (!err) w.err = &xerr;
     w.err->code = NPVDB_OK;
+    npvdb_code rc = check_room(tmp_path, c, err);
+    if (rc != NPVDB_OK) return rc;
     w.str_type = vlen_str_type();
     w.file = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    npvdb_code rc = NPVDB_OK;
     if (w.file < 0 || w.str_type < 0) {
         rc = st_fail(err, NPVDB_EINTERNAL, "cannot create %s", tmp_path);
         goto out;
@@ -277,6 +333,7 @@ npvdb_code snap_write(const char *tmp_path, npvdb_collection *c,
     if (H5Fflush(w.file, H5F_SCOPE_GLOBAL) < 0)
         rc = st_fail(err, NPVDB_EINTERNAL, "cannot flush %s", tmp_path);
 out:
+    if (rc != NPVDB_OK && w.file >= 0) discard_file(w.file);
     if (w.vectors >= 0) H5Dclose(w.vectors);
     if (w.keys >= 0) H5Dclose(w.keys);
     if (w.file >= 0 && H5Fclose(w.file) < 0 && rc == NPVDB_OK)

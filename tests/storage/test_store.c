@@ -80,7 +80,7 @@ static void do_insert(npvdb_store *s, npvdb_collection *c, model *m,
 {
     while (from < to) {
         size_t n = to - from < 100 ? to - from : 100;
-        char names[100][16];
+        char names[100][24];
         const char *keys[100];
         for (size_t i = 0; i < n; i++) {
             key_of(names[i], sizeof names[i], from + i);
@@ -105,7 +105,7 @@ static void do_insert(npvdb_store *s, npvdb_collection *c, model *m,
 static void do_delete(npvdb_store *s, npvdb_collection *c, model *m,
                       size_t from, size_t to)
 {
-    char names[NMAX][8];
+    char names[NMAX][24];
     const char *keys[NMAX];
     size_t n = 0;
     for (size_t i = from; i < to; i++) {
@@ -127,7 +127,7 @@ static void check_model(npvdb_collection *c, const model *m, size_t upto)
     assert_non_null(c);
     size_t present = 0;
     for (size_t i = 0; i < upto; i++) {
-        char key[16];
+        char key[24];
         float got[DIM];
         npvdb_error err;
         key_of(key, sizeof key, i);
@@ -581,5 +581,8 @@ int main(void)
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_snapshot_during_inserts),
     };
+    /* TEST_FILTER=test_name (globs allowed) runs a subset. */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

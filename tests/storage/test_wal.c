@@ -61,7 +61,7 @@ static wal *open_log(const char *dir, uint64_t seg_bytes, seen *s,
 static npvdb_code append_insert(wal *w, float val, size_t n_keys, uint64_t *seq,
                                 npvdb_error *err)
 {
-    char names[64][16];
+    char names[64][24];
     const char *keys[64];
     float rows[64 * DIM];
     assert_true(n_keys <= 64);
@@ -543,5 +543,8 @@ int main(void)
         cmocka_unit_test(test_interval_mode),
         cmocka_unit_test(test_record_codecs),
     };
+    /* TEST_FILTER=test_name (globs allowed) runs a subset. */
+    if (getenv("TEST_FILTER"))
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
