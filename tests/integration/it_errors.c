@@ -126,6 +126,9 @@ static void test_failed_precondition_before_init(void **state)
     npvdb_client_vectors v;
     expect(npvdb_client_get(c, keys, 1, DIM, &v, &err),
            NPVDB_STATUS_FAILED_PRECONDITION, &err, "get before init");
+    npvdb_client_snapshot_info snap;
+    expect(npvdb_client_snapshot(c, &snap, &err),
+           NPVDB_STATUS_FAILED_PRECONDITION, &err, "snapshot before init");
     still_serving(f, 0);
     load(f);
     still_serving(f, N);
