@@ -805,23 +805,34 @@ static int collector_finish(collector *col)
     return 1;
 }
 
-/* Reads replies until the stream ends; returns the first problem found. */
+static int start_recv(call *k, grpc_byte_buffer **slot)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = slot;
+    return start(k, &op, 1, k, NULL) == NPVDB_STATUS_OK;
+}
+
+/* Reads replies until the stream ends; returns the first problem found.
+ * The next RECV_MESSAGE is started before a reply is decoded, so the next
+ * reply travels while this one is unpacked (two slots, one in flight). */
 static npvdb_status receive_replies(call *k, collector *col, size_t *got,
                                     npvdb_client_error *err)
 {
     npvdb_status bad = NPVDB_STATUS_OK;
-    for (;;) {
-        grpc_byte_buffer *in = NULL;
-        grpc_op op;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_RECV_MESSAGE;
-        op.data.recv_message.recv_message = &in;
-        if (start(k, &op, 1, k, NULL) != NPVDB_STATUS_OK) break;
+    grpc_byte_buffer *slot[2] = {NULL, NULL};
+    int cur = 0, more = start_recv(k, &slot[0]);
+    while (more) {
         int ok = pluck(k, k);
+        grpc_byte_buffer *in = slot[cur];
+        slot[cur] = NULL;
         if (!ok || !in) {
             if (in) grpc_byte_buffer_destroy(in);
             break;
         }
+        cur ^= 1;
+        more = start_recv(k, &slot[cur]);
         ProtobufCMessage *m =
             unpack_message(in, &npvdb__v1__get_closest_reply__descriptor);
         if (bad == NPVDB_STATUS_OK) {
