@@ -1,0 +1,159 @@
+/*
+ * fuzz_snapshot.c -- libFuzzer target for the snapshot reader (snap_read).
+ *
+ * Raw bytes would mostly fuzz libhdf5's own file parser, which is not ours
+ * to fix. Instead the input drives a generator that writes a well-formed
+ * HDF5 file whose CONTENT is hostile: attribute values, dataset shapes,
+ * shard offsets, keys (any bytes), vectors (NaN, Inf), missing pieces, and
+ * checksums that are either right (to get past them) or fuzzed. snap_read
+ * must refuse or restore, never crash, leak or hand out a half collection.
+ */
+#include "crc32c.h"
+#include "snapshot.h"
+
+#include <hdf5.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct src {
+    const uint8_t *p;
+    size_t n;
+} src;
+
+static uint64_t take(src *s, int bytes)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) {
+        v = v << 8 | (s->n ? *s->p : 0);
+        if (s->n) {
+            s->p++;
+            s->n--;
+        }
+    }
+    return v;
+}
+
+static void put_u64(hid_t f, const char *name, uint64_t v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_UINT64, &v);
+    H5Aclose(a);
+    H5Sclose(sp);
+}
+
+static void put_ds(hid_t f, const char *name, hid_t ftype, hid_t mtype,
+                   int rank, hsize_t r, hsize_t c, const void *buf)
+{
+    hsize_t dims[2] = {r, c};
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t d =
+        H5Dcreate2(f, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (r && c) H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+    H5Dclose(d);
+    H5Sclose(sp);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    src s = {data, size};
+    uint64_t flags = take(&s, 2);
+    uint32_t dim = 1 + (uint32_t)take(&s, 1) % 4;
+    uint32_t n_shards = 1 + (uint32_t)take(&s, 1) % 3;
+    uint32_t n = (uint32_t)take(&s, 1) % 12;
+    int trained = (int)(flags & 1);
+    /* Offsets: valid split of n, or raw values. */
+    uint64_t off[5] = {0};
+    for (uint32_t i = 1; i <= n_shards; i++)
+        off[i] = (flags & 2)
+                     ? take(&s, 1) % 16
+                     : (i == n_shards
+                            ? n
+                            : off[i - 1] + take(&s, 1) % (n + 1 - off[i - 1]));
+    float vec[12 * 4], cent[3 * 4];
+    memset(vec, 0, sizeof vec);
+    memset(cent, 0, sizeof cent);
+    for (uint32_t i = 0; i < n * dim; i++) {
+        uint32_t bits = (uint32_t)take(&s, (flags & 4) ? 4 : 1);
+        if (flags & 4)
+            memcpy(&vec[i], &bits, 4); /* any bit pattern: NaN, Inf */
+        else
+            vec[i] = (float)bits / 7.0f;
+    }
+    for (uint32_t i = 0; i < n_shards * dim; i++)
+        cent[i] = (float)take(&s, 1) / 3.0f;
+    char keybuf[12][8];
+    const char *keys[12];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t kl = (uint32_t)take(&s, 1) % 7;
+        for (uint32_t j = 0; j < kl; j++)
+            keybuf[i][j] = (char)(take(&s, 1) | 1); /* no NUL inside */
+        keybuf[i][kl] = 0;
+        keys[i] = keybuf[i];
+    }
+    uint32_t crc_v = npvdb_crc32c(0, vec, (size_t)n * dim * 4), crc_k = 0;
+    for (uint32_t i = 0; i < n; i++)
+        crc_k = npvdb_crc32c(crc_k, keys[i], strlen(keys[i]) + 1);
+    uint32_t crc_c = trained ? npvdb_crc32c(0, cent, n_shards * dim * 4) : 0;
+    uint32_t crc_o = npvdb_crc32c(0, off, (n_shards + 1) * 8);
+
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/npvdb-fuzz-snap-%d.h5", (int)getpid());
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (f < 0) return 0;
+    /* Each attribute is right unless its flag bit says fuzz it. */
+    uint64_t raw = take(&s, 8);
+    put_u64(f, "format_version", (flags & 8) ? raw % 3 : 1);
+    put_u64(f, "metric_id", (flags & 16) ? raw % 5 : 1);
+    put_u64(f, "dim", (flags & 32) ? raw % 6 : dim);
+    put_u64(f, "n_shards", (flags & 64) ? raw % 5 : n_shards);
+    put_u64(f, "trained", (flags & 128) ? raw % 3 : (uint64_t)trained);
+    put_u64(f, "n_vectors", (flags & 256) ? raw % 16 : n);
+    put_u64(f, "sequence", raw);
+    if (!(flags & 512)) {
+        put_u64(f, "config_n_shards", n_shards);
+        put_u64(f, "train_per_shard", raw >> 60);
+        put_u64(f, "kmeans_iters", 1);
+        put_u64(f, "default_nprobe", 0);
+        put_u64(f, "seed", raw);
+    }
+    put_u64(f, "crc32c_centroids", (flags & 1024) ? raw : crc_c);
+    put_u64(f, "crc32c_vectors", (flags & 2048) ? raw >> 8 : crc_v);
+    put_u64(f, "crc32c_keys", (flags & 4096) ? raw >> 16 : crc_k);
+    put_u64(f, "crc32c_shard_offsets", (flags & 8192) ? raw >> 24 : crc_o);
+    uint32_t rows_c = trained ? n_shards : 0;
+    if (flags & 16384) rows_c = (uint32_t)(raw % 4);
+    put_ds(f, "centroids", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, rows_c, dim,
+           cent);
+    put_ds(f, "shard_offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 1,
+           n_shards + 1, 1, off);
+    uint32_t rows_v = (flags & 32768) ? (uint32_t)(raw % 13) : n;
+    if (rows_v > 12) rows_v = 12;
+    put_ds(f, "vectors", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, rows_v, dim, vec);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, H5T_VARIABLE);
+    put_ds(f, "keys", st, st, 1, n, 1, keys);
+    H5Tclose(st);
+    H5Fclose(f);
+
+    npvdb_collection *c = NULL;
+    uint64_t seq;
+    npvdb_config cfg;
+    npvdb_error err;
+    if (snap_read(path, 1, &c, &seq, &cfg, &err) == NPVDB_OK) {
+        npvdb_stats stats;
+        if (npvdb_stats_get(c, &stats, &err) == NPVDB_OK) {
+            if (stats.n_vectors > n)
+                abort(); /* restored more than the file holds */
+            npvdb_stats_free(&stats);
+        }
+        npvdb_free(c);
+    }
+    unlink(path);
+    return 0;
+}
