@@ -250,8 +250,11 @@ static void test_clear_errors(void **state)
     free(o);
 }
 
-int main(void)
+/* argv[1], if given, runs only the test of that name (one CTest entry per
+ * test, so a failure names its test and ctest -j spreads them). */
+int main(int argc, char **argv)
 {
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_load_query_bench_info, setup,
                                         teardown),

@@ -345,8 +345,11 @@ static void test_resource_exhausted(void **state)
     free(big);
 }
 
-int main(void)
+/* argv[1], if given, runs only the test of that name (one CTest entry per
+ * test, so a failure names its test and ctest -j spreads them). */
+int main(int argc, char **argv)
 {
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_failed_precondition_before_init,
                                         setup, teardown),

@@ -188,8 +188,11 @@ static void test_cancelled_stream(void **state)
     it_data_free(&d);
 }
 
-int main(void)
+/* argv[1], if given, runs only the test of that name (one CTest entry per
+ * test, so a failure names its test and ctest -j spreads them). */
+int main(int argc, char **argv)
 {
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_many_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_message_mid_stream, setup,
