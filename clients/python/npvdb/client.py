@@ -169,18 +169,23 @@ class Client:
         in one message), or no sample when fewer than 4 rows per shard fit
         (the server then trains itself once enough vectors have arrived).
         nprobe: the default shards probed per query (None: the server's).
-        seed: the sample's random seed."""
+        seed: the sample's random seed. Init and the insert stream are two
+        calls: if the stream fails, the collection exists with the messages
+        applied before the failure (insert() again with the same keys is an
+        upsert)."""
         keys = _keys(keys)
         arr = _matrix(data, "data")
         n, dim = arr.shape
         _check_rows(keys, n)
+        if isinstance(metric, str):
+            metric = metric.lower()
         if metric not in _METRICS and metric not in _METRIC_NAMES:
             raise InvalidArgument(
                 "metric {!r}: use one of {}".format(metric, sorted(_METRICS)))
         metric = _METRICS.get(metric, metric)
         if n_shards is None:
             n_shards = _auto_shards(n)
-        n_shards = int(n_shards)
+        n_shards = _uint(n_shards, "n_shards")
         sample = self._train_sample(arr, n_shards, train_size, seed)
         req = pb.InitRequest(
             dim=dim, metric=metric, n_shards=n_shards, replace=bool(replace),
