@@ -392,7 +392,7 @@ uint64_t npvdb_store_last_seq(npvdb_store *s)
 
 /* Removes snapshots beyond the newest keep_snapshots, then the log segments
  * the oldest kept one covers. */
-static npvdb_code retain(npvdb_store *s, uint64_t newest, npvdb_error *err)
+static npvdb_code retain(npvdb_store *s, npvdb_error *err)
 {
     uint64_t *seqs;
     size_t n;
@@ -412,8 +412,10 @@ static npvdb_code retain(npvdb_store *s, uint64_t newest, npvdb_error *err)
     if (n > keep && st_fsync_dir(s->dir) != 0)
         return st_fail(err, NPVDB_EINTERNAL, "cannot fsync %s: %s", s->dir,
                        strerror(errno));
-    /* Let the active segment be removed later once it is fully covered. */
-    rc = wal_roll_if_covered(s->wal, newest, err);
+    /* Start a new segment now, so that the current one (mostly covered by
+     * this snapshot) can be removed once the oldest kept snapshot covers
+     * it: the log stays about as long as the writes since that snapshot. */
+    rc = wal_roll_if_covered(s->wal, UINT64_MAX, err);
     if (rc == NPVDB_OK) rc = wal_remove_upto(s->wal, oldest, err);
     return rc;
 }
@@ -451,7 +453,7 @@ npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
     if (rc == NPVDB_OK) {
         snprintf(info->path, sizeof info->path, "%s", path);
         info->sequence = covered_seq;
-        rc = retain(s, covered_seq, err);
+        rc = retain(s, err);
     }
     pthread_mutex_unlock(&s->snap_mu);
     clock_gettime(CLOCK_MONOTONIC, &t1);

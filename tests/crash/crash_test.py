@@ -13,6 +13,7 @@ itself -- restarts it and checks:
 Rounds run until the time budget is spent. Seeded and reproducible:
   NPVDB_CRASH_SEED=<n>     the seed (printed at start; random by default)
   NPVDB_CRASH_SECONDS=<s>  the time budget (default 60)
+  NPVDB_CRASH_KEEP=1       keep the data directory and server log
 Stubs are generated at run time with protoc + grpc_python_plugin into a temp
 directory under a module name that cannot shadow anything.
 """
@@ -257,6 +258,7 @@ def main():
     model = Model()
     t_end = time.time() + budget
     rounds = kills = recovery_kills = snapshot_kills = 0
+    snapshots_done = [0]
     ok = False
     try:
         while time.time() < t_end:
@@ -282,12 +284,18 @@ def main():
             for t in threads:
                 t.start()
             delay = rng.uniform(0.02, 0.6)
+            if rng.random() < 0.3:
+                # A snapshot that completes while inserts go on: the next
+                # recovery starts from it and replays the log after it.
+                time.sleep(delay / 2)
+                _snapshot(stub, pb2, grpc)
+                snapshots_done[0] += 1
             if rng.random() < 0.4:
                 # Kill during a snapshot: start one, kill a moment later.
                 time.sleep(delay / 2)
                 snap = threading.Thread(target=lambda: _snapshot(stub, pb2, grpc))
                 snap.start()
-                time.sleep(rng.uniform(0, 0.03))
+                time.sleep(rng.uniform(0, 0.15))
                 srv.kill()
                 snap.join()
                 snapshot_kills += 1
@@ -314,9 +322,10 @@ def main():
         if rc != 0:
             raise AssertionError("SIGTERM exit status %d" % rc)
         print("crash test passed: seed %d, %d rounds, %d kills (%d during "
-              "recovery, %d during a snapshot), %d acknowledged calls, %d "
-              "live keys" % (seed, rounds, kills + recovery_kills,
-                             recovery_kills, snapshot_kills,
+              "recovery, %d during a snapshot), %d snapshots completed, %d "
+              "acknowledged calls, %d live keys"
+              % (seed, rounds, kills + recovery_kills, recovery_kills,
+                 snapshot_kills, snapshots_done[0],
                              model.acked_calls, live), flush=True)
         ok = True
     except Exception as e:  # report with the seed and the server's log
@@ -324,7 +333,7 @@ def main():
         print("server log tail:\n" + srv.log_tail(), flush=True)
     finally:
         srv.kill()
-        if ok:
+        if ok and not os.environ.get("NPVDB_CRASH_KEEP"):
             shutil.rmtree(work, ignore_errors=True)
         else:
             print("data kept in " + work, flush=True)
