@@ -19,6 +19,7 @@ BLAS), otherwise numpy in blocks.
         --metric angular --out /tmp/clustered-200k-128-angular.hdf5
 """
 import argparse
+import os
 import sys
 import time
 
@@ -146,6 +147,10 @@ def write_file(path, train, test, ids, dist, metric, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    # Fail before the heavy work, not after it.
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "ab"):
+        pass
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
     mix = make_mixture(rng, args)
