@@ -11,7 +11,7 @@ PACKAGES=(
   libprotobuf-c-dev protobuf-c-compiler
   python3 python3-venv python3-pip python3-numpy python3-h5py python3-pytest
   python3-grpcio python3-protobuf python3-tqdm python3-matplotlib
-  python3-faiss python3-hnswlib
+  python3-faiss python3-hnswlib python3-yaml
   python3-setuptools golang-go golang-google-grpc-dev golang-goprotobuf-dev
 )
 

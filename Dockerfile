@@ -1,0 +1,54 @@
+# npvdb-server in a container: built on Debian 12, run on debian:12-slim with
+# only the shared libraries the server links (gRPC core, protobuf-c, OpenBLAS,
+# HDF5), as a non-root user, data in the volume /data.
+#
+#   docker build -t npvdb:0.1.0 .
+#   docker run --rm -p 50051:50051 -v npvdb-data:/data npvdb:0.1.0 --threads=4
+#
+# Arguments after the image name replace the default CMD (see
+# `npvdb-server --help`); keep --listen=0.0.0.0:50051 and --data-dir=/data.
+# The server handles SIGTERM itself (sigwait, also as PID 1): it lets calls in
+# flight finish for --grace-ms, syncs its write-ahead log and exits 0, so give
+# `docker stop -t` more than that (default 10 s = the server's default grace).
+
+# ---- build ----------------------------------------------------------------
+FROM debian:12 AS build
+# The server's subset of scripts/install-deps.sh: compiler, CMake, the four
+# libraries and the protobuf-c generator. libcmocka-dev because the test
+# folders link it at configure time; Python, Go and the clients are skipped.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      build-essential cmake pkg-config \
+      libopenblas-dev libhdf5-dev libcmocka-dev \
+      libgrpc-dev protobuf-compiler grpc-proto \
+      libprotobuf-c-dev protobuf-c-compiler \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
+ && cmake --build /build -j"$(nproc)" --target npvdb-server \
+ && strip /build/server/npvdb-server
+
+# ---- runtime --------------------------------------------------------------
+FROM debian:12-slim
+# The packages of the server's DT_NEEDED libraries (checked by
+# tests/helm/test_chart.py against `objdump -p` + `dpkg -S`): libgrpc29 has
+# libgrpc and libgpr, libopenblas0-pthread registers libopenblas.so.0,
+# libhdf5-103-1 has libhdf5_serial. Their own dependencies come with them.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libgrpc29 libprotobuf-c1 libopenblas0-pthread libhdf5-103-1 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 npvdb \
+ && useradd --system --uid 10001 --gid npvdb --home-dir /data --no-create-home \
+      --shell /usr/sbin/nologin npvdb \
+ && mkdir -p /data \
+ && chown npvdb:npvdb /data
+COPY --from=build /build/server/npvdb-server /usr/local/bin/npvdb-server
+# Numeric, so that Kubernetes' runAsNonRoot can verify it (the chart uses 10001).
+USER 10001:10001
+WORKDIR /data
+EXPOSE 50051
+VOLUME ["/data"]
+ENTRYPOINT ["/usr/local/bin/npvdb-server"]
+CMD ["--listen=0.0.0.0:50051", "--data-dir=/data"]
