@@ -65,6 +65,8 @@ typedef struct npvdb_shard {
     float *sqnorms;        /* cap: |x|^2, used by L2 */
     npvdb_entry **entries; /* cap */
     size_t n, cap;
+    size_t rows_bytes; /* allocated bytes of rows */
+    bool mapped;       /* rows is an mmap'ed region (see shard.c) */
 } npvdb_shard;
 
 int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim);
@@ -118,6 +120,9 @@ void rows_sqnorms(const float *x, size_t n, uint32_t dim, float *out);
 int rows_finite(const float *x, size_t n);
 /* Normalises rows in place; returns the index of a zero row or -1. */
 long rows_normalise(float *x, size_t n, uint32_t dim);
+/* out (m x n) = alpha * x (m x dim) . y (n x dim)^T, row-major. */
+void dots_block(const float *x, size_t m, const float *y, size_t n,
+                uint32_t dim, float alpha, float *out);
 /* For n rows, the index of the nearest of `nc` centroids under the metric's
  * centroid score (L2: |c|^2 - 2 x.c; dot metrics: -x.c). `cnorms` may be NULL
  * for dot metrics. `tmp` holds block*nc floats (see ASSIGN_BLOCK). */

@@ -13,7 +13,6 @@
  */
 #include "internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,9 +80,8 @@ static void probe_task(void *ctx, uint32_t t)
     int l2 = metric_uses_l2(c->cfg.metric);
     for (size_t b = lo; b < hi; b += ASSIGN_BLOCK) {
         size_t m = hi - b < ASSIGN_BLOCK ? hi - b : ASSIGN_BLOCK;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)nc,
-                    (int)s->dim, l2 ? -2.0f : -1.0f, s->q + b * s->dim,
-                    (int)s->dim, c->centroids, (int)s->dim, 0.0f, tmp, (int)nc);
+        dots_block(s->q + b * s->dim, m, c->centroids, nc, s->dim,
+                   l2 ? -2.0f : -1.0f, tmp);
         for (size_t i = 0; i < m; i++) {
             float *row = tmp + i * nc;
             if (l2)
@@ -164,10 +162,8 @@ static void scan_rows(scan *s, uint32_t t, const npvdb_shard *sh,
         }
         for (size_t rb = r0; rb < r1; rb += s->rtile) {
             size_t nr = r1 - rb < s->rtile ? r1 - rb : s->rtile;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nqb,
-                        (int)nr, (int)dim, alpha, qblk, (int)dim,
-                        sh->rows + rb * dim, (int)dim, 0.0f, s->dots[t],
-                        (int)nr);
+            dots_block(qblk, nqb, sh->rows + rb * dim, nr, dim, alpha,
+                       s->dots[t]);
             for (size_t i = 0; i < nqb; i++) {
                 uint32_t qi = qlist ? qlist[qb + i] : (uint32_t)(qb + i);
                 push_row(s, h, qi, s->dots[t] + i * nr, sh, rb, nr);

@@ -4,18 +4,64 @@
  *
  * Growth is by 1/8 (at least 16 rows), not doubling: the memory budget is
  * 1.3x the raw vectors, and a doubling shard would waste up to half of it.
- * The amortised copy cost stays O(1) per row.
+ *
+ * Rows of 16 KiB and up live in their own anonymous mapping grown with
+ * mremap: with thousands of shards growing in turn, malloc'ed blocks that
+ * only ever get bigger leave freed holes nothing else fits into (measured:
+ * resident size 2.5x the data). Pages move instead of bytes, and a grown
+ * shard leaves no hole behind. Small shards stay on malloc so that 65536
+ * tiny shards do not exhaust the process's mapping count; if a mapping
+ * fails anyway, malloc takes over.
  */
 #include "internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define MAP_MIN_BYTES (16u << 10)
 
 static void *aligned_copy(const void *old, size_t old_bytes, size_t bytes)
 {
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes ? bytes : 64)) return NULL;
     if (old_bytes) memcpy(p, old, old_bytes);
+    return p;
+}
+
+static void rows_release(float *rows, size_t bytes, bool mapped)
+{
+    if (mapped)
+        munmap(rows, bytes);
+    else
+        free(rows);
+}
+
+/* New row storage of at least `bytes` holding the old rows; *bytes and
+ * *mapped describe it. NULL on failure, the old storage untouched. */
+static float *rows_resize(npvdb_shard *s, size_t used, size_t *bytes,
+                          bool *mapped)
+{
+    if (*bytes >= MAP_MIN_BYTES) {
+        size_t want = *bytes;
+        void *p = s->mapped
+                      ? mremap(s->rows, s->rows_bytes, want, MREMAP_MAYMOVE)
+                      : mmap(NULL, want, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            if (!s->mapped && used) memcpy(p, s->rows, used);
+            if (!s->mapped) free(s->rows);
+            *bytes = want;
+            *mapped = true;
+            return p;
+        }
+    }
+    float *p = aligned_copy(s->rows, used, *bytes);
+    if (p) {
+        rows_release(s->rows, s->rows_bytes, s->mapped);
+        *mapped = false;
+    }
     return p;
 }
 
@@ -26,25 +72,32 @@ int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim)
     size_t cap = s->cap + s->cap / 8;
     if (cap < s->cap + 16) cap = s->cap + 16;
     if (cap < want) cap = want;
-    size_t rb = (size_t)dim * sizeof(float);
-    float *rows = aligned_copy(s->rows, s->n * rb, cap * rb);
-    float *norms = realloc(s->sqnorms, cap * sizeof *norms);
-    if (norms) s->sqnorms = norms;
-    npvdb_entry **ents = realloc(s->entries, cap * sizeof *ents);
-    if (ents) s->entries = ents;
-    if (!rows || !norms || !ents) {
-        free(rows); /* the old arrays stay valid at the old capacity */
-        return -1;
+    size_t rb = (size_t)dim * sizeof(float), bytes = cap * rb;
+    if (bytes >= MAP_MIN_BYTES) { /* a mapping's last page holds more rows */
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        bytes = (bytes + page - 1) / page * page;
+        cap = bytes / rb;
     }
-    free(s->rows);
+    /* Index arrays first: if they fail, the shard keeps its capacity. */
+    float *norms = realloc(s->sqnorms, cap * sizeof *norms);
+    if (!norms) return -1;
+    s->sqnorms = norms;
+    npvdb_entry **ents = realloc(s->entries, cap * sizeof *ents);
+    if (!ents) return -1;
+    s->entries = ents;
+    bool mapped = false;
+    float *rows = rows_resize(s, s->n * rb, &bytes, &mapped);
+    if (!rows) return -1;
     s->rows = rows;
+    s->rows_bytes = bytes;
+    s->mapped = mapped;
     s->cap = cap;
     return 0;
 }
 
 void shard_free(npvdb_shard *s)
 {
-    free(s->rows);
+    if (s->rows) rows_release(s->rows, s->rows_bytes, s->mapped);
     free(s->sqnorms);
     free(s->entries);
     memset(s, 0, sizeof *s);
@@ -85,6 +138,6 @@ void shard_remove(npvdb_shard *s, uint32_t dim, size_t row)
 
 size_t shard_memory(const npvdb_shard *s, uint32_t dim)
 {
-    return s->cap * ((size_t)dim * sizeof(float) + sizeof(float) +
-                     sizeof(npvdb_entry *));
+    (void)dim;
+    return s->rows_bytes + s->cap * (sizeof(float) + sizeof(npvdb_entry *));
 }
