@@ -2,8 +2,9 @@
  * shard.c -- the rows of one Voronoi cell: vectors contiguous and 64-byte
  * aligned for sgemm, their squared norms, and the entry of each row.
  *
- * Growth is by 1/8 (at least 16 rows), not doubling: the memory budget is
+ * Growth is by 1/16 (at least 16 rows), not doubling: the memory budget is
  * 1.3x the raw vectors, and a doubling shard would waste up to half of it.
+ * Growing in small steps is cheap because big shards move pages, not bytes.
  *
  * Rows of 16 KiB and up live in their own anonymous mapping grown with
  * mremap: with thousands of shards growing in turn, malloc'ed blocks that
@@ -69,7 +70,7 @@ int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim)
 {
     size_t want = s->n + extra;
     if (want <= s->cap) return 0;
-    size_t cap = s->cap + s->cap / 8;
+    size_t cap = s->cap + s->cap / 16;
     if (cap < s->cap + 16) cap = s->cap + 16;
     if (cap < want) cap = want;
     size_t rb = (size_t)dim * sizeof(float), bytes = cap * rb;
