@@ -39,8 +39,8 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc29 libprotobuf-c1 libopenblas0-pthread libhdf5-103-1 \
  && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 npvdb \
- && useradd --system --uid 10001 --gid npvdb --home-dir /data --no-create-home \
+ && groupadd --gid 10001 npvdb \
+ && useradd --uid 10001 --gid npvdb --home-dir /data --no-create-home \
       --shell /usr/sbin/nologin npvdb \
  && mkdir -p /data \
  && chown npvdb:npvdb /data

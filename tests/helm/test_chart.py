@@ -385,6 +385,9 @@ def test_dockerfile_runtime_installs_every_library_the_server_links():
     dump = subprocess.run(["objdump", "-p", SERVER], capture_output=True,
                           text=True, check=True).stdout
     needed = re.findall(r"^\s*NEEDED\s+(\S+)", dump, re.M)
+    if any(n.startswith("libasan") for n in needed):
+        pytest.skip("sanitizer build: it links its runtime and every library "
+                    "pkg-config names; the image is built without sanitizers")
     assert "libgrpc.so.29" in needed or any("grpc" in n for n in needed)
     ldd = subprocess.run(["ldd", SERVER], capture_output=True, text=True,
                          check=True).stdout
