@@ -152,9 +152,17 @@ void nt_call_free(nt_call *c)
     grpc_slice_unref(c->status_msg);
     grpc_metadata_array_destroy(&c->md);
     grpc_call_details_destroy(&c->details);
+    npvdb_server *s = c->srv;
     if (c->call) {
         grpc_call_unref(c->call);
-        atomic_fetch_sub(&c->srv->live_calls, 1);
+        atomic_fetch_sub(&s->live_calls, 1);
     }
     free(c);
+    /* The last call object of a stopping server wakes npvdb_server_stop. */
+    if (atomic_fetch_sub(&s->call_objects, 1) == 1 &&
+        atomic_load(&s->stopping)) {
+        pthread_mutex_lock(&s->shutdown_mu);
+        pthread_cond_broadcast(&s->shutdown_cv);
+        pthread_mutex_unlock(&s->shutdown_mu);
+    }
 }

@@ -78,8 +78,9 @@ struct npvdb_server {
     void *registered[NT_N_METHODS];
     pthread_t *threads;
     unsigned n_threads;
-    atomic_int stopping;    /* no more re-arming */
-    atomic_long live_calls; /* calls accepted and not yet freed */
+    atomic_int stopping;      /* no more re-arming */
+    atomic_long live_calls;   /* calls accepted and not yet freed */
+    atomic_long call_objects; /* nt_calls alive: armed requests + calls */
     size_t max_message;
 
     nt_tag shutdown_tag; /* completes when gRPC has no calls left */

@@ -28,6 +28,7 @@ static const nt_method *const methods[NT_N_METHODS] = {
 };
 
 static void arm(npvdb_server *s, size_t m);
+static int drain_one(npvdb_server *s);
 static void arm_unknown(npvdb_server *s);
 
 /* ---- accepting calls ---- */
@@ -36,6 +37,7 @@ static nt_call *call_new(npvdb_server *s, const nt_method *m)
 {
     nt_call *c = calloc(1, m->call_size);
     if (!c) return NULL;
+    atomic_fetch_add(&s->call_objects, 1);
     c->srv = s;
     c->method = m;
     grpc_metadata_array_init(&c->md);
@@ -310,6 +312,19 @@ static int wait_shutdown(npvdb_server *s, const struct timespec *deadline)
     return done;
 }
 
+static void wait_calls_freed(npvdb_server *s)
+{
+    if (s->n_threads == 0) {
+        while (atomic_load(&s->call_objects) > 0)
+            drain_one(s);
+        return;
+    }
+    pthread_mutex_lock(&s->shutdown_mu);
+    while (atomic_load(&s->call_objects) > 0)
+        pthread_cond_wait(&s->shutdown_cv, &s->shutdown_mu);
+    pthread_mutex_unlock(&s->shutdown_mu);
+}
+
 /* Runs one event of the queue on this thread; 0 once the queue is shut. */
 static int drain_one(npvdb_server *s)
 {
@@ -346,6 +361,11 @@ void npvdb_server_stop(npvdb_server *s, unsigned grace_ms)
         grpc_server_cancel_all_calls(s->grpc);
         wait_shutdown(s, NULL);
     }
+    /* gRPC's shutdown tag can come while a polling thread still runs a
+     * call's handler, which may start another batch, or before an accepted
+     * call's event was handled: the queue must stay open until every call
+     * object (armed requests included: shutdown fails them) is freed. */
+    wait_calls_freed(s);
     grpc_server_destroy(s->grpc);
     grpc_completion_queue_shutdown(s->cq);
     for (unsigned i = 0; i < s->n_threads; i++)
