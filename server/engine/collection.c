@@ -116,6 +116,11 @@ uint32_t npvdb_dim(const npvdb_collection *c)
     return c->cfg.dim;
 }
 
+void npvdb_get_config(const npvdb_collection *c, npvdb_config *out)
+{
+    *out = c->cfg;
+}
+
 npvdb_metric npvdb_get_metric(const npvdb_collection *c)
 {
     return c->cfg.metric;

@@ -96,9 +96,10 @@ typedef struct npvdb_stats {
     size_t n_vectors;
     uint32_t n_shards; /* 1 while untrained */
     uint32_t n_workers;
-    size_t memory_bytes;    /* vectors, keys, index and bookkeeping */
-    uint64_t *shard_counts; /* n_shards entries, malloc'ed; free with
-                               npvdb_stats_free */
+    uint32_t default_nprobe; /* what a search with nprobe 0 uses */
+    size_t memory_bytes;     /* vectors, keys, index and bookkeeping */
+    uint64_t *shard_counts;  /* n_shards entries, malloc'ed; free with
+                                npvdb_stats_free */
 } npvdb_stats;
 
 /* Creates an empty, untrained collection. Returns NULL and fills err on bad
@@ -189,6 +190,9 @@ npvdb_code npvdb_restore_shard(npvdb_collection *c, uint32_t shard,
                                size_t n, npvdb_error *err);
 
 uint32_t npvdb_dim(const npvdb_collection *c);
+/* The configuration with every default resolved (n_shards stays 0 for
+ * automatic). */
+void npvdb_get_config(const npvdb_collection *c, npvdb_config *out);
 npvdb_metric npvdb_get_metric(const npvdb_collection *c);
 
 const char *npvdb_metric_name(npvdb_metric m);

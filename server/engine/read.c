@@ -77,6 +77,7 @@ static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
     out->n_vectors = c->n_vectors;
     out->n_shards = c->n_shards;
     out->n_workers = c->cfg.n_workers;
+    out->default_nprobe = c->cfg.default_nprobe;
     size_t mem =
         sizeof *c + c->n_shards * sizeof *c->shards + keymap_memory(&c->map);
     for (uint32_t i = 0; i < c->n_shards; i++) {
