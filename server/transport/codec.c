@@ -311,42 +311,79 @@ void codec_insert_free(codec_insert *r)
     memset(r, 0, sizeof *r);
 }
 
-/* ---- GetClosest ---------------------------------------------------------- */
+/* ---- GetClosest and Search ---------------------------------------------- */
 
-static npvdb_code fill_query(const Npvdb__V1__GetClosestRequest *m,
-                             uint32_t dim, codec_query *out, npvdb_error *err)
+/* The fields GetClosestRequest and SearchRequest share (same numbers, same
+ * meaning), so both go through one validation. */
+typedef struct query_fields {
+    const ProtobufCBinaryData *queries;
+    uint32_t k, nprobe, dim;
+} query_fields;
+
+static npvdb_code fill_query(const query_fields *m, uint32_t dim,
+                             codec_query *out, npvdb_error *err)
 {
+    /* First: with the wrong width every other check would mislead. */
+    if (m->dim != 0 && m->dim != dim)
+        return fail(err, NPVDB_EINVAL,
+                    "query dim %u does not match the collection's dim %u",
+                    m->dim, dim);
     if (m->k == 0 || m->k > NPVDB_MAX_K)
         return fail(err, NPVDB_EINVAL, "k must be 1..%d (got %u)", NPVDB_MAX_K,
                     m->k);
-    if (m->queries.len == 0)
+    if (m->queries->len == 0)
         return fail(err, NPVDB_EINVAL,
                     "queries is empty: send q x dim %u "
                     "float32 values",
                     dim);
-    npvdb_code rc = count_rows(m->queries.len, dim, "queries", &out->nq, err);
+    npvdb_code rc = count_rows(m->queries->len, dim, "queries", &out->nq, err);
     if (rc != NPVDB_OK) return rc;
     out->k = m->k;
     out->nprobe = m->nprobe;
-    return copy_rows(&m->queries, out->nq, dim, "queries", "query",
+    return copy_rows(m->queries, out->nq, dim, "queries", "query",
                      &out->queries, err);
+}
+
+/* Unpacks a GetClosestRequest or a SearchRequest (descriptor `d`) and
+ * validates it with fill_query. */
+static npvdb_code decode_query_msg(const ProtobufCMessageDescriptor *d,
+                                   const uint8_t *buf, size_t len, uint32_t dim,
+                                   codec_query *out, npvdb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    npvdb_code rc = check_dim(dim, err);
+    if (rc != NPVDB_OK) return rc;
+    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
+    if (!m)
+        return fail(err, NPVDB_EINVAL, "malformed %s (%zu bytes)",
+                    d->short_name, len);
+    query_fields f;
+    if (d == &npvdb__v1__search_request__descriptor) {
+        const Npvdb__V1__SearchRequest *r = (Npvdb__V1__SearchRequest *)m;
+        f = (query_fields){&r->queries, r->k, r->nprobe, r->dim};
+    } else {
+        const Npvdb__V1__GetClosestRequest *r =
+            (Npvdb__V1__GetClosestRequest *)m;
+        f = (query_fields){&r->queries, r->k, r->nprobe, r->dim};
+    }
+    rc = fill_query(&f, dim, out, err);
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (rc != NPVDB_OK) codec_query_free(out);
+    return rc;
 }
 
 npvdb_code codec_decode_query(const uint8_t *buf, size_t len, uint32_t dim,
                               codec_query *out, npvdb_error *err)
 {
-    memset(out, 0, sizeof *out);
-    npvdb_code rc = check_dim(dim, err);
-    if (rc != NPVDB_OK) return rc;
-    Npvdb__V1__GetClosestRequest *m =
-        npvdb__v1__get_closest_request__unpack(NULL, len, buf);
-    if (!m)
-        return fail(err, NPVDB_EINVAL,
-                    "malformed GetClosestRequest (%zu bytes)", len);
-    rc = fill_query(m, dim, out, err);
-    npvdb__v1__get_closest_request__free_unpacked(m, NULL);
-    if (rc != NPVDB_OK) codec_query_free(out);
-    return rc;
+    return decode_query_msg(&npvdb__v1__get_closest_request__descriptor, buf,
+                            len, dim, out, err);
+}
+
+npvdb_code codec_decode_search(const uint8_t *buf, size_t len, uint32_t dim,
+                               codec_query *out, npvdb_error *err)
+{
+    return decode_query_msg(&npvdb__v1__search_request__descriptor, buf, len,
+                            dim, out, err);
 }
 
 void codec_query_free(codec_query *r)

@@ -39,7 +39,7 @@ typedef struct codec_insert {
     void *msg_;              /* internal: the unpacked protobuf message */
 } codec_insert;
 
-/* GetClosest: nq queries, k and nprobe. */
+/* GetClosest and Search: nq queries, k and nprobe. */
 typedef struct codec_query {
     size_t nq;
     uint32_t k;
@@ -63,8 +63,13 @@ npvdb_code codec_decode_insert(const uint8_t *buf, size_t len, uint32_t dim,
                                codec_insert *out, npvdb_error *err);
 void codec_insert_free(codec_insert *r);
 
+/* GetClosestRequest and SearchRequest share one validation: `dim` is the
+ * collection's; a non-zero dim field in the request that differs from it is
+ * EINVAL ("query dim X does not match the collection's dim Y"). */
 npvdb_code codec_decode_query(const uint8_t *buf, size_t len, uint32_t dim,
                               codec_query *out, npvdb_error *err);
+npvdb_code codec_decode_search(const uint8_t *buf, size_t len, uint32_t dim,
+                               codec_query *out, npvdb_error *err);
 void codec_query_free(codec_query *r);
 
 npvdb_code codec_decode_delete(const uint8_t *buf, size_t len, codec_keys *out,

@@ -69,7 +69,7 @@ struct nt_call {
 };
 
 /* Number of registered methods (the table lives in server.c). */
-#define NT_N_METHODS 8
+#define NT_N_METHODS 9
 #define NT_MAX_MESSAGE_DEFAULT (64u << 20)
 
 struct npvdb_server {
@@ -88,7 +88,7 @@ struct npvdb_server {
     pthread_cond_t shutdown_cv;
     int shutdown_done;
 
-    /* The one collection. `coll_lock` guards coll, gen and default_nprobe:
+    /* The one collection. `coll_lock` guards coll and gen:
      * every RPC holds it for reading while it uses the collection, Init holds
      * it for writing to swap collections (so a replace waits for in-flight
      * work). It prefers writers, so a stream of searches cannot starve Init.
@@ -96,7 +96,6 @@ struct npvdb_server {
     pthread_rwlock_t coll_lock;
     npvdb_collection *coll;
     uint64_t gen; /* bumped by every Init: streams notice a replace */
-    uint32_t default_nprobe;
     pthread_mutex_t write_mu;
     pthread_mutex_t snapshot_mu; /* one snapshot at a time */
     npvdb_store *store;          /* borrowed; NULL = no durability */
@@ -150,6 +149,7 @@ extern const nt_method nt_rpc_snapshot;
 extern const nt_method nt_rpc_delete;
 extern const nt_method nt_rpc_info;
 extern const nt_method nt_rpc_get;
+extern const nt_method nt_rpc_search;
 extern const nt_method nt_rpc_health;
 extern const nt_method nt_rpc_unknown;
 

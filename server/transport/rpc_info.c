@@ -7,7 +7,7 @@
 #include "codec.h"
 #include "npvdb/v1/npvdb.pb-c.h"
 
-static void fill(npvdb_server *s, npvdb_collection *coll, nt_result *res)
+static void fill(npvdb_collection *coll, nt_result *res)
 {
     npvdb_stats st;
     npvdb_error err = {0};
@@ -26,7 +26,7 @@ static void fill(npvdb_server *s, npvdb_collection *coll, nt_result *res)
     r.shard_sizes = st.shard_counts;
     r.trained = st.trained != 0;
     r.memory_bytes = st.memory_bytes;
-    r.default_nprobe = s->default_nprobe;
+    r.default_nprobe = st.default_nprobe; /* resolved, also after restart */
     nt_result_pack(res, &r.base);
     npvdb_stats_free(&st);
 }
@@ -41,7 +41,7 @@ static void handle_info(npvdb_server *s, const uint8_t *buf, size_t len,
     }
     pthread_rwlock_rdlock(&s->coll_lock);
     if (s->coll) {
-        fill(s, s->coll, res);
+        fill(s->coll, res);
     } else {
         Npvdb__V1__InfoReply r = NPVDB__V1__INFO_REPLY__INIT;
         r.server_version = (char *)NPVDB_VERSION;

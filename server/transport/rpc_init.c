@@ -72,7 +72,6 @@ static int swap_in(npvdb_server *s, const codec_init *req, npvdb_collection *c,
     *old = s->coll;
     s->coll = c;
     s->gen++;
-    s->default_nprobe = req->cfg.default_nprobe;
     ok = 1;
 out:
     pthread_rwlock_unlock(&s->coll_lock);

@@ -23,8 +23,9 @@
 #define ARMED_PER_METHOD 2
 
 static const nt_method *const methods[NT_N_METHODS] = {
-    &nt_rpc_init,   &nt_rpc_insert, &nt_rpc_get_closest, &nt_rpc_snapshot,
-    &nt_rpc_delete, &nt_rpc_info,   &nt_rpc_get,         &nt_rpc_health,
+    &nt_rpc_init,     &nt_rpc_insert, &nt_rpc_get_closest,
+    &nt_rpc_snapshot, &nt_rpc_delete, &nt_rpc_info,
+    &nt_rpc_get,      &nt_rpc_health, &nt_rpc_search,
 };
 
 static void arm(npvdb_server *s, size_t m);

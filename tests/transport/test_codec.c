@@ -324,25 +324,47 @@ static void test_check_key_utf8(void **state)
     }
 }
 
-/* ---- GetClosest ---- */
+/* ---- GetClosest and Search (one shared validation) ---- */
 
-static packed query_msg(const float *q, size_t nfloats, uint32_t k)
+/* The two request kinds share field numbers and validation; every query test
+ * runs through both decoders. */
+enum { KIND_CLOSEST, KIND_SEARCH, N_KINDS };
+
+typedef npvdb_code (*query_decoder)(const uint8_t *, size_t, uint32_t,
+                                    codec_query *, npvdb_error *);
+
+static const query_decoder decoders[N_KINDS] = {codec_decode_query,
+                                                codec_decode_search};
+
+/* A packed GetClosestRequest or SearchRequest with nprobe 5. */
+static packed query_msg_dim(int kind, const float *q, size_t nfloats,
+                            uint32_t k, uint32_t dim_field)
 {
+    if (kind == KIND_SEARCH) {
+        Npvdb__V1__SearchRequest m = NPVDB__V1__SEARCH_REQUEST__INIT;
+        m.queries.data = (uint8_t *)q;
+        m.queries.len = nfloats * sizeof(float);
+        m.k = k;
+        m.nprobe = 5;
+        m.dim = dim_field;
+        return pack(&m.base);
+    }
     Npvdb__V1__GetClosestRequest m = NPVDB__V1__GET_CLOSEST_REQUEST__INIT;
     m.queries.data = (uint8_t *)q;
     m.queries.len = nfloats * sizeof(float);
     m.k = k;
     m.nprobe = 5;
+    m.dim = dim_field;
     return pack(&m.base);
 }
 
-static void test_query_valid(void **state)
+static void expect_query_ok(int kind, uint32_t dim_field)
 {
     float q[6] = {1, 2, 3, 4, 5, 6};
-    packed p = query_msg(q, 6, 10);
+    packed p = query_msg_dim(kind, q, 6, 10, dim_field);
     codec_query r;
     npvdb_error err = {0};
-    assert_int_equal(codec_decode_query(p.buf, p.len, 3, &r, &err), NPVDB_OK);
+    assert_int_equal(decoders[kind](p.buf, p.len, 3, &r, &err), NPVDB_OK);
     assert_int_equal(r.nq, 2);
     assert_int_equal(r.k, 10);
     assert_int_equal(r.nprobe, 5);
@@ -351,17 +373,34 @@ static void test_query_valid(void **state)
     packed_free(&p);
 }
 
+static void test_query_valid(void **state)
+{
+    for (int kind = 0; kind < N_KINDS; kind++) {
+        expect_query_ok(kind, 0); /* dim 0: unchecked */
+        expect_query_ok(kind, 3); /* dim equal to the collection's */
+    }
+}
+
+static void expect_query_error_dim(int kind, const float *q, size_t nfloats,
+                                   uint32_t k, uint32_t dim_field, uint32_t dim,
+                                   const char *needle)
+{
+    packed p = query_msg_dim(kind, q, nfloats, k, dim_field);
+    codec_query r;
+    npvdb_error err = {0};
+    assert_int_equal(decoders[kind](p.buf, p.len, dim, &r, &err), NPVDB_EINVAL);
+    assert_int_equal(err.code, NPVDB_EINVAL);
+    assert_msg_has(&err, needle);
+    assert_null(r.queries);
+    assert_int_equal(r.nq, 0);
+    packed_free(&p);
+}
+
 static void expect_query_error(const float *q, size_t nfloats, uint32_t k,
                                uint32_t dim, const char *needle)
 {
-    packed p = query_msg(q, nfloats, k);
-    codec_query r;
-    npvdb_error err = {0};
-    assert_int_equal(codec_decode_query(p.buf, p.len, dim, &r, &err),
-                     NPVDB_EINVAL);
-    assert_msg_has(&err, needle);
-    assert_null(r.queries);
-    packed_free(&p);
+    for (int kind = 0; kind < N_KINDS; kind++)
+        expect_query_error_dim(kind, q, nfloats, k, 0, dim, needle);
 }
 
 static void test_query_errors(void **state)
@@ -372,6 +411,43 @@ static void test_query_errors(void **state)
     expect_query_error(q, 0, 5, 3, "queries is empty");
     expect_query_error(q, 4, 5, 3, "not a multiple of dim 3");
     expect_query_error(q, 6, 5, 3, "query 1 has a NaN or Inf at component 2");
+}
+
+/* 2 queries of dim 3 have the byte length of 1 query of dim 6 (and of 3 of
+ * dim 2): only the dim field tells them apart. */
+static void test_query_dim_mismatch(void **state)
+{
+    float q[6] = {1, 2, 3, 4, 5, 6};
+    for (int kind = 0; kind < N_KINDS; kind++) {
+        expect_query_error_dim(
+            kind, q, 6, 10, 3, 6,
+            "query dim 3 does not match the collection's dim 6");
+        expect_query_error_dim(
+            kind, q, 6, 10, 3, 2,
+            "query dim 3 does not match the collection's dim 2");
+        /* The dim is named before any other fault (here k = 0). */
+        expect_query_error_dim(
+            kind, q, 6, 0, 7, 3,
+            "query dim 7 does not match the collection's dim 3");
+    }
+}
+
+/* A SearchRequest is not mistaken for another message and vice versa only by
+ * field numbers; the error names the right message type. */
+static void test_search_malformed(void **state)
+{
+    const uint8_t bad[] = {0x0a, 0x7f, 'a'};
+    npvdb_error err = {0};
+    codec_query r;
+    assert_int_equal(codec_decode_search(bad, sizeof bad, 4, &r, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "malformed SearchRequest (3 bytes)");
+    assert_int_equal(codec_decode_query(bad, sizeof bad, 4, &r, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "malformed GetClosestRequest (3 bytes)");
+    /* The collection's dim is checked before the bytes are looked at. */
+    assert_int_equal(codec_decode_search(bad, 0, 0, &r, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "dim must be 1..4096");
 }
 
 /* ---- Delete, Get, empty, health ---- */
@@ -450,6 +526,8 @@ int main(void)
         cmocka_unit_test(test_check_key_utf8),
         cmocka_unit_test(test_query_valid),
         cmocka_unit_test(test_query_errors),
+        cmocka_unit_test(test_query_dim_mismatch),
+        cmocka_unit_test(test_search_malformed),
         cmocka_unit_test(test_keys_valid),
         cmocka_unit_test(test_keys_nul),
         cmocka_unit_test(test_empty_and_health),

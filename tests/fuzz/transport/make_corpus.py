@@ -5,7 +5,7 @@ Run from anywhere with Debian's python3:
   protoc --python_out=D -I protos protos/npvdb/v1/npvdb.proto
   PYTHONPATH=D /usr/bin/python3 tests/fuzz/transport/make_corpus.py
 Seeds for insert and query start with one byte choosing the dimension
-(byte % 16 + 1); seeds for keys start with one byte choosing the decoder
+(byte % 16 + 1; for query, bit 4 set picks the Search decoder); seeds for keys start with one byte choosing the decoder
 (0 delete, 1 get, 2 empty request, 3 health check).
 """
 import os
@@ -47,6 +47,13 @@ def main():
         queries=floats(1, 2, 3, 4, 5, 6), k=10, nprobe=4).SerializeToString())
     write("query", "k0", dim3 + pb.GetClosestRequest(
         queries=floats(1, 2, 3), k=0).SerializeToString())
+    search3 = bytes([0x12])  # Search decoder, dim 3
+    write("query", "search_two", search3 + pb.SearchRequest(
+        queries=floats(1, 2, 3, 4, 5, 6), k=10, nprobe=4, dim=3).SerializeToString())
+    write("query", "search_dim_mismatch", search3 + pb.SearchRequest(
+        queries=floats(1, 2, 3, 4, 5, 6), k=10, dim=6).SerializeToString())
+    write("query", "closest_dim", dim3 + pb.GetClosestRequest(
+        queries=floats(1, 2, 3), k=1, dim=3).SerializeToString())
 
     write("keys", "delete", b"\x00" + pb.DeleteRequest(keys=["a", "bb"]).SerializeToString())
     write("keys", "get", b"\x01" + pb.GetRequest(keys=["x"]).SerializeToString())
