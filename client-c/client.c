@@ -23,6 +23,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -850,6 +851,15 @@ static npvdb_status receive_replies(call *k, collector *col, size_t *got,
     return bad;
 }
 
+/* Whether the sizes of a search fit memory: nq*dim floats to send, nq*k
+ * key pointers to return (so nq*k floats fit too). */
+static int query_args_ok(const float *queries, size_t nq, uint32_t dim,
+                         uint32_t k)
+{
+    return !(nq && !queries) && !(dim && nq > SIZE_MAX / 4 / dim) &&
+           !(k && nq > SIZE_MAX / sizeof(char *) / k);
+}
+
 npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
                                       size_t nq, uint32_t dim, uint32_t k,
                                       uint32_t nprobe,
@@ -858,8 +868,7 @@ npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
 {
     clear_err(err);
     memset(out, 0, sizeof *out);
-    if ((nq && !queries) || (dim && nq > SIZE_MAX / 4 / dim) ||
-        (k && nq > SIZE_MAX / sizeof(char *) / k))
+    if (!query_args_ok(queries, nq, dim, k))
         return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
                        "get_closest: bad arguments");
     Npvdb__V1__GetClosestRequest req = NPVDB__V1__GET_CLOSEST_REQUEST__INIT;
@@ -867,6 +876,7 @@ npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
     req.queries.data = (uint8_t *)queries; /* only read by pack */
     req.k = k;
     req.nprobe = nprobe;
+    req.dim = dim;
     collector col;
     if (!collector_init(&col, out, nq, k)) {
         free(col.key_off);
@@ -919,6 +929,144 @@ npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
         rc = set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
                      "get_closest: out of memory");
     free(col.key_off);
+    if (rc != NPVDB_STATUS_OK) npvdb_client_results_free(out);
+    return rc;
+}
+
+/* ---- Search (unary, packed reply) ---- */
+
+/* Checks the shape of a Search reply against the request (nq queries, k)
+ * before anything is copied: a server bug must not become an overread. */
+static npvdb_status check_search_reply(const Npvdb__V1__SearchReply *m,
+                                       size_t nq, uint32_t k,
+                                       npvdb_client_error *err)
+{
+    if (m->k != k)
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "search: reply has k %u, the request %u", m->k, k);
+    if (m->n_counts != nq)
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "search: reply has %zu counts for %zu queries",
+                       m->n_counts, nq);
+    size_t sum = 0; /* <= nq * k, which fits (query_args_ok) */
+    for (size_t i = 0; i < nq; i++) {
+        if (m->counts[i] > k)
+            return set_err(err, NPVDB_STATUS_INTERNAL,
+                           "search: reply counts %u hits for query %zu, "
+                           "more than k %u",
+                           m->counts[i], i, k);
+        sum += m->counts[i];
+    }
+    if (sum != m->n_keys)
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "search: reply has %zu keys but its counts add up "
+                       "to %zu",
+                       m->n_keys, sum);
+    if (m->distances.len != nq * k * sizeof(float))
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "search: reply has %zu bytes of distances, want %zu "
+                       "(%zu queries x k %u x 4)",
+                       m->distances.len, nq * k * sizeof(float), nq, k);
+    return NPVDB_STATUS_OK;
+}
+
+/* Copies the distances and turns the +inf padding past counts[i] into the
+ * zeros get_closest leaves there (so callers can switch). A padding slot
+ * that is not +inf means the rows are misaligned: INTERNAL. */
+static npvdb_status copy_search_distances(const Npvdb__V1__SearchReply *m,
+                                          npvdb_client_results *out,
+                                          npvdb_client_error *err)
+{
+    uint32_t k = out->k;
+    /* memcpy: the bytes field need not be aligned for float. */
+    if (m->distances.len)
+        memcpy(out->distances, m->distances.data, m->distances.len);
+    for (size_t i = 0; i < out->nq; i++) {
+        out->counts[i] = m->counts[i];
+        float *row = out->distances + i * k;
+        for (uint32_t j = m->counts[i]; j < k; j++) {
+            if (!(isinf(row[j]) && row[j] > 0))
+                return set_err(err, NPVDB_STATUS_INTERNAL,
+                               "search: reply pads query %zu slot %u with "
+                               "%g, not +inf",
+                               i, j, (double)row[j]);
+            row[j] = 0;
+        }
+    }
+    return NPVDB_STATUS_OK;
+}
+
+/* Copies the flat keys of a checked reply into one arena and points
+ * keys[i*k + j] at them. */
+static npvdb_status copy_search_keys(const Npvdb__V1__SearchReply *m,
+                                     npvdb_client_results *out,
+                                     npvdb_client_error *err)
+{
+    size_t bytes = 0; /* the keys came in one message: no overflow */
+    for (size_t j = 0; j < m->n_keys; j++)
+        bytes += strlen(m->keys[j]) + 1;
+    out->arena_ = malloc(bytes ? bytes : 1);
+    if (!out->arena_)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "search: out of memory for %zu bytes of keys", bytes);
+    size_t next = 0, off = 0;
+    for (size_t i = 0; i < out->nq; i++) {
+        for (uint32_t j = 0; j < m->counts[i]; j++) {
+            size_t len = strlen(m->keys[next]) + 1;
+            memcpy(out->arena_ + off, m->keys[next], len);
+            out->keys[i * out->k + j] = out->arena_ + off;
+            off += len;
+            next++;
+        }
+    }
+    return NPVDB_STATUS_OK;
+}
+
+static npvdb_status decode_search_reply(const Npvdb__V1__SearchReply *m,
+                                        size_t nq, uint32_t k,
+                                        npvdb_client_results *out,
+                                        npvdb_client_error *err)
+{
+    npvdb_status rc = check_search_reply(m, nq, k, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    size_t slots = nq * k;
+    out->nq = nq;
+    out->k = k;
+    out->counts = calloc(nq ? nq : 1, sizeof *out->counts);
+    out->distances = calloc(slots ? slots : 1, sizeof *out->distances);
+    out->keys = calloc(slots ? slots : 1, sizeof *out->keys);
+    if (!out->counts || !out->distances || !out->keys)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "search: out of memory for %zu x %u results", nq, k);
+    rc = copy_search_distances(m, out, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    return copy_search_keys(m, out, err);
+}
+
+npvdb_status npvdb_client_search(npvdb_client *c, const float *queries,
+                                 size_t nq, uint32_t dim, uint32_t k,
+                                 uint32_t nprobe, npvdb_client_results *out,
+                                 npvdb_client_error *err)
+{
+    clear_err(err);
+    memset(out, 0, sizeof *out);
+    if (!query_args_ok(queries, nq, dim, k))
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "search: bad arguments");
+    Npvdb__V1__SearchRequest req = NPVDB__V1__SEARCH_REQUEST__INIT;
+    req.queries.len = nq * dim * sizeof(float);
+    req.queries.data = (uint8_t *)queries; /* only read by pack */
+    req.k = k;
+    req.nprobe = nprobe;
+    req.dim = dim;
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/Search", c->timeout_ms, &req.base,
+              &npvdb__v1__search_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    rc =
+        decode_search_reply((const Npvdb__V1__SearchReply *)m, nq, k, out, err);
+    protobuf_c_message_free_unpacked(m, NULL);
     if (rc != NPVDB_STATUS_OK) npvdb_client_results_free(out);
     return rc;
 }

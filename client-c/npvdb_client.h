@@ -172,13 +172,32 @@ typedef struct npvdb_client_results {
 } npvdb_client_results;
 
 /* Searches the k nearest of nq queries (nq*dim floats) probing `nprobe`
- * shards each (0 = server default). On success *out owns its arrays; on error
- * *out is zeroed. */
+ * shards each (0 = server default), over the server-streaming GetClosest RPC
+ * (one reply message per query). `dim` is sent along: the server answers
+ * INVALID_ARGUMENT when it is not the collection's (0 = unchecked). On
+ * success *out owns its arrays; on error *out is zeroed. */
 npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
                                       size_t nq, uint32_t dim, uint32_t k,
                                       uint32_t nprobe,
                                       npvdb_client_results *out,
                                       npvdb_client_error *err);
+
+/* The same search and the same results as npvdb_client_get_closest (callers
+ * can switch), over the unary Search RPC: one request, one reply with packed
+ * arrays. Cheaper per query for small batches and single queries; the whole
+ * reply must fit the server's message limit (--max-message-mb, 64 MiB by
+ * default; roughly nq * k * (key length + 6) bytes), else the server answers
+ * RESOURCE_EXHAUSTED and the caller should send fewer queries per call (the
+ * library does not split batches). Errors: INVALID_ARGUMENT (k 0 or too
+ * large, NaN/Inf, dim not the collection's), FAILED_PRECONDITION (before
+ * Init), INTERNAL when the reply breaks the contract (counts vs k, keys vs
+ * counts, distances length, padding). On error *out is zeroed. */
+npvdb_status npvdb_client_search(npvdb_client *c, const float *queries,
+                                 size_t nq, uint32_t dim, uint32_t k,
+                                 uint32_t nprobe, npvdb_client_results *out,
+                                 npvdb_client_error *err);
+
+/* Frees the arrays of a get_closest or search result (not the struct). */
 void npvdb_client_results_free(npvdb_client_results *r);
 
 /* ---- Snapshot, Delete ---- */
