@@ -42,7 +42,28 @@ typedef struct opts {
     const char *nprobe_list;
     size_t n;
     size_t single_max;
+    int api; /* API_GETCLOSEST | API_SEARCH */
 } opts;
+
+/* The two search RPCs: same arguments, same results. */
+#define API_GETCLOSEST 1
+#define API_SEARCH 2
+
+typedef npvdb_status (*search_fn)(npvdb_client *c, const float *queries,
+                                  size_t nq, uint32_t dim, uint32_t k,
+                                  uint32_t nprobe, npvdb_client_results *out,
+                                  npvdb_client_error *err);
+
+static const struct api {
+    int bit;
+    const char *name; /* the RPC */
+    const char *call; /* for error messages */
+    search_fn fn;
+} apis[] = {
+    {API_GETCLOSEST, "GetClosest", "get_closest", npvdb_client_get_closest},
+    {API_SEARCH, "Search", "search", npvdb_client_search},
+};
+#define N_APIS (sizeof apis / sizeof apis[0])
 
 static void usage(FILE *out)
 {
@@ -56,13 +77,15 @@ static void usage(FILE *out)
         "      create the collection from FILE's metric and dim (trained on\n"
         "      a sample of its rows) and stream its `train` rows; row i\n"
         "      gets key \"i\"\n"
-        "  query FILE.hdf5 [--k 10] [--nprobe N] [--n 5]\n"
-        "      print the answers to the first N `test` queries\n"
+        "  query FILE.hdf5 [--k 10] [--nprobe N] [--n 5] [--api A]\n"
+        "      print the answers to the first N `test` queries (one Search\n"
+        "      call; GetClosest with --api getclosest)\n"
         "  bench FILE.hdf5 [--nprobe 1,2,4,8,16,32,64] [--k 10] [--batch N]\n"
-        "                  [--single N]\n"
+        "                  [--single N] [--api getclosest|search|both]\n"
         "      recall@k against `neighbors` and queries/s, batched (N\n"
         "      queries per call, 0 = all) and one query per call (at most\n"
-        "      --single queries, default 1000)\n"
+        "      --single queries, default 1000), for the streaming\n"
+        "      GetClosest RPC and the unary Search RPC (default both)\n"
         "  info | snapshot | health\n"
         "  delete KEY...\n"
         "  get KEY...\n"
@@ -109,6 +132,19 @@ static int parse_metric(const char *s, int *out)
     return 1;
 }
 
+static int parse_api(const char *s, int *out)
+{
+    if (!strcmp(s, "getclosest"))
+        *out = API_GETCLOSEST;
+    else if (!strcmp(s, "search"))
+        *out = API_SEARCH;
+    else if (!strcmp(s, "both"))
+        *out = API_GETCLOSEST | API_SEARCH;
+    else
+        return fail("bad --api '%s' (getclosest, search or both)", s), 0;
+    return 1;
+}
+
 /* Options with a value; returns 0 on a bad one. */
 static int set_option(opts *o, const char *name, const char *v)
 {
@@ -144,6 +180,8 @@ static int set_option(opts *o, const char *name, const char *v)
     } else if (!strcmp(name, "--single")) {
         if (!parse_ulong(name, v, 1ul << 31, &x)) return 0;
         o->single_max = x;
+    } else if (!strcmp(name, "--api")) {
+        return parse_api(v, &o->api);
     } else {
         return fail("unknown option %s (see npvdb --help)", name), 0;
     }
@@ -473,13 +511,15 @@ static int cmd_query(npvdb_client *c, const opts *o)
     int rc = 1;
     float *q = nt ? read_rows(f, "test", 0, n) : NULL;
     int32_t *nb = q ? read_neighbors(f, n, &width) : NULL;
+    /* One unary call unless GetClosest alone was asked for. */
+    const struct api *a = &apis[o->api & API_SEARCH ? 1 : 0];
     npvdb_client_results r;
     npvdb_client_error err;
     if (!nt) {
         fail("%s has no `test` rows", o->pos[0]);
-    } else if (q && npvdb_client_get_closest(c, q, n, dim, o->k, o->nprobe, &r,
-                                             &err) != NPVDB_STATUS_OK) {
-        rpc_fail("get_closest", &err);
+    } else if (q && a->fn(c, q, n, dim, o->k, o->nprobe, &r, &err) !=
+                        NPVDB_STATUS_OK) {
+        rpc_fail(a->call, &err);
     } else if (q) {
         for (size_t i = 0; i < n; i++) {
             printf("query %zu:", i);
@@ -519,14 +559,9 @@ static size_t parse_list(const char *s, uint32_t *out, size_t max)
     return *s ? 0 : n;
 }
 
-typedef struct bench_row {
-    double recall, qps_batch, qps_single;
-    size_t n_single;
-} bench_row;
-
-/* All queries, `chunk` per call; adds the hits to *h. */
-static int bench_batched(npvdb_client *c, const float *q, size_t nq,
-                         uint32_t dim, uint32_t k, uint32_t nprobe,
+/* All queries, `chunk` per call of `api`; adds the hits to *h. */
+static int bench_batched(npvdb_client *c, const struct api *api, const float *q,
+                         size_t nq, uint32_t dim, uint32_t k, uint32_t nprobe,
                          size_t chunk, const int32_t *nb, uint32_t width,
                          size_t *h, double *seconds)
 {
@@ -535,9 +570,9 @@ static int bench_batched(npvdb_client *c, const float *q, size_t nq,
         size_t n = nq - first < chunk ? nq - first : chunk;
         npvdb_client_results r;
         npvdb_client_error err;
-        if (npvdb_client_get_closest(c, q + first * dim, n, dim, k, nprobe, &r,
-                                     &err) != NPVDB_STATUS_OK)
-            return rpc_fail("get_closest", &err), 0;
+        if (api->fn(c, q + first * dim, n, dim, k, nprobe, &r, &err) !=
+            NPVDB_STATUS_OK)
+            return rpc_fail(api->call, &err), 0;
         for (size_t i = 0; i < n; i++)
             *h += hits(&r, i, nb + (first + i) * width, k);
         npvdb_client_results_free(&r);
@@ -546,30 +581,82 @@ static int bench_batched(npvdb_client *c, const float *q, size_t nq,
     return 1;
 }
 
-static int bench_single(npvdb_client *c, const float *q, size_t nq,
-                        uint32_t dim, uint32_t k, uint32_t nprobe,
+static int bench_single(npvdb_client *c, const struct api *api, const float *q,
+                        size_t nq, uint32_t dim, uint32_t k, uint32_t nprobe,
                         double *seconds)
 {
     double t0 = now_s();
     for (size_t i = 0; i < nq; i++) {
         npvdb_client_results r;
         npvdb_client_error err;
-        if (npvdb_client_get_closest(c, q + i * dim, 1, dim, k, nprobe, &r,
-                                     &err) != NPVDB_STATUS_OK)
-            return rpc_fail("get_closest", &err), 0;
+        if (api->fn(c, q + i * dim, 1, dim, k, nprobe, &r, &err) !=
+            NPVDB_STATUS_OK)
+            return rpc_fail(api->call, &err), 0;
         npvdb_client_results_free(&r);
     }
     *seconds = now_s() - t0;
     return 1;
 }
 
-/* Default chunk of batched queries: all of them, within ~8 MiB a call. */
+/* Default chunk of batched queries: all of them, within ~8 MiB of queries a
+ * call, and within ~32 MiB of Search reply (about 16 bytes a hit with short
+ * keys), so a Search batch fits the server's default 64 MiB limit. Both RPCs
+ * use the same chunk, so their columns compare. */
 static size_t batch_chunk(const opts *o, size_t nq, uint32_t dim)
 {
     size_t cap = (8u << 20) / ((size_t)dim * 4);
+    size_t reply_cap = (32u << 20) / ((size_t)o->k * 16);
     size_t chunk = o->batch ? o->batch : nq;
     if (chunk > cap) chunk = cap;
+    if (chunk > reply_cap) chunk = reply_cap;
     return chunk ? chunk : 1;
+}
+
+/* Column titles: "batch NAME" for each chosen API, then "single NAME". */
+static void bench_header(int api)
+{
+    printf("%8s  %9s", "nprobe", "recall@k");
+    for (int single = 0; single < 2; single++)
+        for (size_t a = 0; a < N_APIS; a++)
+            if (api & apis[a].bit)
+                printf("  %s %s", single ? "single" : "batch", apis[a].name);
+    printf("   (queries/s)\n");
+}
+
+/* One row: batched calls of each chosen API, then single-query calls. The
+ * recall comes from the first batched API; the others must agree. */
+static int bench_row(npvdb_client *c, const opts *o, const float *q, size_t nq,
+                     uint32_t dim, uint32_t nprobe, size_t chunk,
+                     size_t n_single, const int32_t *nb, uint32_t width)
+{
+    double qps[2][N_APIS];
+    size_t h[N_APIS], h0 = SIZE_MAX;
+    for (size_t a = 0; a < N_APIS; a++) {
+        if (!(o->api & apis[a].bit)) continue;
+        double tb = 0, ts = 0;
+        h[a] = 0;
+        if (!bench_batched(c, &apis[a], q, nq, dim, o->k, nprobe, chunk, nb,
+                           width, &h[a], &tb) ||
+            !bench_single(c, &apis[a], q, n_single, dim, o->k, nprobe, &ts))
+            return 0;
+        qps[0][a] = tb > 0 ? (double)nq / tb : 0.0;
+        qps[1][a] = ts > 0 ? (double)n_single / ts : 0.0;
+        if (h0 == SIZE_MAX) h0 = h[a];
+        if (h[a] != h0)
+            fprintf(stderr,
+                    "npvdb: nprobe %u: %s found %zu true neighbors, the "
+                    "first API %zu\n",
+                    nprobe, apis[a].name, h[a], h0);
+    }
+    printf("%8u  %9.4f", nprobe, (double)h0 / ((double)nq * o->k));
+    for (int single = 0; single < 2; single++)
+        for (size_t a = 0; a < N_APIS; a++)
+            if (o->api & apis[a].bit)
+                printf("  %*.1f", (int)strlen(apis[a].name) + 6 + single,
+                       qps[single][a]);
+    printf("\n");
+    fflush(stdout);
+    return 1;
 }
 
 static int run_bench(npvdb_client *c, const opts *o, npvdb_annfile *f)
@@ -596,22 +683,10 @@ static int run_bench(npvdb_client *c, const opts *o, npvdb_annfile *f)
     size_t n_single = o->single_max < nq ? o->single_max : nq;
     printf("%zu queries, k %u, batched %zu per call, single %zu calls\n", nq,
            o->k, chunk, n_single);
-    printf("%8s  %9s  %12s  %11s\n", "nprobe", "recall@k", "QPS batched",
-           "QPS single");
+    bench_header(o->api);
     int ok = 1;
-    for (size_t i = 0; ok && i < nl; i++) {
-        size_t h = 0;
-        double tb = 0, ts = 0;
-        ok = bench_batched(c, q, nq, dim, o->k, list[i], chunk, nb, width, &h,
-                           &tb) &&
-             bench_single(c, q, n_single, dim, o->k, list[i], &ts);
-        if (ok)
-            printf("%8u  %9.4f  %12.1f  %11.1f\n", list[i],
-                   (double)h / ((double)nq * o->k),
-                   tb > 0 ? (double)nq / tb : 0.0,
-                   ts > 0 ? (double)n_single / ts : 0.0);
-        fflush(stdout);
-    }
+    for (size_t i = 0; ok && i < nl; i++)
+        ok = bench_row(c, o, q, nq, dim, list[i], chunk, n_single, nb, width);
     free(q);
     free(nb);
     return ok ? 0 : 1;
@@ -743,6 +818,7 @@ int main(int argc, char **argv)
         .k = 10,
         .n = 5,
         .single_max = 1000,
+        .api = API_GETCLOSEST | API_SEARCH,
     };
     const char *cmd;
     if (!parse_args(argc, argv, &o, &cmd)) return 2;
