@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from .errors import FailedPrecondition, Internal, InvalidArgument, NotFound
+from .errors import (FailedPrecondition, Internal, InvalidArgument, NotFound,
+                     Unimplemented)
 from .errors import from_rpc_error
 
 try:
@@ -38,6 +39,16 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # Target size of insert and query messages.
 _STREAM_MESSAGE_BYTES = 4 * 1024 * 1024
+# Target size of Search replies, estimated as _search_rows() says.
+_REPLY_MESSAGE_BYTES = 4 * 1024 * 1024
+# Key length (bytes) Search replies are first estimated with, and the
+# server's maximum (NPVDB_MAX_KEY_LEN).
+_KEY_BOUND = 64
+_MAX_KEY_BYTES = 1024
+# Search calls outstanding at once, and how often one chunk may be halved
+# after RESOURCE_EXHAUSTED before the error is raised.
+_SEARCH_IN_FLIGHT = 2
+_MAX_SPLITS = 12
 # Room left in each message for field tags, lengths and the other fields.
 _MESSAGE_SLACK = 16 * 1024
 # Training rows per shard the client aims for (the engine's own default for
@@ -139,6 +150,11 @@ class Client:
         # is refused here: the server can only see a byte count, and a
         # (2, 64) block looks like one 128-d query to it.
         self._dim = None
+        # Longest key (bytes) assumed when sizing Search replies; grows with
+        # the keys this client inserts or receives.
+        self._key_bound = _KEY_BOUND
+        # False once the server answered Search with UNIMPLEMENTED.
+        self._search_ok = True
 
     # -- life cycle -----------------------------------------------------
     def close(self):
@@ -213,7 +229,7 @@ class Client:
         _check_rows(keys, arr.shape[0])
         return self._insert(keys, arr, batch_size, progress)
 
-    def get_closest(self, queries, k_nearest=10, nprobe=None):
+    def get_closest(self, queries, k_nearest=10, nprobe=None, stream=False):
         """The k_nearest stored vectors closest to each query.
 
         queries: (q, dim) array, or one 1-D vector of dim values.
@@ -223,31 +239,45 @@ class Client:
         (k_nearest,). When a query finds fewer than k_nearest vectors in the
         shards it probes, its row is padded with None keys and inf distances.
         nprobe: shards probed per query (None: the collection's default;
-        >= the shard count is an exact search)."""
-        arr = np.ascontiguousarray(queries, dtype="<f4")
-        single = arr.ndim == 1
-        if single:
-            arr = arr.reshape(1, -1)
-        if arr.ndim != 2:
-            raise InvalidArgument(
-                "queries must be 1-D or 2-D, got shape {}".format(arr.shape))
-        k = int(k_nearest)
-        if k < 0:
-            raise InvalidArgument("k_nearest must be positive, got {}".format(k))
-        self._check_dim(arr.shape[1])
+        >= the shard count is an exact search).
+
+        The queries go in unary Search calls, each answered by one packed
+        reply (several calls when the replies would pass the message limit,
+        two in flight at a time). stream=True uses the server-streaming
+        GetClosest instead (one reply message per query, much slower from
+        Python: see get_closest_stream()); a server without Search is
+        detected once and streamed to automatically."""
+        arr, k, single = self._queries(queries, k_nearest)
+        nprobe = _uint(nprobe, "nprobe")
         q = arr.shape[0]
-        out_keys = np.full((q, k), None, dtype=object)
-        out_dist = np.full((q, k), np.inf, dtype=np.float32)
-        rows = max(1, self._budget() // (4 * arr.shape[1]))
-        for start in range(0, q, rows):
-            chunk = arr[start:start + rows]
-            req = pb.GetClosestRequest(queries=chunk.tobytes(), k=k,
-                                       nprobe=_uint(nprobe, "nprobe"))
-            self._closest_chunk(req, len(chunk), out_keys[start:start + rows],
-                                out_dist[start:start + rows])
+        # np.empty of object is all None: rows a reply leaves short stay so.
+        out_keys = np.empty((q, k), dtype=object)
+        out_dist = np.empty((q, k), dtype=np.float32)
+        if q and (stream or not self._search_ok):
+            for i, keys, dist in self._stream(arr, k, nprobe):
+                out_keys[i] = keys
+                out_dist[i] = dist
+        elif q:
+            try:
+                self._search(arr, k, nprobe, out_keys, out_dist)
+            except Unimplemented:
+                self._search_ok = False  # a server older than Search
+                return self.get_closest(queries, k_nearest, nprobe, stream=True)
         if single:
             return out_keys[0], out_dist[0]
         return out_keys, out_dist
+
+    def get_closest_stream(self, queries, k_nearest=10, nprobe=None):
+        """Yields (i, keys, distances) per query, in query order, as the
+        server-streaming GetClosest delivers them: keys a (k_nearest,) object
+        array, distances (k_nearest,) float32, padded with None / inf as in
+        get_closest(). Results arrive while later queries are still being
+        searched, but each message costs the Python grpc runtime about
+        0.1 ms, so get_closest() (Search) is several times faster for
+        batches. Stopping the iteration early cancels the call."""
+        arr, k, _ = self._queries(queries, k_nearest)
+        if arr.shape[0]:
+            yield from self._stream(arr, k, _uint(nprobe, "nprobe"))
 
     def get(self, keys, missing="raise"):
         """The stored vectors of `keys` as a (len(keys), dim) float32 array,
@@ -326,10 +356,14 @@ class Client:
         n, dim = arr.shape
         if n == 0:
             return InsertResult(0, 0, 0)
+        # Search replies will carry keys like these (at most 4 UTF-8 bytes a
+        # character): size them accordingly.
+        longest = 4 * max(map(len, keys))
+        self._key_bound = max(self._key_bound, min(_MAX_KEY_BYTES, longest))
         if batch_size is None:
-            # Bounded by the longest key at 4 UTF-8 bytes a character, plus
-            # its tag and length: no message can pass the budget.
-            per_row = 4 * dim + 4 * max(map(len, keys)) + 4
+            # Bounded by the longest key, plus its tag and length: no
+            # message can pass the budget.
+            per_row = 4 * dim + longest + 4
             batch_size = max(1, self._budget() // per_row)
         batch_size = int(batch_size)
         if batch_size < 1:
@@ -386,22 +420,137 @@ class Client:
                 raise FailedPrecondition("the collection is not initialized: call init() first")
         return self._dim
 
-    def _closest_chunk(self, req, q, out_keys, out_dist):
-        k = out_keys.shape[1]
+    def _queries(self, queries, k_nearest):
+        """(queries as a (q, dim) '<f4' array, k, was the input 1-D)."""
+        try:
+            arr = np.ascontiguousarray(queries, dtype="<f4")
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument("queries: not a float array: {}".format(e)) from None
+        single = arr.ndim == 1
+        if single:
+            arr = arr.reshape(1, -1)
+        if arr.ndim != 2:
+            raise InvalidArgument(
+                "queries must be 1-D or 2-D, got shape {}".format(arr.shape))
+        k = int(k_nearest)
+        if k < 0:
+            raise InvalidArgument("k_nearest must be positive, got {}".format(k))
+        self._check_dim(arr.shape[1])
+        return arr, k, single
+
+    def _search_rows(self, dim, k):
+        """Queries per Search call: the request within the message budget,
+        and the reply's estimated size too. A reply holds per query k
+        float32 distances, one count and up to k keys (each its bytes, a tag
+        and a length); keys are assumed no longer than the longest this
+        client has seen (at least _KEY_BOUND bytes), and a reply that still
+        passes the server's limit is split on the way (_search_call)."""
+        per_reply = 4 * k + 6 + k * (self._key_bound + 3)
+        rows = min(self._budget() // (4 * dim), self._reply_budget() // per_reply)
+        return max(1, rows)
+
+    def _reply_budget(self):
+        return max(1024, min(self.max_message_bytes, _REPLY_MESSAGE_BYTES) - _MESSAGE_SLACK)
+
+    def _search(self, arr, k, nprobe, out_keys, out_dist):
+        """Fills out_keys/out_dist with Search calls over row chunks of arr,
+        keeping up to _SEARCH_IN_FLIGHT calls outstanding so the server
+        searches the next chunk while this thread decodes a reply."""
+        q, dim = arr.shape
+        rows = self._search_rows(dim, k)
+        todo = [(s, min(q, s + rows), 0) for s in range(0, q, rows)]
+        todo.reverse()  # pop() takes them in order
+        pending = []
+        try:
+            while todo or pending:
+                while todo and len(pending) < _SEARCH_IN_FLIGHT:
+                    start, end, depth = todo.pop()
+                    req = pb.SearchRequest(queries=arr[start:end].tobytes(), k=k,
+                                           nprobe=nprobe, dim=dim)
+                    pending.append((start, end, depth, self._stub.Search.future(
+                        req, timeout=self.timeout)))
+                start, end, depth, fut = pending.pop(0)
+                try:
+                    reply = fut.result()
+                except grpc.RpcError as e:
+                    if (e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED
+                            or end - start == 1 or depth >= _MAX_SPLITS):
+                        raise from_rpc_error(e) from None
+                    # The reply passed the server's limit: keys are longer
+                    # than assumed. Split this chunk; later ones are as
+                    # large, so assume longer keys for them too.
+                    self._key_bound = min(_MAX_KEY_BYTES, 2 * self._key_bound)
+                    mid = (start + end) // 2
+                    todo += [(mid, end, depth + 1), (start, mid, depth + 1)]
+                    continue
+                self._place(reply, k, out_keys[start:end], out_dist[start:end])
+        finally:
+            for *_, fut in pending:
+                fut.cancel()
+
+    def _place(self, reply, k, out_keys, out_dist):
+        """Decodes one SearchReply into out_keys/out_dist (views of q rows;
+        out_keys is None-filled). Vectorised: the distances are one
+        frombuffer copied into place, the keys one list assignment (all rows
+        full, the common case) or one boolean-mask assignment."""
+        q = out_keys.shape[0]
+        counts = np.array(reply.counts, dtype=np.int64)
+        keys = reply.keys
+        n = len(keys)
+        if (reply.k != k or len(counts) != q or len(reply.distances) != 4 * q * k
+                or n != int(counts.sum()) or (q and int(counts.max()) > k)):
+            self._dim = None
+            raise Internal(
+                "Search reply (k={}, {} counts, {} keys, {} distance bytes) does "
+                "not fit {} queries of k={}".format(
+                    reply.k, len(counts), n, len(reply.distances), q, k))
+        # One copy, which also makes the result writable (frombuffer of
+        # bytes is read-only) and native-endian.
+        out_dist[...] = np.frombuffer(reply.distances, dtype="<f4").reshape(q, k)
+        if n:
+            flat = np.empty(n, dtype=object)
+            flat[:] = list(keys)
+            if n == q * k:
+                out_keys[...] = flat.reshape(q, k)
+            else:  # a boolean mask assigns in row-major order, as keys are
+                out_keys[np.arange(k)[None, :] < counts[:, None]] = flat
+        if n:
+            longest = max(map(len, keys))  # characters; bytes are <= 4x
+            if longest > self._key_bound:
+                self._key_bound = min(_MAX_KEY_BYTES, 4 * longest)
+
+    def _stream(self, arr, k, nprobe):
+        """GetClosest over chunks of arr: yields (i, keys, distances)."""
+        q, dim = arr.shape
+        rows = max(1, self._budget() // (4 * dim))
+        for start in range(0, q, rows):
+            chunk = arr[start:start + rows]
+            req = pb.GetClosestRequest(queries=chunk.tobytes(), k=k,
+                                       nprobe=nprobe, dim=dim)
+            call = self._stub.GetClosest(req, timeout=self.timeout)
+            try:
+                yield from self._stream_chunk(call, start, len(chunk), k)
+            finally:
+                call.cancel()  # no-op once the call has ended
+
+    def _stream_chunk(self, call, start, q, k):
         seen = 0
         try:
-            for r in self._stub.GetClosest(req, timeout=self.timeout):
+            for r in call:
                 i = r.query_index
                 m = len(r.keys)
-                if i >= q or m > k or len(r.distances) != m:
+                if i != seen or m > k or len(r.distances) != m:
                     self._dim = None
                     raise Internal(
-                        "reply for query {} with {} keys and {} distances does not "
-                        "fit {} queries of k={} (did the collection's dim change?)"
-                        .format(i, m, len(r.distances), q, k))
-                out_keys[i, :m] = r.keys
-                out_dist[i, :m] = r.distances
+                        "reply {} for query {} with {} keys and {} distances does "
+                        "not fit {} queries of k={}".format(
+                            seen, i, m, len(r.distances), q, k))
+                keys = np.empty(k, dtype=object)
+                dist = np.full(k, np.inf, dtype=np.float32)
+                keys[:m] = r.keys
+                dist[:m] = r.distances
                 seen += 1
+                yield start + i, keys, dist
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
         if seen != q:
