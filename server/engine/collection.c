@@ -21,20 +21,23 @@
 static npvdb_code resolve_config(const npvdb_config *in, npvdb_config *out,
                                  npvdb_error *err)
 {
-    if (!in) return npvdb_fail(err, NPVDB_EINVAL, "no configuration given");
+    if (!in)
+        return npvdb_set_error(err, NPVDB_EINVAL, "no configuration given");
     if (in->dim < 1 || in->dim > NPVDB_MAX_DIM)
-        return npvdb_fail(err, NPVDB_EINVAL, "dim must be 1..%d, got %u",
-                          NPVDB_MAX_DIM, in->dim);
+        return npvdb_set_error(err, NPVDB_EINVAL, "dim must be 1..%d, got %u",
+                               NPVDB_MAX_DIM, in->dim);
     if (in->metric != NPVDB_METRIC_COSINE && in->metric != NPVDB_METRIC_L2 &&
         in->metric != NPVDB_METRIC_IP)
-        return npvdb_fail(err, NPVDB_EINVAL, "unknown metric %d",
-                          (int)in->metric);
+        return npvdb_set_error(err, NPVDB_EINVAL, "unknown metric %d",
+                               (int)in->metric);
     if (in->n_shards > NPVDB_MAX_SHARDS)
-        return npvdb_fail(err, NPVDB_ELIMIT, "n_shards must be <= %d, got %u",
-                          NPVDB_MAX_SHARDS, in->n_shards);
+        return npvdb_set_error(err, NPVDB_ELIMIT,
+                               "n_shards must be <= %d, got %u",
+                               NPVDB_MAX_SHARDS, in->n_shards);
     if (in->n_workers > MAX_WORKERS)
-        return npvdb_fail(err, NPVDB_EINVAL, "n_workers must be <= %d, got %u",
-                          MAX_WORKERS, in->n_workers);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "n_workers must be <= %d, got %u", MAX_WORKERS,
+                               in->n_workers);
     *out = *in;
     if (!out->n_workers) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -91,7 +94,7 @@ oom:
         free(c->shards);
         free(c);
     }
-    npvdb_fail(err, NPVDB_ENOMEM, "out of memory creating a collection");
+    npvdb_set_error(err, NPVDB_ENOMEM, "out of memory creating a collection");
     return NULL;
 }
 

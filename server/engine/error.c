@@ -1,10 +1,11 @@
 /* error.c -- errors as values: a code plus a message naming what was wrong. */
-#include "internal.h"
+#include "internal.h" /* npvdb_ok */
 
-#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 
-npvdb_code npvdb_fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
+npvdb_code npvdb_set_error(npvdb_error *err, npvdb_code code, const char *fmt,
+                           ...)
 {
     if (err) {
         va_list ap;

@@ -23,8 +23,6 @@
 #include <stdbool.h>
 
 /* ---- error.c ---- */
-npvdb_code npvdb_fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 void npvdb_ok(npvdb_error *err);
 
 /* ---- keymap.c: key -> entry, chained hash table ---- */

@@ -116,10 +116,10 @@ npvdb_code kmeans_train(npvdb_pool *pool, const float *x, size_t n,
 {
     *out = NULL;
     if (n < nc)
-        return npvdb_fail(err, NPVDB_EINVAL,
-                          "training needs at least %u vectors (one per "
-                          "shard), got %zu",
-                          nc, n);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "training needs at least %u vectors (one per "
+                               "shard), got %zu",
+                               nc, n);
     km k = {.x = x,
             .n = n,
             .dim = dim,
@@ -149,8 +149,8 @@ npvdb_code kmeans_train(npvdb_pool *pool, const float *x, size_t n,
     rc = NPVDB_OK;
 done:
     if (rc == NPVDB_ENOMEM)
-        npvdb_fail(err, rc, "out of memory training %u centroids on %zu rows",
-                   nc, n);
+        npvdb_set_error(
+            err, rc, "out of memory training %u centroids on %zu rows", nc, n);
     free(cent);
     free(cnorms);
     free(count);

@@ -195,6 +195,15 @@ uint32_t npvdb_dim(const npvdb_collection *c);
 void npvdb_get_config(const npvdb_collection *c, npvdb_config *out);
 npvdb_metric npvdb_get_metric(const npvdb_collection *c);
 
+/* Fills err (when not NULL) with code and a printf-style message and returns
+ * code: the one way errors are made, for the engine and the layers above. */
+npvdb_code npvdb_set_error(npvdb_error *err, npvdb_code code, const char *fmt,
+                           ...) __attribute__((format(printf, 3, 4)));
+
+/* 1 if s[0..n) is strict UTF-8 (no overlongs, surrogates or code points
+ * past U+10FFFF), else 0. */
+int npvdb_utf8_valid(const char *s, size_t n);
+
 const char *npvdb_metric_name(npvdb_metric m);
 const char *npvdb_code_name(npvdb_code code);
 

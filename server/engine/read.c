@@ -11,11 +11,13 @@
 static npvdb_code check_search(const npvdb_collection *c, const float *q,
                                size_t nq, uint32_t k, npvdb_error *err)
 {
-    if (nq == 0 || !q) return npvdb_fail(err, NPVDB_EINVAL, "no queries given");
-    if (k == 0) return npvdb_fail(err, NPVDB_EINVAL, "k must be at least 1");
+    if (nq == 0 || !q)
+        return npvdb_set_error(err, NPVDB_EINVAL, "no queries given");
+    if (k == 0)
+        return npvdb_set_error(err, NPVDB_EINVAL, "k must be at least 1");
     if (k > NPVDB_MAX_K)
-        return npvdb_fail(err, NPVDB_ELIMIT, "k must be <= %d, got %u",
-                          NPVDB_MAX_K, k);
+        return npvdb_set_error(err, NPVDB_ELIMIT, "k must be <= %d, got %u",
+                               NPVDB_MAX_K, k);
     return NPVDB_OK;
 }
 
@@ -33,9 +35,10 @@ npvdb_code npvdb_search(npvdb_collection *c, const float *queries, size_t nq,
     if (!nprobe) nprobe = c->cfg.default_nprobe;
     pthread_rwlock_rdlock(&c->rw);
     if (k > c->n_vectors)
-        rc = npvdb_fail(err, NPVDB_EINVAL,
-                        "k (%u) is larger than the number of vectors (%zu)", k,
-                        c->n_vectors);
+        rc =
+            npvdb_set_error(err, NPVDB_EINVAL,
+                            "k (%u) is larger than the number of vectors (%zu)",
+                            k, c->n_vectors);
     else
         rc = search_locked(c, q, nq, k, nprobe, out, err);
     pthread_rwlock_unlock(&c->rw);
@@ -58,7 +61,8 @@ npvdb_code npvdb_get(npvdb_collection *c, const char *key, float *out,
                c->cfg.dim * sizeof *out);
     pthread_rwlock_unlock(&c->rw);
     if (!e)
-        return npvdb_fail(err, NPVDB_ENOTFOUND, "key '%.200s' not found", key);
+        return npvdb_set_error(err, NPVDB_ENOTFOUND, "key '%.200s' not found",
+                               key);
     npvdb_ok(err);
     return NPVDB_OK;
 }
@@ -70,7 +74,7 @@ static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
     memset(out, 0, sizeof *out);
     out->shard_counts = malloc(c->n_shards * sizeof *out->shard_counts);
     if (!out->shard_counts)
-        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for stats");
+        return npvdb_set_error(err, NPVDB_ENOMEM, "out of memory for stats");
     out->dim = c->cfg.dim;
     out->metric = c->cfg.metric;
     out->trained = c->trained;
@@ -115,7 +119,8 @@ static int export_shard(npvdb_collection *c, uint32_t s, npvdb_shard_cb cb,
     const char **keys = malloc((sh->n ? sh->n : 1) * sizeof *keys);
     int rc = -1;
     if (!keys) {
-        npvdb_fail(err, NPVDB_ENOMEM, "out of memory exporting shard %u", s);
+        npvdb_set_error(err, NPVDB_ENOMEM, "out of memory exporting shard %u",
+                        s);
     } else {
         for (size_t i = 0; i < sh->n; i++)
             keys[i] = sh->entries[i]->key;
@@ -123,8 +128,8 @@ static int export_shard(npvdb_collection *c, uint32_t s, npvdb_shard_cb cb,
             .shard = s, .n = sh->n, .rows = sh->rows, .keys = keys};
         rc = cb(ctx, &v);
         if (rc)
-            npvdb_fail(err, NPVDB_EINTERNAL, "export stopped at shard %u (%d)",
-                       s, rc);
+            npvdb_set_error(err, NPVDB_EINTERNAL,
+                            "export stopped at shard %u (%d)", s, rc);
     }
     pthread_rwlock_unlock(&c->rw);
     free(keys);
@@ -139,7 +144,8 @@ npvdb_code npvdb_export(npvdb_collection *c, npvdb_index_cb on_index,
     npvdb_stats st;
     npvdb_code rc = stats_locked(c, &st, err);
     if (rc == NPVDB_OK && on_index && on_index(ctx, &st, c->centroids))
-        rc = npvdb_fail(err, NPVDB_EINTERNAL, "export stopped at the index");
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL,
+                             "export stopped at the index");
     pthread_rwlock_unlock(&c->rw);
     npvdb_stats_free(&st);
     for (uint32_t s = 0; rc == NPVDB_OK && on_shard && s < c->n_shards; s++)

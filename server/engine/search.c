@@ -438,8 +438,8 @@ npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
 done:
     if (rc != NPVDB_OK) {
         npvdb_results_free(out);
-        npvdb_fail(err, rc, "out of memory searching %zu queries (k=%u)", nq,
-                   k);
+        npvdb_set_error(err, rc, "out of memory searching %zu queries (k=%u)",
+                        nq, k);
     }
     free(qn);
     scan_free(&s);

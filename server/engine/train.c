@@ -116,8 +116,9 @@ oom:
     free(ns);
     free(tmp);
     free(asg);
-    return npvdb_fail(err, NPVDB_ENOMEM,
-                      "out of memory re-sharding %zu vectors", c->n_vectors);
+    return npvdb_set_error(err, NPVDB_ENOMEM,
+                           "out of memory re-sharding %zu vectors",
+                           c->n_vectors);
 }
 
 /* Swaps in new centroids and shards; the only step searches wait for. */
@@ -154,7 +155,8 @@ static npvdb_code reindex(npvdb_collection *c, float *cent, uint32_t nc,
     npvdb_shard *ns = NULL;
     if (!cnorms) {
         free(cent);
-        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for centroids");
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory for centroids");
     }
     rows_sqnorms(cent, nc, c->cfg.dim, cnorms);
     npvdb_code rc = build_shards(c, cent, cnorms, nc, &ns, err);
@@ -176,16 +178,16 @@ static npvdb_code train_locked(npvdb_collection *c, const float *src, size_t n,
                       ? c->cfg.n_shards
                       : auto_shards(c->n_vectors > n ? c->n_vectors : n);
     if (pool_n < nc)
-        return npvdb_fail(err, NPVDB_EINVAL,
-                          "training %u shards needs at least %u vectors, "
-                          "have %zu",
-                          nc, nc, pool_n);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "training %u shards needs at least %u vectors, "
+                               "have %zu",
+                               nc, nc, pool_n);
     /* As FAISS: 256 rows per centroid are plenty, more only cost time. */
     size_t m = (size_t)nc * 256 < pool_n ? (size_t)nc * 256 : pool_n;
     float *sample = sample_rows(c, src, pool_n, m, c->cfg.seed);
     if (!sample)
-        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory sampling %zu rows",
-                          m);
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory sampling %zu rows", m);
     float *cent = NULL;
     npvdb_code rc = kmeans_train(
         c->pool, sample, m, c->cfg.dim, nc, c->cfg.kmeans_iters,
@@ -210,7 +212,8 @@ npvdb_code npvdb_train(npvdb_collection *c, const float *sample, size_t n,
     float *owned = NULL;
     const float *rows = NULL;
     if (sample) {
-        if (!n) return npvdb_fail(err, NPVDB_EINVAL, "empty training sample");
+        if (!n)
+            return npvdb_set_error(err, NPVDB_EINVAL, "empty training sample");
         npvdb_code rc =
             prepare_rows(c, sample, n, "training vector", &owned, &rows, err);
         if (rc) return rc;

@@ -4,53 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Strict UTF-8: no overlongs, no surrogates, nothing past U+10FFFF. */
-static int utf8_valid(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned char c = s[i];
-        size_t len;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            len = 2;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4;
-            cp = c & 0x07;
-        } else {
-            return 0;
-        }
-        if (i + len > n) return 0;
-        for (size_t j = 1; j < len; j++) {
-            if ((s[i + j] & 0xc0) != 0x80) return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
 npvdb_code check_key(const char *key, size_t i, size_t *len, npvdb_error *err)
 {
-    if (!key) return npvdb_fail(err, NPVDB_EINVAL, "key %zu is missing", i);
+    if (!key)
+        return npvdb_set_error(err, NPVDB_EINVAL, "key %zu is missing", i);
     size_t n = strnlen(key, NPVDB_MAX_KEY_LEN + 1);
-    if (n == 0) return npvdb_fail(err, NPVDB_EINVAL, "key %zu is empty", i);
+    if (n == 0)
+        return npvdb_set_error(err, NPVDB_EINVAL, "key %zu is empty", i);
     if (n > NPVDB_MAX_KEY_LEN)
-        return npvdb_fail(err, NPVDB_EINVAL, "key %zu is longer than %d bytes",
-                          i, NPVDB_MAX_KEY_LEN);
-    if (!utf8_valid((const unsigned char *)key, n))
-        return npvdb_fail(err, NPVDB_EINVAL, "key %zu is not valid UTF-8", i);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "key %zu is longer than %d bytes", i,
+                               NPVDB_MAX_KEY_LEN);
+    if (!npvdb_utf8_valid(key, n))
+        return npvdb_set_error(err, NPVDB_EINVAL, "key %zu is not valid UTF-8",
+                               i);
     *len = n;
     return NPVDB_OK;
 }
@@ -59,14 +26,14 @@ npvdb_code check_rows(const float *rows, size_t n, uint32_t dim,
                       const char *what, npvdb_error *err)
 {
     if (n && !rows)
-        return npvdb_fail(err, NPVDB_EINVAL, "%s: no data for %zu rows", what,
-                          n);
+        return npvdb_set_error(err, NPVDB_EINVAL, "%s: no data for %zu rows",
+                               what, n);
     /* A cheap whole-block test first; the per-row scan only names the row. */
     if (rows_finite(rows, n * dim)) return NPVDB_OK;
     for (size_t i = 0; i < n; i++)
         if (!rows_finite(rows + i * dim, dim))
-            return npvdb_fail(err, NPVDB_EINVAL, "%s %zu contains NaN or Inf",
-                              what, i);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "%s %zu contains NaN or Inf", what, i);
     return NPVDB_OK;
 }
 
@@ -81,15 +48,15 @@ npvdb_code prepare_rows(const npvdb_collection *c, const float *rows, size_t n,
     size_t bytes = n * c->cfg.dim * sizeof(float);
     float *copy = malloc(bytes ? bytes : 1);
     if (!copy)
-        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %zu vectors",
-                          n);
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory for %zu vectors", n);
     memcpy(copy, rows, bytes);
     long zero = rows_normalise(copy, n, c->cfg.dim);
     if (zero >= 0) {
         free(copy);
-        return npvdb_fail(err, NPVDB_EINVAL,
-                          "%s %ld has zero norm: cosine needs a direction",
-                          what, zero);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s %ld has zero norm: cosine needs a direction",
+                               what, zero);
     }
     *owned = copy;
     *use = copy;

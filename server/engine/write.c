@@ -34,8 +34,8 @@ static npvdb_code batch_keys(batch *b, npvdb_error *err)
     b->hashes = malloc(b->n * sizeof *b->hashes);
     b->shard = calloc(b->n, sizeof *b->shard);
     if (!b->lens || !b->hashes || !b->shard)
-        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %zu keys",
-                          b->n);
+        return npvdb_set_error(err, NPVDB_ENOMEM, "out of memory for %zu keys",
+                               b->n);
     for (size_t i = 0; i < b->n; i++) {
         npvdb_code rc = check_key(b->keys[i], i, &b->lens[i], err);
         if (rc) return rc;
@@ -54,7 +54,7 @@ static npvdb_code batch_prepare(npvdb_collection *c, batch *b,
     b->keys = keys;
     b->n = n;
     b->rows = rows;
-    if (n && !keys) return npvdb_fail(err, NPVDB_EINVAL, "no keys given");
+    if (n && !keys) return npvdb_set_error(err, NPVDB_EINVAL, "no keys given");
     if (as_stored) {
         npvdb_code rc = check_rows(rows, n, c->cfg.dim, "vector", err);
         return rc ? rc : batch_keys(b, err);
@@ -143,8 +143,8 @@ oom:
     free(need);
     for (size_t i = 0; i < b->n; i++)
         free(fresh[i]);
-    return npvdb_fail(err, NPVDB_ENOMEM, "out of memory inserting %zu vectors",
-                      b->n);
+    return npvdb_set_error(err, NPVDB_ENOMEM,
+                           "out of memory inserting %zu vectors", b->n);
 }
 
 static void upsert_row(npvdb_collection *c, const batch *b, size_t i,
@@ -174,8 +174,8 @@ static npvdb_code apply_batch(npvdb_collection *c, const batch *b,
 {
     npvdb_entry **fresh = malloc((b->n ? b->n : 1) * sizeof *fresh);
     if (!fresh)
-        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %zu keys",
-                          b->n);
+        return npvdb_set_error(err, NPVDB_ENOMEM, "out of memory for %zu keys",
+                               b->n);
     pthread_rwlock_wrlock(&c->rw);
     npvdb_code rc = reserve_batch(c, b, fresh, err);
     if (rc == NPVDB_OK)
@@ -200,7 +200,7 @@ static void maybe_auto_train(npvdb_collection *c)
 npvdb_code npvdb_insert_check(npvdb_collection *c, const char *const *keys,
                               const float *rows, size_t n, npvdb_error *err)
 {
-    if (n && !keys) return npvdb_fail(err, NPVDB_EINVAL, "no keys given");
+    if (n && !keys) return npvdb_set_error(err, NPVDB_EINVAL, "no keys given");
     npvdb_code rc = check_rows(rows, n, c->cfg.dim, "vector", err);
     for (size_t i = 0; !rc && i < n; i++) {
         size_t len;
@@ -213,10 +213,10 @@ npvdb_code npvdb_insert_check(npvdb_collection *c, const char *const *keys,
         for (uint32_t d = 0; d < c->cfg.dim; d++)
             s += r[d] * r[d];
         if (!(s > 0))
-            return npvdb_fail(err, NPVDB_EINVAL,
-                              "vector %zu has zero norm: cosine needs a "
-                              "direction",
-                              i);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "vector %zu has zero norm: cosine needs a "
+                                   "direction",
+                                   i);
     }
     npvdb_ok(err);
     return NPVDB_OK;
@@ -233,10 +233,10 @@ npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
     if (rc == NPVDB_OK) {
         pthread_mutex_lock(&c->write_mu);
         if (assign_rows(c, b.rows, n, b.shard))
-            rc = npvdb_fail(err, NPVDB_ENOMEM,
-                            "out of memory assigning %zu "
-                            "vectors",
-                            n);
+            rc = npvdb_set_error(err, NPVDB_ENOMEM,
+                                 "out of memory assigning %zu "
+                                 "vectors",
+                                 n);
         else
             rc = apply_batch(c, &b, &replaced, err);
         if (rc == NPVDB_OK) maybe_auto_train(c);
@@ -257,7 +257,7 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
     memset(&b, 0, sizeof b);
     b.keys = keys;
     b.n = n;
-    if (n && !keys) return npvdb_fail(err, NPVDB_EINVAL, "no keys given");
+    if (n && !keys) return npvdb_set_error(err, NPVDB_EINVAL, "no keys given");
     npvdb_code rc = batch_keys(&b, err);
     if (rc) {
         batch_free(&b);
@@ -287,8 +287,9 @@ npvdb_code npvdb_restore_index(npvdb_collection *c, const float *centroids,
                                uint32_t n_shards, npvdb_error *err)
 {
     if (n_shards < 1 || n_shards > NPVDB_MAX_SHARDS)
-        return npvdb_fail(err, NPVDB_EINVAL, "n_shards must be 1..%d, got %u",
-                          NPVDB_MAX_SHARDS, n_shards);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "n_shards must be 1..%d, got %u",
+                               NPVDB_MAX_SHARDS, n_shards);
     npvdb_code rc =
         check_rows(centroids, n_shards, c->cfg.dim, "centroid", err);
     if (rc) return rc;
@@ -299,8 +300,8 @@ npvdb_code npvdb_restore_index(npvdb_collection *c, const float *centroids,
         free(cent);
         free(cnorms);
         free(ns);
-        return npvdb_fail(err, NPVDB_ENOMEM, "out of memory for %u centroids",
-                          n_shards);
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory for %u centroids", n_shards);
     }
     memcpy(cent, centroids, bytes);
     rows_sqnorms(cent, n_shards, c->cfg.dim, cnorms);
@@ -310,8 +311,8 @@ npvdb_code npvdb_restore_index(npvdb_collection *c, const float *centroids,
         free(cent);
         free(cnorms);
         free(ns);
-        return npvdb_fail(err, NPVDB_ESTATE,
-                          "restore_index needs an empty collection");
+        return npvdb_set_error(err, NPVDB_ESTATE,
+                               "restore_index needs an empty collection");
     }
     pthread_mutex_lock(&c->index_mu);
     install_index(c, cent, cnorms, n_shards, ns);
@@ -332,9 +333,9 @@ npvdb_code npvdb_restore_shard(npvdb_collection *c, uint32_t shard,
         size_t replaced = 0;
         pthread_mutex_lock(&c->write_mu);
         if (shard >= c->n_shards) {
-            rc = npvdb_fail(err, NPVDB_EINVAL,
-                            "shard %u out of range (collection has %u)", shard,
-                            c->n_shards);
+            rc = npvdb_set_error(err, NPVDB_EINVAL,
+                                 "shard %u out of range (collection has %u)",
+                                 shard, c->n_shards);
         } else {
             for (size_t i = 0; i < n; i++)
                 b.shard[i] = shard;

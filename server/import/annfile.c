@@ -37,22 +37,6 @@ struct npvdb_annfile {
 
 /* ---- errors -------------------------------------------------------------- */
 
-static npvdb_code set_err(npvdb_error *err, npvdb_code code, const char *fmt,
-                          ...) __attribute__((format(printf, 3, 4)));
-
-static npvdb_code set_err(npvdb_error *err, npvdb_code code, const char *fmt,
-                          ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* Keeps the description of the innermost (first, walking upward) entry of the
  * HDF5 error stack: the lowest layer says what actually went wrong. */
 static herr_t keep_innermost(unsigned n, const H5E_error2_t *e, void *ctx)
@@ -99,14 +83,14 @@ static npvdb_code dataset_shape(const npvdb_annfile *f, hid_t ds,
     char cause[128];
     hid_t space = H5Dget_space(ds);
     if (space < 0)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: cannot read the shape of '%s': %s", f->path, name,
-                       h5_cause(cause));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s: cannot read the shape of '%s': %s", f->path,
+                               name, h5_cause(cause));
     int rank = H5Sget_simple_extent_ndims(space);
     if (rank == 2) H5Sget_simple_extent_dims(space, dims, NULL);
     H5Sclose(space);
     if (rank != 2)
-        return set_err(
+        return npvdb_set_error(
             err, NPVDB_EINVAL,
             "%s: dataset '%s' has rank %d, expected 2 (rows x columns)",
             f->path, name, rank);
@@ -123,13 +107,14 @@ static npvdb_code dataset_class(const npvdb_annfile *f, hid_t ds,
     H5T_class_t cls = type < 0 ? H5T_NO_CLASS : H5Tget_class(type);
     if (type >= 0) H5Tclose(type);
     if (cls != want)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: dataset '%s' holds %s, expected %s", f->path, name,
-                       cls == H5T_FLOAT     ? "floats"
-                       : cls == H5T_INTEGER ? "integers"
-                       : cls == H5T_STRING  ? "strings"
-                                            : "an unsupported type",
-                       want == H5T_FLOAT ? "floats" : "integers");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s: dataset '%s' holds %s, expected %s",
+                               f->path, name,
+                               cls == H5T_FLOAT     ? "floats"
+                               : cls == H5T_INTEGER ? "integers"
+                               : cls == H5T_STRING  ? "strings"
+                                                    : "an unsupported type",
+                               want == H5T_FLOAT ? "floats" : "integers");
     return NPVDB_OK;
 }
 
@@ -142,19 +127,19 @@ static npvdb_code open_dataset(npvdb_annfile *f, const char *name, int required,
     *out = H5I_INVALID_HID;
     htri_t exists = H5Lexists(f->file, name, H5P_DEFAULT);
     if (exists < 0)
-        return set_err(err, NPVDB_EINVAL, "%s: cannot look up '%s': %s",
-                       f->path, name, h5_cause(cause));
+        return npvdb_set_error(err, NPVDB_EINVAL, "%s: cannot look up '%s': %s",
+                               f->path, name, h5_cause(cause));
     if (exists == 0) {
         if (!required) return NPVDB_OK;
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: no dataset '%s' (not an ann-benchmarks file?)",
-                       f->path, name);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s: no dataset '%s' (not an ann-benchmarks file?)", f->path, name);
     }
     *out = H5Dopen2(f->file, name, H5P_DEFAULT);
     if (*out < 0)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: '%s' is not a readable dataset: %s", f->path, name,
-                       h5_cause(cause));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s: '%s' is not a readable dataset: %s",
+                               f->path, name, h5_cause(cause));
     return NPVDB_OK;
 }
 
@@ -167,13 +152,13 @@ static npvdb_code check_train(npvdb_annfile *f, npvdb_error *err)
     if (rc == NPVDB_OK) rc = dataset_shape(f, f->train, "train", dims, err);
     if (rc != NPVDB_OK) return rc;
     if (dims[1] < 1 || dims[1] > NPVDB_MAX_DIM)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: 'train' has %llu columns, expected 1..%d", f->path,
-                       (unsigned long long)dims[1], NPVDB_MAX_DIM);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL, "%s: 'train' has %llu columns, expected 1..%d",
+            f->path, (unsigned long long)dims[1], NPVDB_MAX_DIM);
     if ((unsigned long long)dims[0] > SIZE_MAX / dims[1])
-        return set_err(err, NPVDB_ELIMIT,
-                       "%s: 'train' is too large (%llu rows)", f->path,
-                       (unsigned long long)dims[0]);
+        return npvdb_set_error(err, NPVDB_ELIMIT,
+                               "%s: 'train' is too large (%llu rows)", f->path,
+                               (unsigned long long)dims[0]);
     f->dim = (uint32_t)dims[1];
     f->train_rows = (size_t)dims[0];
     return NPVDB_OK;
@@ -188,9 +173,9 @@ static npvdb_code check_test(npvdb_annfile *f, npvdb_error *err)
     if (rc == NPVDB_OK) rc = dataset_shape(f, f->test, "test", dims, err);
     if (rc != NPVDB_OK) return rc;
     if (dims[1] != f->dim)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: 'test' has %llu columns but 'train' has %u",
-                       f->path, (unsigned long long)dims[1], f->dim);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s: 'test' has %llu columns but 'train' has %u",
+                               f->path, (unsigned long long)dims[1], f->dim);
     f->test_rows = (size_t)dims[0];
     return NPVDB_OK;
 }
@@ -205,17 +190,19 @@ static npvdb_code check_neighbors(npvdb_annfile *f, npvdb_error *err)
         rc = dataset_shape(f, f->neighbors, "neighbors", dims, err);
     if (rc != NPVDB_OK) return rc;
     if (f->test < 0)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: 'neighbors' present but no 'test' dataset",
-                       f->path);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s: 'neighbors' present but no 'test' dataset",
+                               f->path);
     if (dims[0] != f->test_rows)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: 'neighbors' has %llu rows but 'test' has %zu",
-                       f->path, (unsigned long long)dims[0], f->test_rows);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s: 'neighbors' has %llu rows but 'test' has %zu", f->path,
+            (unsigned long long)dims[0], f->test_rows);
     if (dims[1] < 1 || dims[1] > NPVDB_MAX_K)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: 'neighbors' has %llu columns, expected 1..%d",
-                       f->path, (unsigned long long)dims[1], NPVDB_MAX_K);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s: 'neighbors' has %llu columns, expected 1..%d", f->path,
+            (unsigned long long)dims[1], NPVDB_MAX_K);
     f->nb_width = (uint32_t)dims[1];
     return NPVDB_OK;
 }
@@ -241,10 +228,11 @@ static npvdb_code metric_from_name(npvdb_annfile *f, const char *name,
             return NPVDB_OK;
         }
     }
-    return set_err(err, NPVDB_EINVAL,
-                   "%s: distance '%.64s' is not supported (angular, euclidean, "
-                   "ip)",
-                   f->path, name);
+    return npvdb_set_error(
+        err, NPVDB_EINVAL,
+        "%s: distance '%.64s' is not supported (angular, euclidean, "
+        "ip)",
+        f->path, name);
 }
 
 /* Reads the string attribute into buf (NUL-terminated, truncated to len-1);
@@ -261,9 +249,9 @@ static npvdb_code read_string_attr(npvdb_annfile *f, hid_t attr, char *buf,
     hssize_t npoints = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
     buf[0] = '\0';
     if (ftype < 0 || H5Tget_class(ftype) != H5T_STRING || npoints != 1) {
-        rc =
-            set_err(err, NPVDB_EINVAL,
-                    "%s: attribute 'distance' is not a single string", f->path);
+        rc = npvdb_set_error(err, NPVDB_EINVAL,
+                             "%s: attribute 'distance' is not a single string",
+                             f->path);
         goto done;
     }
     if (H5Tis_variable_str(ftype) > 0) {
@@ -274,9 +262,9 @@ static npvdb_code read_string_attr(npvdb_annfile *f, hid_t attr, char *buf,
         if (mtype < 0 || H5Tset_size(mtype, H5T_VARIABLE) < 0 ||
             H5Tset_cset(mtype, H5Tget_cset(ftype)) < 0 ||
             H5Aread(attr, mtype, &s) < 0) {
-            rc = set_err(err, NPVDB_EINVAL,
-                         "%s: cannot read attribute 'distance': %s", f->path,
-                         h5_cause(cause));
+            rc = npvdb_set_error(err, NPVDB_EINVAL,
+                                 "%s: cannot read attribute 'distance': %s",
+                                 f->path, h5_cause(cause));
             goto done;
         }
         snprintf(buf, len, "%s", s ? s : "");
@@ -286,15 +274,16 @@ static npvdb_code read_string_attr(npvdb_annfile *f, hid_t attr, char *buf,
         size_t size = H5Tget_size(ftype);
         char *tmp = calloc(1, size + 1);
         if (!tmp) {
-            rc = set_err(err, NPVDB_ENOMEM, "out of memory reading 'distance'");
+            rc = npvdb_set_error(err, NPVDB_ENOMEM,
+                                 "out of memory reading 'distance'");
             goto done;
         }
         mtype = H5Tcopy(ftype);
         if (mtype < 0 || H5Aread(attr, mtype, tmp) < 0) {
             free(tmp);
-            rc = set_err(err, NPVDB_EINVAL,
-                         "%s: cannot read attribute 'distance': %s", f->path,
-                         h5_cause(cause));
+            rc = npvdb_set_error(err, NPVDB_EINVAL,
+                                 "%s: cannot read attribute 'distance': %s",
+                                 f->path, h5_cause(cause));
             goto done;
         }
         snprintf(buf, len, "%s", tmp);
@@ -313,17 +302,17 @@ static npvdb_code check_metric(npvdb_annfile *f, npvdb_error *err)
     f->metric = NPVDB_METRIC_L2;
     htri_t has = H5Aexists(f->file, "distance");
     if (has < 0)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: cannot look up attribute "
-                       "'distance': %s",
-                       f->path, h5_cause(cause));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s: cannot look up attribute "
+                               "'distance': %s",
+                               f->path, h5_cause(cause));
     if (has == 0) return NPVDB_OK;
     hid_t attr = H5Aopen(f->file, "distance", H5P_DEFAULT);
     if (attr < 0)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: cannot open attribute "
-                       "'distance': %s",
-                       f->path, h5_cause(cause));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s: cannot open attribute "
+                               "'distance': %s",
+                               f->path, h5_cause(cause));
     npvdb_code rc = read_string_attr(f, attr, name, sizeof name, err);
     H5Aclose(attr);
     return rc != NPVDB_OK ? rc : metric_from_name(f, name, err);
@@ -347,12 +336,12 @@ npvdb_annfile *npvdb_annfile_open(const char *path, npvdb_error *err)
 {
     char cause[128];
     if (!path || !*path) {
-        set_err(err, NPVDB_EINVAL, "no HDF5 file path given");
+        npvdb_set_error(err, NPVDB_EINVAL, "no HDF5 file path given");
         return NULL;
     }
     npvdb_annfile *f = calloc(1, sizeof *f);
     if (!f) {
-        set_err(err, NPVDB_ENOMEM, "out of memory opening %s", path);
+        npvdb_set_error(err, NPVDB_ENOMEM, "out of memory opening %s", path);
         return NULL;
     }
     f->file = f->train = f->test = f->neighbors = H5I_INVALID_HID;
@@ -362,14 +351,16 @@ npvdb_annfile *npvdb_annfile_open(const char *path, npvdb_error *err)
     npvdb_code rc = NPVDB_OK;
     htri_t is_h5 = H5Fis_hdf5(path);
     if (is_h5 <= 0) {
-        rc = set_err(err, NPVDB_EINVAL, "%s: %s", path,
-                     is_h5 == 0 ? "not an HDF5 file"
-                                : "cannot open (missing or unreadable?)");
+        rc = npvdb_set_error(err, NPVDB_EINVAL, "%s: %s", path,
+                             is_h5 == 0
+                                 ? "not an HDF5 file"
+                                 : "cannot open (missing or unreadable?)");
     } else {
         f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
         if (f->file < 0)
-            rc = set_err(err, NPVDB_EINVAL, "%s: cannot open HDF5 file: %s",
-                         path, h5_cause(cause));
+            rc = npvdb_set_error(err, NPVDB_EINVAL,
+                                 "%s: cannot open HDF5 file: %s", path,
+                                 h5_cause(cause));
     }
     if (rc == NPVDB_OK) rc = check_train(f, err);
     if (rc == NPVDB_OK) rc = check_test(f, err);
@@ -423,10 +414,11 @@ static npvdb_code read_rows(npvdb_annfile *f, hid_t ds, const char *name,
         H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) <
             0 ||
         H5Dread(ds, mtype, mspace, fspace, H5P_DEFAULT, out) < 0)
-        rc = set_err(err, NPVDB_EINVAL,
-                     "%s: reading rows %zu..%zu of '%s' "
-                     "failed: %s",
-                     f->path, first, first + n - 1, name, h5_cause(cause));
+        rc = npvdb_set_error(err, NPVDB_EINVAL,
+                             "%s: reading rows %zu..%zu of '%s' "
+                             "failed: %s",
+                             f->path, first, first + n - 1, name,
+                             h5_cause(cause));
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);
     return rc;
@@ -437,11 +429,13 @@ static npvdb_code check_range(const npvdb_annfile *f, const char *name,
                               npvdb_error *err)
 {
     if (!out)
-        return set_err(err, NPVDB_EINVAL, "no output buffer for '%s'", name);
+        return npvdb_set_error(err, NPVDB_EINVAL, "no output buffer for '%s'",
+                               name);
     if (first > rows || n > rows - first)
-        return set_err(err, NPVDB_EINVAL,
-                       "%s: rows %zu..%zu requested but '%s' has %zu rows",
-                       f->path, first, first + n - 1, name, rows);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s: rows %zu..%zu requested but '%s' has %zu rows", f->path, first,
+            first + n - 1, name, rows);
     return NPVDB_OK;
 }
 
@@ -450,7 +444,8 @@ npvdb_code npvdb_annfile_read(npvdb_annfile *f, const char *dataset,
                               npvdb_error *err)
 {
     if (!f || !dataset)
-        return set_err(err, NPVDB_EINVAL, "no file or dataset name given");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "no file or dataset name given");
     hid_t ds;
     size_t rows;
     if (strcmp(dataset, "train") == 0) {
@@ -460,10 +455,12 @@ npvdb_code npvdb_annfile_read(npvdb_annfile *f, const char *dataset,
         ds = f->test;
         rows = f->test_rows;
         if (ds < 0)
-            return set_err(err, NPVDB_EINVAL, "%s: no dataset 'test'", f->path);
+            return npvdb_set_error(err, NPVDB_EINVAL, "%s: no dataset 'test'",
+                                   f->path);
     } else {
-        return set_err(err, NPVDB_EINVAL,
-                       "unknown dataset '%.64s' (train or test)", dataset);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "unknown dataset '%.64s' (train or test)",
+                               dataset);
     }
     npvdb_code rc = check_range(f, dataset, first, n, rows, out, err);
     if (rc != NPVDB_OK || n == 0) return rc;
@@ -482,11 +479,12 @@ static npvdb_code check_ids(const npvdb_annfile *f, size_t first, size_t n,
     size_t total = n * f->nb_width;
     for (size_t i = 0; i < total; i++) {
         if (ids[i] < 0 || (size_t)ids[i] >= f->train_rows)
-            return set_err(err, NPVDB_EINVAL,
-                           "%s: neighbors[%zu][%zu] = %d is not a train row "
-                           "('train' has %zu rows)",
-                           f->path, first + i / f->nb_width, i % f->nb_width,
-                           ids[i], f->train_rows);
+            return npvdb_set_error(
+                err, NPVDB_EINVAL,
+                "%s: neighbors[%zu][%zu] = %d is not a train row "
+                "('train' has %zu rows)",
+                f->path, first + i / f->nb_width, i % f->nb_width, ids[i],
+                f->train_rows);
     }
     return NPVDB_OK;
 }
@@ -495,10 +493,10 @@ npvdb_code npvdb_annfile_read_neighbors(npvdb_annfile *f, size_t first,
                                         size_t n, int32_t *out,
                                         npvdb_error *err)
 {
-    if (!f) return set_err(err, NPVDB_EINVAL, "no file given");
+    if (!f) return npvdb_set_error(err, NPVDB_EINVAL, "no file given");
     if (f->neighbors < 0)
-        return set_err(err, NPVDB_EINVAL, "%s: no dataset 'neighbors'",
-                       f->path);
+        return npvdb_set_error(err, NPVDB_EINVAL, "%s: no dataset 'neighbors'",
+                               f->path);
     npvdb_code rc =
         check_range(f, "neighbors", first, n, f->test_rows, out, err);
     if (rc != NPVDB_OK || n == 0) return rc;

@@ -21,13 +21,14 @@ static size_t align8(size_t n)
 static npvdb_code rec_alloc(size_t payload, rec_buf *out, npvdb_error *err)
 {
     if (payload > REC_MAX_PAYLOAD)
-        return st_fail(err, NPVDB_ELIMIT,
-                       "log record of %zu bytes is over the %u byte limit",
-                       payload, REC_MAX_PAYLOAD);
+        return npvdb_set_error(
+            err, NPVDB_ELIMIT,
+            "log record of %zu bytes is over the %u byte limit", payload,
+            REC_MAX_PAYLOAD);
     out->buf = calloc(1, REC_HEADROOM + align8(payload));
     if (!out->buf)
-        return st_fail(err, NPVDB_ENOMEM, "no memory for a %zu byte log record",
-                       payload);
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "no memory for a %zu byte log record", payload);
     out->len = payload;
     return NPVDB_OK;
 }
@@ -40,15 +41,16 @@ static npvdb_code keys_size(const char *const *keys, size_t n, size_t *total,
     size_t sum = 0;
     for (size_t i = 0; i < n; i++) {
         if (!keys || !keys[i])
-            return st_fail(err, NPVDB_EINVAL, "key %zu is NULL", i);
+            return npvdb_set_error(err, NPVDB_EINVAL, "key %zu is NULL", i);
         size_t kl = strnlen(keys[i], NPVDB_MAX_KEY_LEN + 1);
         if (kl > NPVDB_MAX_KEY_LEN)
-            return st_fail(err, NPVDB_EINVAL, "key %zu is over %d bytes", i,
-                           NPVDB_MAX_KEY_LEN);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "key %zu is over %d bytes", i,
+                                   NPVDB_MAX_KEY_LEN);
         sum += 5 + kl;
         if (sum > REC_MAX_PAYLOAD)
-            return st_fail(err, NPVDB_ELIMIT, "keys are over %u bytes",
-                           REC_MAX_PAYLOAD);
+            return npvdb_set_error(err, NPVDB_ELIMIT, "keys are over %u bytes",
+                                   REC_MAX_PAYLOAD);
     }
     *total = sum;
     return NPVDB_OK;
@@ -70,14 +72,15 @@ npvdb_code rec_encode_init(const npvdb_config *cfg, const float *train,
                            size_t n_train, rec_buf *out, npvdb_error *err)
 {
     if (!cfg || cfg->dim == 0 || cfg->dim > NPVDB_MAX_DIM)
-        return st_fail(err, NPVDB_EINVAL, "init record: bad dim");
+        return npvdb_set_error(err, NPVDB_EINVAL, "init record: bad dim");
     if (n_train > 0 && !train)
-        return st_fail(err, NPVDB_EINVAL, "init record: train rows are NULL");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "init record: train rows are NULL");
     if (n_train > REC_MAX_PAYLOAD / 4 / cfg->dim)
-        return st_fail(err, NPVDB_ELIMIT,
-                       "init record: %zu training rows "
-                       "are over the log's record size limit",
-                       n_train);
+        return npvdb_set_error(err, NPVDB_ELIMIT,
+                               "init record: %zu training rows "
+                               "are over the log's record size limit",
+                               n_train);
     size_t rows_bytes = n_train * cfg->dim * sizeof(float);
     npvdb_code rc = rec_alloc(INIT_FIXED + rows_bytes, out, err);
     if (rc != NPVDB_OK) return rc;
@@ -101,14 +104,16 @@ npvdb_code rec_encode_insert(const char *const *keys, const float *rows,
                              npvdb_error *err)
 {
     if (dim == 0 || dim > NPVDB_MAX_DIM)
-        return st_fail(err, NPVDB_EINVAL, "insert record: bad dim %u", dim);
+        return npvdb_set_error(err, NPVDB_EINVAL, "insert record: bad dim %u",
+                               dim);
     if (n > 0 && !rows)
-        return st_fail(err, NPVDB_EINVAL, "insert record: rows are NULL");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "insert record: rows are NULL");
     if (n > REC_MAX_PAYLOAD / 4 / dim)
-        return st_fail(err, NPVDB_ELIMIT,
-                       "insert record: %zu rows are over "
-                       "the log's record size limit",
-                       n);
+        return npvdb_set_error(err, NPVDB_ELIMIT,
+                               "insert record: %zu rows are over "
+                               "the log's record size limit",
+                               n);
     size_t kbytes;
     npvdb_code rc = keys_size(keys, n, &kbytes, err);
     if (rc != NPVDB_OK) return rc;
@@ -154,8 +159,8 @@ static npvdb_code rows_view(const uint8_t *p, size_t nbytes, const float **rows,
     }
     *owned = malloc(nbytes);
     if (!*owned)
-        return st_fail(err, NPVDB_ENOMEM, "no memory to copy %zu bytes of rows",
-                       nbytes);
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "no memory to copy %zu bytes of rows", nbytes);
     memcpy(*owned, p, nbytes);
     *rows = *owned;
     return NPVDB_OK;
@@ -166,22 +171,25 @@ npvdb_code rec_decode_init(const uint8_t *p, size_t len, rec_init *out,
 {
     memset(out, 0, sizeof *out);
     if (len < INIT_FIXED)
-        return st_fail(err, NPVDB_EINVAL, "init record: %zu bytes is short",
-                       len);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "init record: %zu bytes is short", len);
     if (st_get_u32(p) != 1)
-        return st_fail(err, NPVDB_EINVAL, "init record: unknown version %u",
-                       st_get_u32(p));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "init record: unknown version %u",
+                               st_get_u32(p));
     uint32_t dim = st_get_u32(p + 4);
     uint32_t metric = st_get_u32(p + 8);
     if (dim == 0 || dim > NPVDB_MAX_DIM || metric > NPVDB_METRIC_IP)
-        return st_fail(err, NPVDB_EINVAL, "init record: bad dim or metric");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "init record: bad dim or metric");
     uint64_t n_train = st_get_u64(p + 40);
     size_t rest = len - INIT_FIXED;
     /* Division first: n_train * dim * 4 could overflow for a corrupt count. */
     if (rest % ((size_t)dim * 4) != 0 || n_train != rest / ((size_t)dim * 4))
-        return st_fail(err, NPVDB_EINVAL,
-                       "init record: %llu training rows do not fill %zu bytes",
-                       (unsigned long long)n_train, rest);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "init record: %llu training rows do not fill %zu bytes",
+            (unsigned long long)n_train, rest);
     out->cfg.dim = dim;
     out->cfg.metric = (npvdb_metric)metric;
     out->cfg.n_shards = st_get_u32(p + 12);
@@ -199,32 +207,34 @@ static npvdb_code decode_keys(const uint8_t *p, size_t len, size_t n,
 {
     /* Each key takes at least 5 bytes: bounds n before allocating. */
     if (n > len / 5)
-        return st_fail(err, NPVDB_EINVAL,
-                       "record: %zu keys cannot fit in %zu "
-                       "bytes",
-                       n, len);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "record: %zu keys cannot fit in %zu "
+                               "bytes",
+                               n, len);
     out->keys = malloc((n ? n : 1) * sizeof *out->keys);
     if (!out->keys)
-        return st_fail(err, NPVDB_ENOMEM, "no memory for %zu keys", n);
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for %zu keys", n);
     size_t pos = 0;
     for (size_t i = 0; i < n; i++) {
         if (len - pos < 5)
-            return st_fail(err, NPVDB_EINVAL, "record: key %zu is cut off", i);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "record: key %zu is cut off", i);
         size_t kl = st_get_u32(p + pos);
         pos += 4;
         if (kl > len - pos - 1)
-            return st_fail(err, NPVDB_EINVAL,
-                           "record: key %zu length %zu is past the end", i, kl);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "record: key %zu length %zu is past the end",
+                                   i, kl);
         const char *k = (const char *)p + pos;
         if (k[kl] != '\0' || memchr(k, 0, kl) != NULL)
-            return st_fail(err, NPVDB_EINVAL, "record: key %zu is malformed",
-                           i);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "record: key %zu is malformed", i);
         out->keys[i] = k;
         pos += kl + 1;
     }
     if (pos != len)
-        return st_fail(err, NPVDB_EINVAL, "record: %zu bytes after the keys",
-                       len - pos);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "record: %zu bytes after the keys", len - pos);
     out->n = n;
     return NPVDB_OK;
 }
@@ -234,20 +244,21 @@ npvdb_code rec_decode_insert(const uint8_t *p, size_t len, rec_keys *out,
 {
     memset(out, 0, sizeof *out);
     if (len < KEYS_FIXED)
-        return st_fail(err, NPVDB_EINVAL, "insert record: %zu bytes is short",
-                       len);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "insert record: %zu bytes is short", len);
     uint32_t dim = st_get_u32(p);
     uint32_t n = st_get_u32(p + 4);
     if (dim == 0 || dim > NPVDB_MAX_DIM)
-        return st_fail(err, NPVDB_EINVAL, "insert record: bad dim %u", dim);
+        return npvdb_set_error(err, NPVDB_EINVAL, "insert record: bad dim %u",
+                               dim);
     size_t rest = len - KEYS_FIXED;
     /* n < 2^32 and dim <= 4096: the product fits in 64 bits. */
     uint64_t rows_bytes = (uint64_t)n * dim * 4;
     if (rows_bytes > rest)
-        return st_fail(err, NPVDB_EINVAL,
-                       "insert record: %u rows of dim %u "
-                       "do not fit in %zu bytes",
-                       n, dim, rest);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "insert record: %u rows of dim %u "
+                               "do not fit in %zu bytes",
+                               n, dim, rest);
     npvdb_code rc = decode_keys(p + KEYS_FIXED + rows_bytes,
                                 rest - (size_t)rows_bytes, n, out, err);
     if (rc == NPVDB_OK)
@@ -266,8 +277,8 @@ npvdb_code rec_decode_delete(const uint8_t *p, size_t len, rec_keys *out,
 {
     memset(out, 0, sizeof *out);
     if (len < KEYS_FIXED)
-        return st_fail(err, NPVDB_EINVAL, "delete record: %zu bytes is short",
-                       len);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "delete record: %zu bytes is short", len);
     npvdb_code rc =
         decode_keys(p + KEYS_FIXED, len - KEYS_FIXED, st_get_u32(p), out, err);
     if (rc != NPVDB_OK) rec_keys_free(out);

@@ -137,7 +137,7 @@ static int on_index(void *ctx, const npvdb_stats *st, const float *centroids)
     w->n_shards = st->n_shards;
     w->offsets = calloc((size_t)w->n_shards + 1, sizeof *w->offsets);
     if (!w->offsets) {
-        st_fail(w->err, NPVDB_ENOMEM, "no memory for shard offsets");
+        npvdb_set_error(w->err, NPVDB_ENOMEM, "no memory for shard offsets");
         return -1;
     }
     hsize_t dims[2] = {w->trained ? w->n_shards : 0, w->dim};
@@ -156,7 +156,8 @@ static int on_index(void *ctx, const npvdb_stats *st, const float *centroids)
     w->vectors = create_growing(w->file, "vectors", H5T_IEEE_F32LE, w->dim);
     w->keys = create_growing(w->file, "keys", w->str_type, 0);
     if (!ok || w->vectors < 0 || w->keys < 0) {
-        st_fail(w->err, NPVDB_EINTERNAL, "cannot create snapshot datasets");
+        npvdb_set_error(w->err, NPVDB_EINTERNAL,
+                        "cannot create snapshot datasets");
         return -1;
     }
     return 0;
@@ -166,8 +167,8 @@ static int on_shard(void *ctx, const npvdb_shard_view *v)
 {
     writer *w = ctx;
     if (v->shard >= w->n_shards || v->shard < w->shards_seen) {
-        st_fail(w->err, NPVDB_EINTERNAL, "export gave shard %u out of order",
-                v->shard);
+        npvdb_set_error(w->err, NPVDB_EINTERNAL,
+                        "export gave shard %u out of order", v->shard);
         return -1;
     }
     /* Shards the walk skipped are empty. */
@@ -178,8 +179,8 @@ static int on_shard(void *ctx, const npvdb_shard_view *v)
         if (append_rows(w->vectors, H5T_NATIVE_FLOAT, v->rows, w->n, v->n,
                         w->dim) < 0 ||
             append_rows(w->keys, w->str_type, v->keys, w->n, v->n, 0) < 0) {
-            st_fail(w->err, NPVDB_EINTERNAL,
-                    "cannot write shard %u to the snapshot", v->shard);
+            npvdb_set_error(w->err, NPVDB_EINTERNAL,
+                            "cannot write shard %u to the snapshot", v->shard);
             return -1;
         }
         w->crc_vectors = npvdb_crc32c(w->crc_vectors, v->rows,
@@ -271,31 +272,32 @@ static npvdb_code check_room(const char *tmp_path, npvdb_collection *c,
     npvdb_stats st;
     npvdb_error e;
     if (npvdb_stats_get(c, &st, &e) != NPVDB_OK)
-        return st_fail(err, e.code, "%s", e.msg);
+        return npvdb_set_error(err, e.code, "%s", e.msg);
     uint64_t need = (uint64_t)st.n_vectors * (st.dim * 4u + 48u) +
                     (uint64_t)st.n_shards * (st.dim * 4u + 8u) + (4u << 20);
     npvdb_stats_free(&st);
     struct rlimit lim;
     if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
         (uint64_t)lim.rlim_cur < need)
-        return st_fail(err, NPVDB_ELIMIT,
-                       "a snapshot needs about %llu bytes, over the file "
-                       "size limit of %llu",
-                       (unsigned long long)need,
-                       (unsigned long long)lim.rlim_cur);
+        return npvdb_set_error(
+            err, NPVDB_ELIMIT,
+            "a snapshot needs about %llu bytes, over the file "
+            "size limit of %llu",
+            (unsigned long long)need, (unsigned long long)lim.rlim_cur);
     char *dir = strdup(tmp_path);
-    if (!dir) return st_fail(err, NPVDB_ENOMEM, "no memory");
+    if (!dir) return npvdb_set_error(err, NPVDB_ENOMEM, "no memory");
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0;
     struct statvfs vfs;
     int ok = statvfs(slash ? dir : ".", &vfs) == 0;
     free(dir);
     if (ok && (uint64_t)vfs.f_bavail * vfs.f_frsize < need)
-        return st_fail(err, NPVDB_ELIMIT,
-                       "a snapshot needs about %llu bytes, the disk has %llu "
-                       "free",
-                       (unsigned long long)need,
-                       (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+        return npvdb_set_error(
+            err, NPVDB_ELIMIT,
+            "a snapshot needs about %llu bytes, the disk has %llu "
+            "free",
+            (unsigned long long)need,
+            (unsigned long long)vfs.f_bavail * vfs.f_frsize);
     return NPVDB_OK;
 }
 
@@ -313,37 +315,39 @@ npvdb_code snap_write(const char *tmp_path, npvdb_collection *c,
     w.str_type = vlen_str_type();
     w.file = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w.file < 0 || w.str_type < 0) {
-        rc = st_fail(err, NPVDB_EINTERNAL, "cannot create %s", tmp_path);
+        rc =
+            npvdb_set_error(err, NPVDB_EINTERNAL, "cannot create %s", tmp_path);
         goto out;
     }
     npvdb_error eerr;
     rc = npvdb_export(c, on_index, on_shard, &w, &eerr);
     if (rc != NPVDB_OK) {
         if (w.err->code == NPVDB_OK) /* the engine failed, not a callback */
-            st_fail(w.err, rc, "%s", eerr.msg);
+            npvdb_set_error(w.err, rc, "%s", eerr.msg);
         rc = w.err->code;
         goto out;
     }
     uint32_t crc_offsets;
     if (!w.offsets || write_offsets(&w, &crc_offsets) < 0 ||
         write_attrs(&w, cfg, seq, crc_offsets) < 0) {
-        rc = st_fail(err, NPVDB_EINTERNAL, "cannot write snapshot metadata");
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL,
+                             "cannot write snapshot metadata");
         goto out;
     }
     if (H5Fflush(w.file, H5F_SCOPE_GLOBAL) < 0)
-        rc = st_fail(err, NPVDB_EINTERNAL, "cannot flush %s", tmp_path);
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot flush %s", tmp_path);
 out:
     if (rc != NPVDB_OK && w.file >= 0) discard_file(w.file);
     if (w.vectors >= 0) H5Dclose(w.vectors);
     if (w.keys >= 0) H5Dclose(w.keys);
     if (w.file >= 0 && H5Fclose(w.file) < 0 && rc == NPVDB_OK)
-        rc = st_fail(err, NPVDB_EINTERNAL, "cannot close %s (disk full?)",
-                     tmp_path);
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL,
+                             "cannot close %s (disk full?)", tmp_path);
     if (w.str_type >= 0) H5Tclose(w.str_type);
     free(w.offsets);
     if (rc == NPVDB_OK && fsync_path(tmp_path) != 0)
-        rc = st_fail(err, st_errno_code(errno), "cannot fsync %s: %s", tmp_path,
-                     strerror(errno));
+        rc = npvdb_set_error(err, st_errno_code(errno), "cannot fsync %s: %s",
+                             tmp_path, strerror(errno));
     if (rc == NPVDB_OK && info) {
         struct stat st;
         info->vectors = w.n;
@@ -383,7 +387,8 @@ static npvdb_code read_attrs(reader *r, npvdb_error *err)
     uint64_t ver, metric, v[5];
     hid_t f = r->file;
     if (attr_get_u64(f, "format_version", &ver) < 0 || ver != 1)
-        return st_fail(err, NPVDB_EINVAL, "missing or unknown format_version");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "missing or unknown format_version");
     if (attr_get_u64(f, "metric_id", &metric) < 0 ||
         attr_get_u64(f, "dim", &r->dim) < 0 ||
         attr_get_u64(f, "n_shards", &r->n_shards) < 0 ||
@@ -399,12 +404,12 @@ static npvdb_code read_attrs(reader *r, npvdb_error *err)
         attr_get_u64(f, "crc32c_vectors", &r->crc[1]) < 0 ||
         attr_get_u64(f, "crc32c_keys", &r->crc[2]) < 0 ||
         attr_get_u64(f, "crc32c_shard_offsets", &r->crc[3]) < 0)
-        return st_fail(err, NPVDB_EINVAL, "missing attributes");
+        return npvdb_set_error(err, NPVDB_EINVAL, "missing attributes");
     if (metric > NPVDB_METRIC_IP || r->dim == 0 || r->dim > NPVDB_MAX_DIM ||
         r->n_shards == 0 || r->n_shards > NPVDB_MAX_SHARDS || r->trained > 1 ||
         v[0] > UINT32_MAX || v[1] > UINT32_MAX || v[2] > UINT32_MAX ||
         v[3] > UINT32_MAX)
-        return st_fail(err, NPVDB_EINVAL, "attributes out of range");
+        return npvdb_set_error(err, NPVDB_EINVAL, "attributes out of range");
     r->cfg.dim = (uint32_t)r->dim;
     r->cfg.metric = (npvdb_metric)metric;
     r->cfg.n_shards = (uint32_t)v[0];
@@ -424,14 +429,17 @@ static npvdb_code read_small(reader *r, npvdb_error *err)
              H5Dread(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
                      r->offsets) >= 0;
     if (d >= 0) H5Dclose(d);
-    if (!ok) return st_fail(err, NPVDB_EINVAL, "cannot read shard_offsets");
+    if (!ok)
+        return npvdb_set_error(err, NPVDB_EINVAL, "cannot read shard_offsets");
     if (npvdb_crc32c(0, r->offsets, nb) != r->crc[3])
-        return st_fail(err, NPVDB_EINVAL, "shard_offsets checksum mismatch");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "shard_offsets checksum mismatch");
     if (r->offsets[0] != 0 || r->offsets[r->n_shards] != r->n)
-        return st_fail(err, NPVDB_EINVAL, "shard_offsets do not add up");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "shard_offsets do not add up");
     for (uint64_t s = 0; s < r->n_shards; s++)
         if (r->offsets[s] > r->offsets[s + 1])
-            return st_fail(err, NPVDB_EINVAL, "shard_offsets decrease");
+            return npvdb_set_error(err, NPVDB_EINVAL, "shard_offsets decrease");
     d = H5Dopen2(r->file, "centroids", H5P_DEFAULT);
     uint64_t rows = r->trained ? r->n_shards : 0;
     ok = d >= 0 && check_shape(d, rows, r->dim) == 0;
@@ -445,17 +453,17 @@ static npvdb_code read_small(reader *r, npvdb_error *err)
     }
     if (d >= 0) H5Dclose(d);
     if (!ok)
-        return st_fail(err, NPVDB_EINVAL,
-                       "centroids unreadable or checksum "
-                       "mismatch");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "centroids unreadable or checksum "
+                               "mismatch");
     r->vectors = H5Dopen2(r->file, "vectors", H5P_DEFAULT);
     r->keys = H5Dopen2(r->file, "keys", H5P_DEFAULT);
     if (r->vectors < 0 || r->keys < 0 ||
         check_shape(r->vectors, r->n, r->dim) < 0 ||
         check_shape(r->keys, r->n, 0) < 0)
-        return st_fail(err, NPVDB_EINVAL,
-                       "vectors or keys missing or of the "
-                       "wrong shape");
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "vectors or keys missing or of the "
+                               "wrong shape");
     return NPVDB_OK;
 }
 
@@ -485,15 +493,16 @@ static npvdb_code restore_batch(reader *r, npvdb_collection *c, uint32_t shard,
     memset(keys, 0, n * sizeof *keys);
     if (read_rows(r->vectors, H5T_NATIVE_FLOAT, rows, at, n, r->dim) < 0 ||
         read_rows(r->keys, r->str_type, keys, at, n, 0) < 0) {
-        return st_fail(err, NPVDB_EINVAL, "cannot read rows %llu..%llu",
-                       (unsigned long long)at, (unsigned long long)(at + n));
+        return npvdb_set_error(err, NPVDB_EINVAL, "cannot read rows %llu..%llu",
+                               (unsigned long long)at,
+                               (unsigned long long)(at + n));
     }
     npvdb_code rc = NPVDB_OK;
     *crc_v = npvdb_crc32c(*crc_v, rows, n * r->dim * sizeof(float));
     for (size_t i = 0; i < n && rc == NPVDB_OK; i++) {
         if (!keys[i])
-            rc = st_fail(err, NPVDB_EINVAL, "key %llu is missing",
-                         (unsigned long long)(at + i));
+            rc = npvdb_set_error(err, NPVDB_EINVAL, "key %llu is missing",
+                                 (unsigned long long)(at + i));
         else
             *crc_k = npvdb_crc32c(*crc_k, keys[i], strlen(keys[i]) + 1);
     }
@@ -515,7 +524,8 @@ static npvdb_code restore_all(reader *r, npvdb_collection *c, npvdb_error *err)
     char **keys = malloc(batch * sizeof *keys);
     npvdb_code rc = NPVDB_OK;
     if (!rows || !keys)
-        rc = st_fail(err, NPVDB_ENOMEM, "no memory for a restore batch");
+        rc =
+            npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a restore batch");
     uint32_t crc_v = 0, crc_k = 0;
     for (uint64_t s = 0; s < r->n_shards && rc == NPVDB_OK; s++) {
         for (uint64_t at = r->offsets[s];
@@ -529,8 +539,8 @@ static npvdb_code restore_all(reader *r, npvdb_collection *c, npvdb_error *err)
     free(rows);
     free(keys);
     if (rc == NPVDB_OK && (crc_v != r->crc[1] || crc_k != r->crc[2]))
-        rc = st_fail(err, NPVDB_EINVAL, "%s checksum mismatch",
-                     crc_v != r->crc[1] ? "vectors" : "keys");
+        rc = npvdb_set_error(err, NPVDB_EINVAL, "%s checksum mismatch",
+                             crc_v != r->crc[1] ? "vectors" : "keys");
     return rc;
 }
 
@@ -546,8 +556,8 @@ npvdb_code snap_read(const char *path, uint32_t n_workers,
     r.file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     npvdb_code rc = NPVDB_OK;
     if (r.file < 0 || r.str_type < 0)
-        rc =
-            st_fail(err, NPVDB_EINVAL, "not a readable HDF5 file (truncated?)");
+        rc = npvdb_set_error(err, NPVDB_EINVAL,
+                             "not a readable HDF5 file (truncated?)");
     if (rc == NPVDB_OK) rc = read_attrs(&r, err);
     if (rc == NPVDB_OK) rc = read_small(&r, err);
     if (rc == NPVDB_OK) {

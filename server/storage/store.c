@@ -66,20 +66,23 @@ static int make_dirs(const char *dir)
 static npvdb_code lock_dir(npvdb_store *s, npvdb_error *err)
 {
     if (make_dirs(s->dir) != 0)
-        return st_fail(err, NPVDB_EINVAL, "cannot create data directory %s: %s",
-                       s->dir, strerror(errno));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "cannot create data directory %s: %s", s->dir,
+                               strerror(errno));
     char *path = st_path(s->dir, "LOCK");
-    if (!path) return st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+    if (!path)
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     int e = errno;
     free(path);
     if (s->lock_fd < 0)
-        return st_fail(err, NPVDB_EINVAL, "data directory %s is not usable: %s",
-                       s->dir, strerror(e));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "data directory %s is not usable: %s", s->dir,
+                               strerror(e));
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0)
-        return st_fail(err, NPVDB_ESTATE,
-                       "data directory %s is in use by another process",
-                       s->dir);
+        return npvdb_set_error(err, NPVDB_ESTATE,
+                               "data directory %s is in use by another process",
+                               s->dir);
     return NPVDB_OK;
 }
 
@@ -118,8 +121,8 @@ static npvdb_code list_snaps(const char *dir, int clean_tmp, uint64_t **out,
     *n = 0;
     DIR *d = opendir(dir);
     if (!d)
-        return st_fail(err, NPVDB_EINVAL, "cannot list %s: %s", dir,
-                       strerror(errno));
+        return npvdb_set_error(err, NPVDB_EINVAL, "cannot list %s: %s", dir,
+                               strerror(errno));
     size_t cap = 0;
     npvdb_code rc = NPVDB_OK;
     struct dirent *e;
@@ -139,7 +142,7 @@ static npvdb_code list_snaps(const char *dir, int clean_tmp, uint64_t **out,
             cap = cap ? cap * 2 : 8;
             uint64_t *p = realloc(*out, cap * sizeof *p);
             if (!p) {
-                rc = st_fail(err, NPVDB_ENOMEM, "no memory");
+                rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory");
                 break;
             }
             *out = p;
@@ -176,8 +179,8 @@ static npvdb_code replay_outcome(replay_ctx *r, const wal_record *rec,
         r->skipped++;
         return NPVDB_OK;
     }
-    return st_fail(err, rc, "replaying log record %" PRIu64 ": %s", rec->seq,
-                   msg);
+    return npvdb_set_error(err, rc, "replaying log record %" PRIu64 ": %s",
+                           rec->seq, msg);
 }
 
 static npvdb_code replay_init(replay_ctx *r, const wal_record *rec,
@@ -215,10 +218,12 @@ static npvdb_code replay_keys(replay_ctx *r, const wal_record *rec,
                         ? rec_decode_insert(rec->payload, rec->len, &k, &e)
                         : rec_decode_delete(rec->payload, rec->len, &k, &e);
     if (rc == NPVDB_OK && !r->coll)
-        rc = st_fail(&e, NPVDB_ESTATE, "no collection (no Init before it)");
+        rc = npvdb_set_error(&e, NPVDB_ESTATE,
+                             "no collection (no Init before it)");
     if (rc == NPVDB_OK && rec->type == REC_INSERT &&
         k.dim != npvdb_dim(r->coll))
-        rc = st_fail(&e, NPVDB_EINVAL, "dim %u is not the collection's", k.dim);
+        rc = npvdb_set_error(&e, NPVDB_EINVAL, "dim %u is not the collection's",
+                             k.dim);
     if (rc == NPVDB_OK && rec->type == REC_INSERT)
         rc = npvdb_insert(r->coll, k.keys, k.rows, k.n, NULL, &e);
     else if (rc == NPVDB_OK)
@@ -250,7 +255,7 @@ static npvdb_code restore_newest(npvdb_store *s, npvdb_collection **coll,
         snap_name(name, sizeof name, seqs[i]);
         char *path = st_path(s->dir, name);
         if (!path) {
-            rc = st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+            rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
             break;
         }
         struct timespec t0, t1;
@@ -270,7 +275,7 @@ static npvdb_code restore_newest(npvdb_store *s, npvdb_collection **coll,
             break;
         }
         if (r == NPVDB_ENOMEM)
-            rc = st_fail(err, r, "restoring %s: %s", path, e.msg);
+            rc = npvdb_set_error(err, r, "restoring %s: %s", path, e.msg);
         else
             st_log("snapshot %s refused: %s; trying the one before it", path,
                    e.msg);
@@ -285,13 +290,13 @@ npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
 {
     *out_coll = NULL;
     if (!cfg || !cfg->data_dir || !cfg->data_dir[0]) {
-        st_fail(err, NPVDB_EINVAL, "no data directory given");
+        npvdb_set_error(err, NPVDB_EINVAL, "no data directory given");
         return NULL;
     }
     npvdb_store *s = calloc(1, sizeof *s);
     if (!s || !(s->dir = strdup(cfg->data_dir))) {
         free(s);
-        st_fail(err, NPVDB_ENOMEM, "no memory for the store");
+        npvdb_set_error(err, NPVDB_ENOMEM, "no memory for the store");
         return NULL;
     }
     s->cfg = *cfg;
@@ -410,8 +415,8 @@ static npvdb_code retain(npvdb_store *s, npvdb_error *err)
     uint64_t oldest = n ? seqs[(n < keep ? n : keep) - 1] : 0;
     free(seqs);
     if (n > keep && st_fsync_dir(s->dir) != 0)
-        return st_fail(err, NPVDB_EINTERNAL, "cannot fsync %s: %s", s->dir,
-                       strerror(errno));
+        return npvdb_set_error(err, NPVDB_EINTERNAL, "cannot fsync %s: %s",
+                               s->dir, strerror(errno));
     /* Start a new segment now, so that the current one (mostly covered by
      * this snapshot) can be removed once the oldest kept snapshot covers
      * it: the log stays about as long as the writes since that snapshot. */
@@ -424,7 +429,8 @@ npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
                                 uint64_t covered_seq, npvdb_snapshot_info *info,
                                 npvdb_error *err)
 {
-    if (!c) return st_fail(err, NPVDB_ESTATE, "no collection to snapshot");
+    if (!c)
+        return npvdb_set_error(err, NPVDB_ESTATE, "no collection to snapshot");
     npvdb_snapshot_info local;
     if (!info) info = &local;
     memset(info, 0, sizeof *info);
@@ -440,15 +446,16 @@ npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
     char *path = st_path(s->dir, name);
     char *tmp = st_path(s->dir, tmp_name);
     npvdb_code rc = NPVDB_OK;
-    if (!path || !tmp) rc = st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+    if (!path || !tmp)
+        rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
     if (rc == NPVDB_OK) rc = snap_write(tmp, c, &cfg, covered_seq, info, err);
     /* rename is the commit point: before it, the old snapshots rule. */
     if (rc == NPVDB_OK && rename(tmp, path) != 0)
-        rc = st_fail(err, NPVDB_EINTERNAL, "cannot rename %s: %s", tmp,
-                     strerror(errno));
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot rename %s: %s", tmp,
+                             strerror(errno));
     if (rc == NPVDB_OK && st_fsync_dir(s->dir) != 0)
-        rc = st_fail(err, NPVDB_EINTERNAL, "cannot fsync %s: %s", s->dir,
-                     strerror(errno));
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot fsync %s: %s",
+                             s->dir, strerror(errno));
     if (rc != NPVDB_OK && tmp) unlink(tmp);
     if (rc == NPVDB_OK) {
         snprintf(info->path, sizeof info->path, "%s", path);

@@ -10,18 +10,6 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-npvdb_code st_fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 npvdb_code st_errno_code(int errnum)
 {
     if (errnum == ENOSPC || errnum == EFBIG || errnum == EDQUOT)

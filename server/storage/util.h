@@ -16,11 +16,6 @@
 #error "storage writes float32 rows as they are in memory: little-endian only"
 #endif
 
-/* Fills err (may be NULL) and returns code, so callers `return st_fail(...)`.
- */
-npvdb_code st_fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 /* The code for a failed write: ELIMIT for a full disk or file size limit,
  * EINTERNAL otherwise. */
 npvdb_code st_errno_code(int errnum);

@@ -84,7 +84,8 @@ static npvdb_code segs_push(wal *w, uint64_t first, npvdb_error *err)
         size_t cap = w->cap_segs ? w->cap_segs * 2 : 16;
         uint64_t *p = realloc(w->segs, cap * sizeof *p);
         if (!p)
-            return st_fail(err, NPVDB_ENOMEM, "no memory for the segment list");
+            return npvdb_set_error(err, NPVDB_ENOMEM,
+                                   "no memory for the segment list");
         w->segs = p;
         w->cap_segs = cap;
     }
@@ -97,8 +98,8 @@ static npvdb_code list_segments(wal *w, npvdb_error *err)
 {
     DIR *d = opendir(w->dir);
     if (!d)
-        return st_fail(err, NPVDB_EINTERNAL, "cannot list %s: %s", w->dir,
-                       strerror(errno));
+        return npvdb_set_error(err, NPVDB_EINTERNAL, "cannot list %s: %s",
+                               w->dir, strerror(errno));
     struct dirent *e;
     npvdb_code rc = NPVDB_OK;
     while (rc == NPVDB_OK && (e = readdir(d)) != NULL) {
@@ -195,7 +196,7 @@ static int create_segment(wal *w, uint64_t first, npvdb_error *err)
 {
     char *path = seg_path(w, first);
     if (!path) {
-        st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+        npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
         return -1;
     }
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -205,8 +206,8 @@ static int create_segment(wal *w, uint64_t first, npvdb_error *err)
     if (fd < 0 || st_pwrite_all(fd, hdr, sizeof hdr, 0) != 0 ||
         fdatasync(fd) != 0 || st_fsync_dir(w->dir) != 0) {
         int e = errno;
-        st_fail(err, st_errno_code(e), "cannot create log segment %s: %s", path,
-                strerror(e));
+        npvdb_set_error(err, st_errno_code(e),
+                        "cannot create log segment %s: %s", path, strerror(e));
         if (fd >= 0) {
             close(fd);
             unlink(path);
@@ -236,10 +237,11 @@ static void mark_broken(wal *w, const char *what, int e)
 
 static npvdb_code broken_error(const wal *w, npvdb_error *err)
 {
-    return st_fail(err, NPVDB_EINTERNAL,
-                   "write-ahead log is unusable after an earlier failure "
-                   "(%s); restart the server",
-                   w->broken_msg);
+    return npvdb_set_error(
+        err, NPVDB_EINTERNAL,
+        "write-ahead log is unusable after an earlier failure "
+        "(%s); restart the server",
+        w->broken_msg);
 }
 
 /* Starts a new segment after last_seq. The old one is fsynced first, so a
@@ -284,12 +286,13 @@ static npvdb_code replay_segment(wal *w, uint64_t first, uint64_t after_seq,
 {
     memset(res, 0, sizeof *res);
     char *path = seg_path(w, first);
-    if (!path) return st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+    if (!path)
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        npvdb_code rc = st_fail(err, NPVDB_EINTERNAL, "cannot read %s: %s",
-                                path, strerror(errno));
+        npvdb_code rc = npvdb_set_error(
+            err, NPVDB_EINTERNAL, "cannot read %s: %s", path, strerror(errno));
         if (fd >= 0) close(fd);
         free(path);
         return rc;
@@ -306,8 +309,8 @@ static npvdb_code replay_segment(wal *w, uint64_t first, uint64_t after_seq,
         mmap(NULL, (size_t)res->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (map == MAP_FAILED)
-        return st_fail(err, NPVDB_EINTERNAL, "cannot map log segment: %s",
-                       strerror(errno));
+        return npvdb_set_error(err, NPVDB_EINTERNAL,
+                               "cannot map log segment: %s", strerror(errno));
     npvdb_code rc = NPVDB_OK;
     if (memcmp(map, seg_magic, 8) != 0 || st_get_u32(map + 8) != 1) {
         res->stop = "bad segment header";
@@ -327,7 +330,8 @@ static npvdb_code truncate_segment(wal *w, uint64_t first, uint64_t off,
                                    npvdb_error *err)
 {
     char *path = seg_path(w, first);
-    if (!path) return st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+    if (!path)
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
     int fd = open(path, O_RDWR | O_CLOEXEC);
     int ok = fd >= 0 && ftruncate(fd, (off_t)off) == 0;
     if (ok && off < WAL_SEG_HDR) {
@@ -340,8 +344,8 @@ static npvdb_code truncate_segment(wal *w, uint64_t first, uint64_t off,
     ok = ok && fdatasync(fd) == 0;
     npvdb_code rc = NPVDB_OK;
     if (!ok)
-        rc = st_fail(err, NPVDB_EINTERNAL, "cannot repair %s: %s", path,
-                     strerror(errno));
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot repair %s: %s", path,
+                             strerror(errno));
     if (fd >= 0) close(fd);
     free(path);
     return rc;
@@ -357,7 +361,7 @@ static npvdb_code set_aside(wal *w, size_t from, npvdb_error *err)
         char *to = path ? malloc(pl + 9) : NULL;
         if (!to) {
             free(path);
-            return st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+            return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
         }
         memcpy(to, path, pl);
         memcpy(to + pl, ".corrupt", 9);
@@ -369,8 +373,9 @@ static npvdb_code set_aside(wal *w, size_t from, npvdb_error *err)
         free(path);
         free(to);
         if (rc != 0)
-            return st_fail(err, NPVDB_EINTERNAL,
-                           "cannot set aside a log segment: %s", strerror(e));
+            return npvdb_set_error(err, NPVDB_EINTERNAL,
+                                   "cannot set aside a log segment: %s",
+                                   strerror(e));
     }
     w->n_segs = from;
     return NPVDB_OK;
@@ -382,11 +387,11 @@ static npvdb_code recover(wal *w, uint64_t after_seq, wal_apply_fn fn,
                           void *ctx, npvdb_error *err)
 {
     if (w->segs[0] > after_seq + 1)
-        return st_fail(err, NPVDB_ESTATE,
-                       "the log starts at record %" PRIu64
-                       " but the snapshot covers only up to %" PRIu64
-                       ": records are missing, refusing to start",
-                       w->segs[0], after_seq);
+        return npvdb_set_error(err, NPVDB_ESTATE,
+                               "the log starts at record %" PRIu64
+                               " but the snapshot covers only up to %" PRIu64
+                               ": records are missing, refusing to start",
+                               w->segs[0], after_seq);
     uint64_t prev_last = 0;
     for (size_t i = 0; i < w->n_segs; i++) {
         uint64_t first = w->segs[i];
@@ -429,12 +434,13 @@ static npvdb_code open_active(wal *w, npvdb_error *err)
 {
     uint64_t first = w->segs[w->n_segs - 1];
     char *path = seg_path(w, first);
-    if (!path) return st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+    if (!path)
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
     w->fd = open(path, O_RDWR | O_CLOEXEC);
     struct stat st;
     if (w->fd < 0 || fstat(w->fd, &st) != 0) {
-        npvdb_code rc = st_fail(err, NPVDB_EINTERNAL, "cannot open %s: %s",
-                                path, strerror(errno));
+        npvdb_code rc = npvdb_set_error(
+            err, NPVDB_EINTERNAL, "cannot open %s: %s", path, strerror(errno));
         free(path);
         return rc;
     }
@@ -443,8 +449,8 @@ static npvdb_code open_active(wal *w, npvdb_error *err)
     /* The replayed tail may still be only in the page cache (a process
      * crash): make it durable before anything new is acknowledged. */
     if (fdatasync(w->fd) != 0)
-        return st_fail(err, NPVDB_EINTERNAL, "cannot fsync the log: %s",
-                       strerror(errno));
+        return npvdb_set_error(err, NPVDB_EINTERNAL, "cannot fsync the log: %s",
+                               strerror(errno));
     w->durable_seq = w->last_seq;
     return NPVDB_OK;
 }
@@ -467,7 +473,7 @@ wal *wal_open(const wal_options *opt, uint64_t after_seq, wal_apply_fn fn,
 {
     wal *w = calloc(1, sizeof *w);
     if (!w) {
-        st_fail(err, NPVDB_ENOMEM, "no memory for the log");
+        npvdb_set_error(err, NPVDB_ENOMEM, "no memory for the log");
         return NULL;
     }
     w->fd = -1;
@@ -480,7 +486,7 @@ wal *wal_open(const wal_options *opt, uint64_t after_seq, wal_apply_fn fn,
     w->mode = opt->sync;
     w->interval_ms = opt->interval_ms ? opt->interval_ms : 100;
     if (!w->dir) {
-        st_fail(err, NPVDB_ENOMEM, "no memory for the log");
+        npvdb_set_error(err, NPVDB_ENOMEM, "no memory for the log");
         goto fail;
     }
     if (list_segments(w, err) != NPVDB_OK) goto fail;
@@ -505,7 +511,8 @@ wal *wal_open(const wal_options *opt, uint64_t after_seq, wal_apply_fn fn,
     }
     if (w->mode == NPVDB_SYNC_INTERVAL) {
         if (pthread_create(&w->ticker, NULL, ticker_main, w) != 0) {
-            st_fail(err, NPVDB_EINTERNAL, "cannot start the log sync thread");
+            npvdb_set_error(err, NPVDB_EINTERNAL,
+                            "cannot start the log sync thread");
             goto fail;
         }
         w->ticker_running = 1;
@@ -617,8 +624,8 @@ npvdb_code wal_append(wal *w, uint8_t type, rec_buf *r, uint64_t *seq,
         if (ftruncate(w->fd, (off_t)w->off) != 0)
             mark_broken(w, "truncating a failed log write", errno);
         pthread_mutex_unlock(&w->mu);
-        return st_fail(err, st_errno_code(e), "cannot write to the log: %s",
-                       strerror(e));
+        return npvdb_set_error(err, st_errno_code(e),
+                               "cannot write to the log: %s", strerror(e));
     }
     w->off += stride;
     w->last_seq = s;
@@ -687,12 +694,12 @@ npvdb_code wal_remove_upto(wal *w, uint64_t seq, npvdb_error *err)
     while (removed + 1 < w->n_segs && w->segs[removed + 1] - 1 <= seq) {
         char *path = seg_path(w, w->segs[removed]);
         if (!path) {
-            rc = st_fail(err, NPVDB_ENOMEM, "no memory for a path");
+            rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
             break;
         }
         if (unlink(path) != 0 && errno != ENOENT) {
-            rc = st_fail(err, NPVDB_EINTERNAL, "cannot remove %s: %s", path,
-                         strerror(errno));
+            rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot remove %s: %s",
+                                 path, strerror(errno));
             free(path);
             break;
         }
@@ -704,7 +711,7 @@ npvdb_code wal_remove_upto(wal *w, uint64_t seq, npvdb_error *err)
     w->n_segs -= removed;
     pthread_mutex_unlock(&w->mu);
     if (removed && st_fsync_dir(w->dir) != 0 && rc == NPVDB_OK)
-        rc = st_fail(err, NPVDB_EINTERNAL, "cannot fsync %s: %s", w->dir,
-                     strerror(errno));
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot fsync %s: %s",
+                             w->dir, strerror(errno));
     return rc;
 }
