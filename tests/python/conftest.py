@@ -32,7 +32,8 @@ def _server_binary():
 class Server:
     """One npvdb-server process with its own data directory."""
 
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, args=()):
+        """args: extra npvdb-server flags (e.g. --max-message-mb 1)."""
         self.data_dir = os.path.join(workdir, "data")
         os.makedirs(self.data_dir)
         port_file = os.path.join(workdir, "port")
@@ -40,7 +41,7 @@ class Server:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [binary, "--listen", "127.0.0.1:0", "--port-file", port_file,
-             "--data-dir", self.data_dir],
+             "--data-dir", self.data_dir, *args],
             stdout=self._log, stderr=subprocess.STDOUT)
         self.port = self._wait_port(port_file)
         self.address = "127.0.0.1:{}".format(self.port)
@@ -83,7 +84,13 @@ class Server:
         return self.proc.returncode
 
 
-def _stop_checked(server):
+def start_server(workdir, args=()):
+    """A Server of the binary under test (skips the test without one)."""
+    return Server(_server_binary(), str(workdir), args)
+
+
+def stop_checked(server):
+    """Stops `server` and requires a clean exit."""
     code = server.stop()
     assert code == 0, "npvdb-server exited with {}:\n{}".format(code, server.log())
 
@@ -93,7 +100,7 @@ def server(tmp_path_factory):
     """A server shared by the tests of one module (each test re-inits)."""
     s = Server(_server_binary(), str(tmp_path_factory.mktemp("npvdb")))
     yield s
-    _stop_checked(s)
+    stop_checked(s)
 
 
 @pytest.fixture
@@ -101,7 +108,7 @@ def fresh_server(tmp_path):
     """A server of its own, for tests that need one never initialised."""
     s = Server(_server_binary(), str(tmp_path))
     yield s
-    _stop_checked(s)
+    stop_checked(s)
 
 
 @pytest.fixture
