@@ -314,16 +314,17 @@ void it_assert_same(const npvdb_client_results *got, const npvdb_results *want)
     }
 }
 
-void it_assert_search_same(npvdb_client *c, npvdb_collection *ref,
-                           const float *queries, size_t nq, uint32_t k,
-                           uint32_t nprobe)
+void it_assert_rpc_same(it_search_fn fn, npvdb_client *c, npvdb_collection *ref,
+                        const float *queries, size_t nq, uint32_t k,
+                        uint32_t nprobe)
 {
     npvdb_client_results got;
     npvdb_client_error err;
-    int rc = npvdb_client_get_closest(c, queries, nq, npvdb_dim(ref), k, nprobe,
-                                      &got, &err);
+    int rc = fn(c, queries, nq, npvdb_dim(ref), k, nprobe, &got, &err);
     if (rc != NPVDB_STATUS_OK)
-        fail_msg("get_closest: %s (%s)", err.msg, npvdb_status_name(rc));
+        fail_msg("%s: %s (%s)",
+                 fn == npvdb_client_search ? "search" : "get_closest", err.msg,
+                 npvdb_status_name(rc));
     npvdb_results want;
     npvdb_error e;
     if (npvdb_search(ref, queries, nq, k, nprobe, &want, &e) != NPVDB_OK)
@@ -331,6 +332,45 @@ void it_assert_search_same(npvdb_client *c, npvdb_collection *ref,
     it_assert_same(&got, &want);
     npvdb_results_free(&want);
     npvdb_client_results_free(&got);
+}
+
+void it_assert_search_same(npvdb_client *c, npvdb_collection *ref,
+                           const float *queries, size_t nq, uint32_t k,
+                           uint32_t nprobe)
+{
+    it_assert_rpc_same(npvdb_client_get_closest, c, ref, queries, nq, k,
+                       nprobe);
+    it_assert_rpc_same(npvdb_client_search, c, ref, queries, nq, k, nprobe);
+}
+
+void it_assert_results_equal(const npvdb_client_results *a,
+                             const npvdb_client_results *b)
+{
+    assert_int_equal(a->nq, b->nq);
+    assert_int_equal(a->k, b->k);
+    for (size_t i = 0; i < a->nq; i++) {
+        assert_int_equal(a->counts[i], b->counts[i]);
+        const float *ad = a->distances + i * a->k;
+        const float *bd = b->distances + i * b->k;
+        for (uint32_t j = 0; j < a->k; j++) {
+            const char *ak = a->keys[i * a->k + j];
+            const char *bk = b->keys[i * b->k + j];
+            if (j >= a->counts[i]) {
+                if (ak || bk || ad[j] != 0 || bd[j] != 0)
+                    fail_msg("query %zu slot %u past count %u: keys %s/%s, "
+                             "distances %g/%g (want NULL, 0)",
+                             i, j, a->counts[i], ak ? ak : "NULL",
+                             bk ? bk : "NULL", (double)ad[j], (double)bd[j]);
+                continue;
+            }
+            if (!ak || !bk) fail_msg("query %zu rank %u: NULL key", i, j);
+            if (!close_enough(ad[j], bd[j]))
+                fail_msg("query %zu rank %u: distance %g vs %g", i, j,
+                         (double)ad[j], (double)bd[j]);
+            if (strcmp(ak, bk) && !tied(bd, b->counts[i], j))
+                fail_msg("query %zu rank %u: key %s vs %s", i, j, ak, bk);
+        }
+    }
 }
 
 /* ---- raw calls ---- */

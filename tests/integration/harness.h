@@ -62,10 +62,27 @@ npvdb_collection *it_engine_make(uint32_t dim, npvdb_metric metric,
  * 1e-4 relative, keys equal except between tied distances). */
 void it_assert_same(const npvdb_client_results *got, const npvdb_results *want);
 
-/* Searches both with nprobe = max_shards (exact) and compares. */
+/* npvdb_client_get_closest or npvdb_client_search. */
+typedef npvdb_status (*it_search_fn)(npvdb_client *c, const float *queries,
+                                     size_t nq, uint32_t dim, uint32_t k,
+                                     uint32_t nprobe, npvdb_client_results *out,
+                                     npvdb_client_error *err);
+
+/* Searches the server with `fn` and the engine with the same nprobe and
+ * compares (it_assert_same). */
+void it_assert_rpc_same(it_search_fn fn, npvdb_client *c, npvdb_collection *ref,
+                        const float *queries, size_t nq, uint32_t k,
+                        uint32_t nprobe);
+
+/* it_assert_rpc_same for both RPCs, GetClosest and Search. */
 void it_assert_search_same(npvdb_client *c, npvdb_collection *ref,
                            const float *queries, size_t nq, uint32_t k,
                            uint32_t nprobe);
+
+/* Asserts that two client results are the same (it_assert_same's
+ * tolerance), including the empty slots past counts[i]: NULL key, 0. */
+void it_assert_results_equal(const npvdb_client_results *a,
+                             const npvdb_client_results *b);
 
 /* Sends `len` raw bytes as the single request of unary `method` and
  * returns the status code; the status message goes to msg (may be NULL). */

@@ -116,6 +116,9 @@ static void test_failed_precondition_before_init(void **state)
     expect(npvdb_client_get_closest(c, f->q.rows, 1, DIM, 1, 0, &res, &err),
            NPVDB_STATUS_FAILED_PRECONDITION, &err, "get_closest before init");
     still_serving(f, 0);
+    expect(npvdb_client_search(c, f->q.rows, 1, DIM, 1, 0, &res, &err),
+           NPVDB_STATUS_FAILED_PRECONDITION, &err, "search before init");
+    still_serving(f, 0);
     expect(insert_one(f, DIM, (const char *const *)f->data.keys, f->data.rows,
                       2, &err),
            NPVDB_STATUS_FAILED_PRECONDITION, &err, "insert before init");
@@ -261,50 +264,95 @@ static void test_bad_insert(void **state)
     free(longkey);
 }
 
-static void test_bad_search(void **state)
+/* The bad requests both search RPCs refuse alike. */
+static void bad_queries(fixture *f, it_search_fn fn, const char *rpc)
 {
-    fixture *f = *state;
-    load(f);
     npvdb_client *c = f->s.client;
     npvdb_client_error err;
     npvdb_client_results res;
     const float *q = f->q.rows;
-    expect(npvdb_client_get_closest(c, q, 2, DIM, 0, 0, &res, &err),
-           NPVDB_STATUS_INVALID_ARGUMENT, &err, "k 0");
-    still_serving(f, N);
-    expect(npvdb_client_get_closest(c, q, 2, DIM, N + 1, 0, &res, &err),
-           NPVDB_STATUS_INVALID_ARGUMENT, &err, "k > vector count");
-    still_serving(f, N);
-    expect(npvdb_client_get_closest(c, q, 1, DIM, 16385, 0, &res, &err),
-           NPVDB_STATUS_INVALID_ARGUMENT, &err, "k > 16384");
-    still_serving(f, N);
-    /* One query of DIM+1 floats is not a whole number of DIM-rows. */
-    expect(npvdb_client_get_closest(c, q, 1, DIM + 1, 3, 0, &res, &err),
-           NPVDB_STATUS_INVALID_ARGUMENT, &err, "wrong query byte length");
-    still_serving(f, N);
+    char what[128];
+#define EXPECT_BAD(call, label)                                                \
+    do {                                                                       \
+        snprintf(what, sizeof what, "%s: %s", rpc, label);                     \
+        expect(call, NPVDB_STATUS_INVALID_ARGUMENT, &err, what);               \
+        still_serving(f, N);                                                   \
+    } while (0)
+    EXPECT_BAD(fn(c, q, 2, DIM, 0, 0, &res, &err), "k 0");
+    EXPECT_BAD(fn(c, q, 2, DIM, N + 1, 0, &res, &err), "k > vector count");
+    EXPECT_BAD(fn(c, q, 1, DIM, 16385, 0, &res, &err), "k > 16384");
+    /* One query of DIM+1 floats is not the collection's dim. */
+    EXPECT_BAD(fn(c, q, 1, DIM + 1, 3, 0, &res, &err),
+               "wrong query byte length");
+    /* Two queries of DIM/2 have the byte length of one of DIM: only the
+     * dim field tells them apart. */
+    EXPECT_BAD(fn(c, q, 2, DIM / 2, 3, 0, &res, &err), "dim mismatch");
+    if (!strstr(err.msg, "dim"))
+        fail_msg("%s: dim mismatch message does not say dim: %s", rpc, err.msg);
     float bad[2 * DIM];
     memcpy(bad, q, sizeof bad);
     bad[DIM + 4] = NAN;
-    expect(npvdb_client_get_closest(c, bad, 2, DIM, 3, 0, &res, &err),
-           NPVDB_STATUS_INVALID_ARGUMENT, &err, "NaN query");
-    still_serving(f, N);
+    EXPECT_BAD(fn(c, bad, 2, DIM, 3, 0, &res, &err), "NaN query");
     bad[DIM + 4] = -INFINITY;
-    expect(npvdb_client_get_closest(c, bad, 2, DIM, 3, 0, &res, &err),
-           NPVDB_STATUS_INVALID_ARGUMENT, &err, "Inf query");
-    still_serving(f, N);
+    EXPECT_BAD(fn(c, bad, 2, DIM, 3, 0, &res, &err), "Inf query");
+#undef EXPECT_BAD
     /* k equal to the count is the largest valid k. */
-    expect(npvdb_client_get_closest(c, q, 2, DIM, N, 0, &res, &err),
-           NPVDB_STATUS_OK, &err, "k = vector count");
+    snprintf(what, sizeof what, "%s: k = vector count", rpc);
+    expect(fn(c, q, 2, DIM, N, 0, &res, &err), NPVDB_STATUS_OK, &err, what);
     assert_int_equal(res.counts[0], N);
+    assert_int_equal(res.counts[1], N);
     npvdb_client_results_free(&res);
+}
+
+/* A raw request of `method` (GetClosest or Search: same field numbers)
+ * whose queries bytes and dim field are given. */
+static int raw_query(fixture *f, const char *method, size_t bytes, uint32_t dim,
+                     char *msg, size_t msg_len)
+{
+    Npvdb__V1__SearchRequest req = NPVDB__V1__SEARCH_REQUEST__INIT;
+    req.queries.data = (uint8_t *)f->q.rows;
+    req.queries.len = bytes;
+    req.k = 3;
+    req.dim = dim;
+    uint8_t buf[1024];
+    assert_true(npvdb__v1__search_request__get_packed_size(&req) <= sizeof buf);
+    size_t len = npvdb__v1__search_request__pack(&req, buf);
+    return it_raw_unary(f->s.addr, method, buf, len, msg, msg_len);
+}
+
+static void test_bad_search(void **state)
+{
+    fixture *f = *state;
+    load(f);
+    bad_queries(f, npvdb_client_get_closest, "get_closest");
+    bad_queries(f, npvdb_client_search, "search");
+    static const char *const methods[] = {"/npvdb.v1.VectorDB/GetClosest",
+                                          "/npvdb.v1.VectorDB/Search"};
     static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f};
     char msg[512];
-    int rc = it_raw_unary(f->s.addr, "/npvdb.v1.VectorDB/GetClosest", junk,
+    for (int i = 0; i < 2; i++) {
+        int rc = it_raw_unary(f->s.addr, methods[i], junk, sizeof junk, msg,
+                              sizeof msg);
+        if (rc != NPVDB_STATUS_INVALID_ARGUMENT)
+            fail_msg("malformed %s: status %d (%s)", methods[i], rc, msg);
+        /* dim 0 is unchecked: whole rows of the collection's dim pass (one
+         * query: it_raw_unary reads a single reply message). */
+        rc = raw_query(f, methods[i], DIM * 4, 0, msg, sizeof msg);
+        if (rc != NPVDB_STATUS_OK)
+            fail_msg("%s with dim 0: status %d (%s)", methods[i], rc, msg);
+        /* Bytes that are no whole number of rows, with or without dim. */
+        rc = raw_query(f, methods[i], 2 * DIM * 4 + 4, 0, msg, sizeof msg);
+        if (rc != NPVDB_STATUS_INVALID_ARGUMENT)
+            fail_msg("%s with a partial row: status %d (%s)", methods[i], rc,
+                     msg);
+        rc = raw_query(f, methods[i], 2 * DIM * 4 + 4, DIM, msg, sizeof msg);
+        if (rc != NPVDB_STATUS_INVALID_ARGUMENT)
+            fail_msg("%s with a partial row, dim %d: status %d (%s)",
+                     methods[i], DIM, rc, msg);
+        still_serving(f, N);
+    }
+    int rc = it_raw_unary(f->s.addr, "/npvdb.v1.VectorDB/NoSuchMethod", junk,
                           sizeof junk, msg, sizeof msg);
-    if (rc != NPVDB_STATUS_INVALID_ARGUMENT)
-        fail_msg("malformed GetClosest: status %d (%s)", rc, msg);
-    rc = it_raw_unary(f->s.addr, "/npvdb.v1.VectorDB/NoSuchMethod", junk,
-                      sizeof junk, msg, sizeof msg);
     if (rc != NPVDB_STATUS_UNIMPLEMENTED)
         fail_msg("unknown method: status %d (%s)", rc, msg);
     still_serving(f, N);
@@ -327,6 +375,9 @@ static void test_resource_exhausted(void **state)
         npvdb_client_get_closest(f->s.client, big, nq, DIM, 1, 0, &res, &err),
         NPVDB_STATUS_RESOURCE_EXHAUSTED, &err, "5 MiB GetClosest");
     still_serving(f, N);
+    expect(npvdb_client_search(f->s.client, big, nq, DIM, 1, 0, &res, &err),
+           NPVDB_STATUS_RESOURCE_EXHAUSTED, &err, "5 MiB Search request");
+    still_serving(f, N);
 
     size_t n = nq;
     char **keys = malloc(n * sizeof *keys);
@@ -345,6 +396,49 @@ static void test_resource_exhausted(void **state)
     free(big);
 }
 
+/* A Search reply past the server's message limit (1 MiB here) is refused
+ * with RESOURCE_EXHAUSTED, whether the server sees it before searching (the
+ * distances alone are too big) or only once the keys are known; fewer
+ * queries per call, or GetClosest (one message per query), get through. */
+static void test_search_reply_too_big(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(it_server_stop(&f->s), 0);
+    it_server_start(&f->s, "--max-message-mb", "1", NULL);
+    load(f);
+    it_data q;
+    it_data_make(&q, 600, DIM, 23, "q");
+    npvdb_client *c = f->s.client;
+    npvdb_client_error err;
+    npvdb_client_results res, gc;
+    /* k = N: each query's reply row is about 2000 bytes of distances and
+     * 2900 of keys, so 300 queries need ~1.5 MiB but their distances fit. */
+    expect(npvdb_client_search(c, q.rows, 300, DIM, N, 0, &res, &err),
+           NPVDB_STATUS_RESOURCE_EXHAUSTED, &err, "Search reply of ~1.5 MiB");
+    if (!strstr(err.msg, "fewer queries"))
+        fail_msg("the message does not say what to do: %s", err.msg);
+    still_serving(f, N);
+    /* 600 x 500 distances alone are 1.2 MB. */
+    expect(npvdb_client_search(c, q.rows, 600, DIM, N, 0, &res, &err),
+           NPVDB_STATUS_RESOURCE_EXHAUSTED, &err, "Search reply over 1.2 MB");
+    still_serving(f, N);
+    /* The same 300 queries through GetClosest: small messages, fine. */
+    expect(npvdb_client_get_closest(c, q.rows, 300, DIM, N, 0, &gc, &err),
+           NPVDB_STATUS_OK, &err, "GetClosest of the same 300 queries");
+    assert_int_equal(gc.counts[299], N);
+    npvdb_client_results_free(&gc);
+    /* And a Search of fewer queries fits and agrees. */
+    expect(npvdb_client_search(c, q.rows, 100, DIM, N, 0, &res, &err),
+           NPVDB_STATUS_OK, &err, "Search of 100 queries");
+    expect(npvdb_client_get_closest(c, q.rows, 100, DIM, N, 0, &gc, &err),
+           NPVDB_STATUS_OK, &err, "GetClosest of 100 queries");
+    it_assert_results_equal(&res, &gc);
+    npvdb_client_results_free(&res);
+    npvdb_client_results_free(&gc);
+    still_serving(f, N);
+    it_data_free(&q);
+}
+
 /* argv[1], if given, runs only the test of that name (one CTest entry per
  * test, so a failure names its test and ctest -j spreads them). */
 int main(int argc, char **argv)
@@ -357,6 +451,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_bad_insert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_search, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resource_exhausted, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_search_reply_too_big, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
