@@ -31,6 +31,7 @@ class CountingStub:
 
             def future(self, *a, **kw):
                 counts[name] += 1
+                counts["futures"] = counts.get("futures", 0) + 1
                 return method.future(*a, **kw)
 
         return Counted()
@@ -44,7 +45,7 @@ def test_search_equals_brute_force(db, metric):
     queries = clustered(300, dim, seed=13)
     calls = CountingStub(db).calls
     got_keys, got_dist = db.get_closest(queries, k_nearest=k, nprobe=16)
-    assert calls == {"Search": 1}
+    assert calls == {"Search": 1}  # a lone call blocks: no future, no thread
     assert got_keys.shape == (300, k) and got_keys.dtype == object
     assert got_dist.shape == (300, k) and got_dist.dtype == np.float32
     idx, ref = brute_force(data, queries, k, metric)
@@ -91,6 +92,7 @@ def test_search_chunks_across_replies(server):
         calls = CountingStub(small).calls
         keys, dist = small.get_closest(queries, k_nearest=k, nprobe=8)
         assert calls["Search"] == 64  # ceil(700 / 11)
+        assert calls["futures"] == 64  # two in flight at a time
     assert (keys == want_keys).all()
     np.testing.assert_array_equal(dist, want_dist)
     assert list(keys[:, 0]) == list(np.array(make_keys(n), dtype=object)[

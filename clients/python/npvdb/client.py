@@ -453,25 +453,37 @@ class Client:
         return max(1024, min(self.max_message_bytes, _REPLY_MESSAGE_BYTES) - _MESSAGE_SLACK)
 
     def _search(self, arr, k, nprobe, out_keys, out_dist):
-        """Fills out_keys/out_dist with Search calls over row chunks of arr,
-        keeping up to _SEARCH_IN_FLIGHT calls outstanding so the server
-        searches the next chunk while this thread decodes a reply."""
+        """Fills out_keys/out_dist with Search calls over row chunks of arr.
+        Several chunks: up to _SEARCH_IN_FLIGHT calls outstanding (futures),
+        so the server searches the next chunk while this thread decodes a
+        reply. The last lone call (the only one, for most batches and every
+        single query) is a blocking call: a future starts grpc's channel
+        polling thread whenever none is running, ~0.1 ms a call."""
         q, dim = arr.shape
-        rows = self._search_rows(dim, k)
+        rows = self._search_rows(dim, k) if q > 1 else 1
         todo = [(s, min(q, s + rows), 0) for s in range(0, q, rows)]
         todo.reverse()  # pop() takes them in order
         pending = []
+
+        def request(start, end):
+            return pb.SearchRequest(queries=arr[start:end].tobytes(), k=k,
+                                    nprobe=nprobe, dim=dim)
+
         try:
             while todo or pending:
-                while todo and len(pending) < _SEARCH_IN_FLIGHT:
+                if not pending and len(todo) == 1:
                     start, end, depth = todo.pop()
-                    req = pb.SearchRequest(queries=arr[start:end].tobytes(), k=k,
-                                           nprobe=nprobe, dim=dim)
-                    pending.append((start, end, depth, self._stub.Search.future(
-                        req, timeout=self.timeout)))
-                start, end, depth, fut = pending.pop(0)
+                    req = request(start, end)
+                    wait = lambda: self._stub.Search(req, timeout=self.timeout)  # noqa: E731
+                else:
+                    while todo and len(pending) < _SEARCH_IN_FLIGHT:
+                        start, end, depth = todo.pop()
+                        pending.append((start, end, depth, self._stub.Search.future(
+                            request(start, end), timeout=self.timeout)))
+                    start, end, depth, fut = pending.pop(0)
+                    wait = fut.result
                 try:
-                    reply = fut.result()
+                    reply = wait()
                 except grpc.RpcError as e:
                     if (e.code() != grpc.StatusCode.RESOURCE_EXHAUSTED
                             or end - start == 1 or depth >= _MAX_SPLITS):
@@ -489,16 +501,17 @@ class Client:
                 fut.cancel()
 
     def _place(self, reply, k, out_keys, out_dist):
-        """Decodes one SearchReply into out_keys/out_dist (views of q rows;
-        out_keys is None-filled). Vectorised: the distances are one
-        frombuffer copied into place, the keys one list assignment (all rows
-        full, the common case) or one boolean-mask assignment."""
+        """Decodes one SearchReply into out_keys/out_dist (C-contiguous views
+        of q rows; out_keys None-filled). No Python loop per hit: the
+        distances are one frombuffer copied into place, the keys one list
+        assignment (every row full, the common case) or one boolean-mask
+        assignment (rows with fewer than k hits keep their None)."""
         q = out_keys.shape[0]
-        counts = np.array(reply.counts, dtype=np.int64)
-        keys = reply.keys
+        counts = reply.counts[:]  # a list: sum/max of a few ints beat numpy's
+        keys = list(reply.keys)
         n = len(keys)
         if (reply.k != k or len(counts) != q or len(reply.distances) != 4 * q * k
-                or n != int(counts.sum()) or (q and int(counts.max()) > k)):
+                or n != sum(counts) or max(counts, default=0) > k):
             self._dim = None
             raise Internal(
                 "Search reply (k={}, {} counts, {} keys, {} distance bytes) does "
@@ -507,16 +520,19 @@ class Client:
         # One copy, which also makes the result writable (frombuffer of
         # bytes is read-only) and native-endian.
         out_dist[...] = np.frombuffer(reply.distances, dtype="<f4").reshape(q, k)
-        if n:
+        if n == q * k:
+            out_keys.reshape(-1)[:] = keys  # a view: out_keys is C-contiguous
+        elif n:
             flat = np.empty(n, dtype=object)
-            flat[:] = list(keys)
-            if n == q * k:
-                out_keys[...] = flat.reshape(q, k)
-            else:  # a boolean mask assigns in row-major order, as keys are
-                out_keys[np.arange(k)[None, :] < counts[:, None]] = flat
+            flat[:] = keys
+            # A boolean mask assigns in row-major order, as keys are packed.
+            hit = np.arange(k)[None, :] < np.array(counts)[:, None]
+            out_keys[hit] = flat
         if n:
-            longest = max(map(len, keys))  # characters; bytes are <= 4x
-            if longest > self._key_bound:
+            # Sizes the next calls (_search_rows); ~1000 keys tell enough,
+            # a longer key missed here is caught by _search's split.
+            longest = max(map(len, keys[::max(1, n // 1024)]))
+            if 4 * longest > self._key_bound:  # characters: <= 4 bytes each
                 self._key_bound = min(_MAX_KEY_BYTES, 4 * longest)
 
     def _stream(self, arr, k, nprobe):
