@@ -22,6 +22,6 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "== fuzz targets (libFuzzer, clang)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DNPVDB_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j"$JOBS"
-ctest --test-dir build-fuzz --output-on-failure -L fuzz
+ctest --test-dir build-fuzz --output-on-failure -j"$JOBS" -L fuzz
 
 echo "== all tests passed"
