@@ -544,7 +544,6 @@ int main(void)
         cmocka_unit_test(test_record_codecs),
     };
     /* TEST_FILTER=test_name (globs allowed) runs a subset. */
-    if (getenv("TEST_FILTER"))
-        cmocka_set_test_filter(getenv("TEST_FILTER"));
+    if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
