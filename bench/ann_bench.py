@@ -6,8 +6,9 @@ shared between libraries), all limited to the same number of threads:
 
   npvdb        npvdb-server started here (free loopback port, temporary data
                dir), driven through the Python client: db.init(...) then
-               db.get_closest(...) batched (all queries, the client splits
-               them into ~4 MiB messages) and one query per call
+               db.get_closest(...) batched (all queries: unary Search calls
+               with packed replies, the client chunks them to fit the
+               message limit) and one query per call (one Search each)
   faiss-ivf    FAISS IndexIVFFlat, same nlist (= npvdb's shards) and nprobe,
                FAISS's own training defaults on a sample of the same size
   faiss-flat   FAISS IndexFlat, exact (the ceiling of recall)
