@@ -12,6 +12,12 @@ server to apply and log batch by batch), and never more than the server's
 receive limit (npvdb-server's default is 64 MiB; pass max_message_bytes to
 connect() when the server is started with a lower one). Only the training
 sample of init() uses the whole limit, since k-means wants many rows.
+
+Queries go in unary Search calls answered with packed arrays (counts, flat
+keys, q x k distances): grpcio costs ~0.1 ms per message and starts a thread
+per server-streaming call, so the streaming GetClosest (one message per
+query) caps a Python client at a few thousand queries/s. Search replies are
+kept near 4 MiB by estimating their size from k and the longest key seen.
 """
 import math
 import os
@@ -254,9 +260,10 @@ class Client:
         out_keys = np.empty((q, k), dtype=object)
         out_dist = np.empty((q, k), dtype=np.float32)
         if q and (stream or not self._search_ok):
+            out_dist.fill(np.inf)
             for i, keys, dist in self._stream(arr, k, nprobe):
-                out_keys[i] = keys
-                out_dist[i] = dist
+                out_keys[i, :len(keys)] = keys
+                out_dist[i, :len(dist)] = dist
         elif q:
             try:
                 self._search(arr, k, nprobe, out_keys, out_dist)
@@ -277,7 +284,12 @@ class Client:
         batches. Stopping the iteration early cancels the call."""
         arr, k, _ = self._queries(queries, k_nearest)
         if arr.shape[0]:
-            yield from self._stream(arr, k, _uint(nprobe, "nprobe"))
+            for i, hit_keys, hit_dist in self._stream(arr, k, _uint(nprobe, "nprobe")):
+                keys = np.empty(k, dtype=object)
+                dist = np.full(k, np.inf, dtype=np.float32)
+                keys[:len(hit_keys)] = hit_keys
+                dist[:len(hit_dist)] = hit_dist
+                yield i, keys, dist
 
     def get(self, keys, missing="raise"):
         """The stored vectors of `keys` as a (len(keys), dim) float32 array,
@@ -536,7 +548,8 @@ class Client:
                 self._key_bound = min(_MAX_KEY_BYTES, 4 * longest)
 
     def _stream(self, arr, k, nprobe):
-        """GetClosest over chunks of arr: yields (i, keys, distances)."""
+        """GetClosest over chunks of arr: yields (i, keys, distances) per
+        query, the reply's repeated fields as they are (m <= k hits)."""
         q, dim = arr.shape
         rows = max(1, self._budget() // (4 * dim))
         for start in range(0, q, rows):
@@ -561,12 +574,8 @@ class Client:
                         "reply {} for query {} with {} keys and {} distances does "
                         "not fit {} queries of k={}".format(
                             seen, i, m, len(r.distances), q, k))
-                keys = np.empty(k, dtype=object)
-                dist = np.full(k, np.inf, dtype=np.float32)
-                keys[:m] = r.keys
-                dist[:m] = r.distances
                 seen += 1
-                yield start + i, keys, dist
+                yield start + i, r.keys, r.distances
         except grpc.RpcError as e:
             raise from_rpc_error(e) from None
         if seen != q:
