@@ -151,6 +151,38 @@ static void expect_text(const char *out, const char *text)
     if (!strstr(out, text)) fail_msg("expected \"%s\" in:\n%s", text, out);
 }
 
+static int count_text(const char *out, const char *text)
+{
+    int n = 0;
+    for (const char *p = out; (p = strstr(p, text)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* The bench row of `nprobe` has `fields` numbers: nprobe, recall 1 (an
+ * exact search) and positive queries/s. */
+static void expect_row(const char *out, unsigned nprobe, int fields)
+{
+    char head[32];
+    snprintf(head, sizeof head, "\n%8u  ", nprobe);
+    const char *row = strstr(out, head);
+    if (!row) fail_msg("no row for nprobe %u in:\n%s", nprobe, out);
+    double v[8];
+    int n = sscanf(row, "%lf %lf %lf %lf %lf %lf %lf %lf", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]);
+    /* The row ends at its newline: sscanf would read on into the next. */
+    const char *end = strchr(row + 1, '\n');
+    int words = 0;
+    for (const char *p = row + 1; p < (end ? end : row + strlen(row)); p++)
+        if (*p != ' ' && (p == row + 1 || p[-1] == ' ')) words++;
+    if (words != fields || n < fields || v[1] != 1.0)
+        fail_msg("nprobe %u row: %d fields (want %d), recall %g:\n%s", nprobe,
+                 words, fields, n >= 2 ? v[1] : -1.0, out);
+    for (int i = 2; i < fields; i++)
+        if (!(v[i] > 0))
+            fail_msg("nprobe %u row: rate %d is %g", nprobe, i, v[i]);
+}
+
 static void test_load_query_bench_info(void **state)
 {
     fixture *f = *state;
@@ -172,21 +204,32 @@ static void test_load_query_bench_info(void **state)
     expect_text(out, "query 0:");
     expect_text(out, "query 2:");
     assert_null(strstr(out, "query 3:"));
-    const char *p = out;
-    int lines = 0;
-    while ((p = strstr(p, "[recall@5 1.00]")) != NULL) {
-        lines++;
-        p++;
-    }
-    assert_int_equal(lines, 3);
+    assert_int_equal(count_text(out, "[recall@5 1.00]"), 3);
     free(out);
 
+    /* The same answers through GetClosest. */
+    out =
+        cli(f, 0, "query %s --k 5 --n 3 --nprobe 4 --api getclosest", f->file);
+    assert_int_equal(count_text(out, "[recall@5 1.00]"), 3);
+    free(out);
+
+    /* Both RPCs by default: batched and single-query columns for each. */
     out = cli(f, 0, "bench %s --nprobe 1,4 --k 10 --single 5", f->file);
-    expect_text(out, "recall@k");
-    /* The nprobe 4 row: exact, so recall 1. */
-    const char *row = strstr(out, "\n       4  ");
-    if (!row || !strstr(row, "1.0000"))
-        fail_msg("no exact row in bench output:\n%s", out);
+    expect_text(out, "recall@k  batch GetClosest  batch Search  single "
+                     "GetClosest  single Search");
+    /* The nprobe 4 row: exact, so recall 1, and 4 positive rates. */
+    expect_row(out, 4, 6);
+    free(out);
+    out = cli(f, 0, "bench %s --nprobe 4 --single 5 --api search", f->file);
+    expect_text(out, "recall@k  batch Search  single Search");
+    expect_row(out, 4, 4);
+    free(out);
+    out = cli(f, 0, "bench %s --nprobe 4 --single 5 --api getclosest", f->file);
+    expect_row(out, 4, 4);
+    assert_null(strstr(out, "Search"));
+    free(out);
+    out = cli(f, 2, "bench %s --api grpc", f->file);
+    expect_text(out, "bad --api 'grpc'");
     free(out);
 
     out = cli(f, 0, "delete 1 2 no-such-key");
