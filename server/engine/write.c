@@ -114,57 +114,70 @@ static int assign_rows(npvdb_collection *c, const float *x, size_t n,
 
 /* ---- applying a batch (caller holds write_mu) ---- */
 
-/* Everything that can fail happens here, before the first row changes:
- * shard capacity, key map buckets, and an entry for every possibly new key
- * (a key repeated within the batch gets one it will not use). */
-static npvdb_code reserve_batch(npvdb_collection *c, const batch *b,
-                                npvdb_entry **fresh, npvdb_error *err)
+/* Marks an entry created by the batch being applied and not yet placed. */
+#define UNPLACED UINT32_MAX
+
+/* Undoes reserve_batch's key map additions after a failure. */
+static void drop_fresh(npvdb_collection *c, npvdb_entry **fresh, size_t n)
 {
-    size_t *need = calloc(c->n_shards, sizeof *need), n_new = 0;
-    if (!need) goto oom;
+    for (size_t i = 0; i < n; i++) {
+        keymap_unlink(&c->map, fresh[i]);
+        free(fresh[i]);
+    }
+}
+
+/* Everything that can fail happens here, before the first row changes:
+ * shard capacity, key map buckets, and an entry for every new key. ents[i]
+ * gets row i's entry: found, or new and already in the map (UNPLACED) so a
+ * key repeated later in the batch finds it; each key is looked up once. */
+static npvdb_code reserve_batch(npvdb_collection *c, const batch *b,
+                                npvdb_entry **ents, npvdb_error *err)
+{
+    size_t *need = calloc(c->n_shards, sizeof *need), n_fresh = 0;
+    /* The batch's new entries, each once: what a failure must undo. */
+    npvdb_entry **fresh = malloc((b->n ? b->n : 1) * sizeof *fresh);
+    if (!need || !fresh || keymap_reserve(&c->map, b->n)) goto oom;
     for (size_t i = 0; i < b->n; i++) {
         npvdb_entry *e =
             keymap_find(&c->map, b->keys[i], b->lens[i], b->hashes[i]);
-        fresh[i] = NULL;
-        if (e && e->shard == b->shard[i]) continue;
-        need[b->shard[i]]++;
-        if (e) continue;
-        fresh[i] = entry_new(b->keys[i], b->lens[i], b->hashes[i]);
-        if (!fresh[i]) goto oom;
-        n_new++;
+        if (!e) {
+            e = entry_new(b->keys[i], b->lens[i], b->hashes[i]);
+            if (!e) goto oom;
+            e->shard = UNPLACED;
+            keymap_add(&c->map, e);
+            fresh[n_fresh++] = e;
+        }
+        ents[i] = e;
+        if (e->shard != b->shard[i]) need[b->shard[i]]++;
     }
     for (uint32_t s = 0; s < c->n_shards; s++)
         if (need[s] && shard_reserve(&c->shards[s], need[s], c->cfg.dim))
             goto oom;
-    if (keymap_reserve(&c->map, n_new)) goto oom;
     free(need);
+    free(fresh);
     return NPVDB_OK;
 oom:
+    if (fresh) drop_fresh(c, fresh, n_fresh);
     free(need);
-    for (size_t i = 0; i < b->n; i++)
-        free(fresh[i]);
+    free(fresh);
     return npvdb_set_error(err, NPVDB_ENOMEM,
                            "out of memory inserting %zu vectors", b->n);
 }
 
 static void upsert_row(npvdb_collection *c, const batch *b, size_t i,
-                       npvdb_entry *fresh, size_t *replaced)
+                       npvdb_entry *e, size_t *replaced)
 {
     uint32_t dim = c->cfg.dim, s = b->shard[i];
     const float *row = b->rows + i * dim;
-    npvdb_entry *e = keymap_find(&c->map, b->keys[i], b->lens[i], b->hashes[i]);
-    if (e) {
-        free(fresh); /* a repeat within the batch */
-        (*replaced)++;
+    if (e->shard == UNPLACED) {
+        c->n_vectors++;
+    } else {
+        (*replaced)++; /* existed, or repeated within the batch */
         if (e->shard == s) {
             shard_set(&c->shards[s], dim, e->row, row);
             return;
         }
         shard_remove(&c->shards[e->shard], dim, e->row);
-    } else {
-        e = fresh;
-        keymap_add(&c->map, e);
-        c->n_vectors++;
     }
     shard_append(&c->shards[s], s, dim, e, row);
 }
@@ -172,17 +185,17 @@ static void upsert_row(npvdb_collection *c, const batch *b, size_t i,
 static npvdb_code apply_batch(npvdb_collection *c, const batch *b,
                               size_t *replaced, npvdb_error *err)
 {
-    npvdb_entry **fresh = malloc((b->n ? b->n : 1) * sizeof *fresh);
-    if (!fresh)
+    npvdb_entry **ents = malloc((b->n ? b->n : 1) * sizeof *ents);
+    if (!ents)
         return npvdb_set_error(err, NPVDB_ENOMEM, "out of memory for %zu keys",
                                b->n);
     pthread_rwlock_wrlock(&c->rw);
-    npvdb_code rc = reserve_batch(c, b, fresh, err);
+    npvdb_code rc = reserve_batch(c, b, ents, err);
     if (rc == NPVDB_OK)
         for (size_t i = 0; i < b->n; i++)
-            upsert_row(c, b, i, fresh[i], replaced);
+            upsert_row(c, b, i, ents[i], replaced);
     pthread_rwlock_unlock(&c->rw);
-    free(fresh);
+    free(ents);
     return rc;
 }
 
