@@ -87,14 +87,19 @@ void nt_call_recv(nt_call *c)
     start_batch(c, ops, n + 1);
 }
 
-void nt_call_send(nt_call *c, grpc_byte_buffer *bb)
+void nt_call_send(nt_call *c, grpc_byte_buffer *bb, uint32_t flags)
 {
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
     size_t n = add_initial_md(c, ops);
     if (c->send) grpc_byte_buffer_destroy(c->send);
     c->send = bb;
+    /* A buffered write holds the initial metadata back too, and that op
+     * completes only once the headers are written: the batch carrying them
+     * must flush or it can wait for an unrelated write. */
+    if (n > 0) flags &= ~(uint32_t)GRPC_WRITE_BUFFER_HINT;
     ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].flags = flags;
     ops[n].data.send_message.send_message = bb;
     start_batch(c, ops, n + 1);
 }

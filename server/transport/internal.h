@@ -120,8 +120,10 @@ void nt_result_clear(nt_result *res);
 grpc_slice nt_call_take_message(nt_call *c);
 /* Starts a batch receiving the next message into c->recv. */
 void nt_call_recv(nt_call *c);
-/* Starts a batch sending one stream message (consumes `bb`). */
-void nt_call_send(nt_call *c, grpc_byte_buffer *bb);
+/* Starts a batch sending one stream message (consumes `bb`). `flags`:
+ * GRPC_WRITE_BUFFER_HINT lets gRPC hold the bytes to coalesce them with the
+ * next message (the batch completes once buffered); 0 flushes. */
+void nt_call_send(nt_call *c, grpc_byte_buffer *bb, uint32_t flags);
 /* Starts the final batch: res->reply (if any, consumed) + status + close. */
 void nt_call_finish(nt_call *c, nt_result *res);
 /* The tag callback of every call batch. */
