@@ -456,7 +456,7 @@ class Client:
         float32 distances, one count and up to k keys (each its bytes, a tag
         and a length); keys are assumed no longer than the longest this
         client has seen (at least _KEY_BOUND bytes), and a reply that still
-        passes the server's limit is split on the way (_search_call)."""
+        passes the server's limit is split on the way (_search)."""
         per_reply = 4 * k + 6 + k * (self._key_bound + 3)
         rows = min(self._budget() // (4 * dim), self._reply_budget() // per_reply)
         return max(1, rows)
