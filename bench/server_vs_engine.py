@@ -113,12 +113,13 @@ def server_rows(a, shards):
                 if line.startswith("VmRSS:"):
                     load["rss_bytes"] = int(line.split()[1]) * 1024
         out = run([cli, "--server", addr, "bench", a.file, "--nprobe", a.nprobe,
-                   "--k", str(a.k), "--single", str(a.single)])
+                   "--k", str(a.k), "--single", str(a.single), "--api", "both"])
+        # nprobe recall | batch GetClosest, batch Search | single GetClosest, single Search
         rows = {}
         for line in out.splitlines():
             f = line.split()
-            if len(f) == 4 and f[0].isdigit():
-                rows[int(f[0])] = (float(f[1]), float(f[2]), float(f[3]))
+            if len(f) == 6 and f[0].isdigit():
+                rows[int(f[0])] = tuple(float(x) for x in f[1:])
         return load, rows
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -147,15 +148,18 @@ def main(argv=None):
           f"(goal 200000); server RSS after load "
           f"{load.get('rss_bytes', 0) / 2**20:.1f} MiB ({load.get('rss_bytes', 0) / raw:.2f}x raw)")
     print()
-    print(f"{'nprobe':>6} {'recall eng':>10} {'recall srv':>10} {'engine q/s':>11} "
-          f"{'server q/s':>11} {'ratio':>6} {'server 1/call q/s':>18}")
+    print("batched queries/s: the engine in-process, then through the server with "
+          "GetClosest (one streamed reply per query) and Search (one packed reply)")
+    print(f"{'nprobe':>6} {'recall eng':>10} {'recall srv':>10} {'engine':>9} "
+          f"{'GetClosest':>10} {'ratio':>6} {'Search':>9} {'ratio':>6} "
+          f"{'1/call GC':>10} {'1/call S':>9}")
     for nprobe in sorted(eng):
         if nprobe not in srv:
             continue
         er, eq = eng[nprobe]
-        sr, sq, s1 = srv[nprobe]
-        print(f"{nprobe:>6} {er:10.4f} {sr:10.4f} {eq:11.0f} {sq:11.0f} "
-              f"{sq / eq:6.2f} {s1:18.0f}")
+        sr, gq, sq, g1, s1 = srv[nprobe]
+        print(f"{nprobe:>6} {er:10.4f} {sr:10.4f} {eq:9.0f} {gq:10.0f} "
+              f"{gq / eq:6.2f} {sq:9.0f} {sq / eq:6.2f} {g1:10.0f} {s1:9.0f}")
     return 0
 
 
