@@ -70,10 +70,11 @@ static void start_batch(nt_call *c, grpc_op *ops, size_t n)
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag, NULL);
     if (e != GRPC_CALL_OK) {
         /* A bug (two batches of one kind in flight); the tag will never
-         * come back, so the call is freed here. */
+         * come back, so it completes here as a failure (which frees the
+         * call, or drops the batch's reference for Insert). */
         npvdb_log("%s: grpc_call_start_batch failed (%d)", c->method->path,
                   (int)e);
-        nt_call_free(c);
+        c->tag.on_done(&c->tag, 0);
     }
 }
 

@@ -35,8 +35,9 @@ typedef struct codec_init {
 typedef struct codec_insert {
     size_t n;
     const char *const *keys; /* n NUL-terminated keys, owned by msg_ */
-    float *rows;             /* n * dim floats, malloc'ed (NULL if n == 0) */
-    void *msg_;              /* internal: the unpacked protobuf message */
+    const float *rows; /* n * dim floats, owned by msg_ (NULL if n == 0) */
+    void *msg_;        /* internal: the unpacked protobuf message, which
+                          holds the only copy of the vectors */
 } codec_insert;
 
 /* GetClosest and Search: nq queries, k and nprobe. */

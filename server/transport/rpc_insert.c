@@ -1,12 +1,21 @@
 /*
  * rpc_insert.c -- Insert (client-streaming): each message is decoded,
- * validated, logged and applied on its own, so memory stays bounded by one
- * message however long the stream. The reply (or an error) is sent once the
- * log holds everything applied (one wait for the last record: the log is
+ * validated, logged and applied on its own, so memory stays bounded by about
+ * two messages however long the stream. The reply (or an error) is sent once
+ * the log holds everything applied (one wait for the last record: the log is
  * sequential, so it covers the earlier ones too).
  *
- * States: RECV (a RECV_MESSAGE batch in flight) until the client half-closes
- * or a message fails; then the final batch.
+ * Overlap: as soon as message i has arrived, the RECV_MESSAGE of message i+1
+ * is started, then message i is applied, so the network receives while the
+ * engine works. Messages are still applied one at a time and in order: the
+ * next step runs only once both the apply of i and the receive of i+1 are
+ * done (a join of two parties, whichever finishes last continues). The call
+ * is therefore touched by one thread at a time, except that a RECV batch and
+ * the final batch may both be in flight after an error, so the call is
+ * reference-counted: one reference per batch in flight, freed at zero.
+ *
+ * Memory per call: the message being applied (decoded once: protobuf-c's copy
+ * of the vectors is the one the engine reads) plus the one gRPC receives.
  */
 #include "internal.h"
 
@@ -14,16 +23,34 @@
 #include "npvdb/v1/npvdb.pb-c.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 typedef struct insert_call {
-    nt_call base;
-    uint64_t messages; /* messages applied (empty ones included) */
+    nt_call base;               /* base.tag: the final batch */
+    nt_tag recv_tag;            /* RECV_MESSAGE batches */
+    grpc_byte_buffer *incoming; /* RECV_MESSAGE's target */
+    int recv_ok;                /* success of the last RECV_MESSAGE */
+    atomic_int parties;         /* join: apply of i + receive of i+1 */
+    atomic_int refs;            /* batches in flight */
+    int failed;                 /* the final batch went out with an error */
+    uint64_t messages;          /* messages applied (empty ones included) */
     uint64_t inserted, replaced;
     uint64_t last_seq; /* newest log record of this call, 0 if none */
     uint64_t gen;      /* the collection generation of the first message */
     int have_gen;
 } insert_call;
+
+static insert_call *from_recv_tag(nt_tag *t)
+{
+    return (insert_call *)((char *)t - offsetof(insert_call, recv_tag));
+}
+
+static void unref(insert_call *ic)
+{
+    if (atomic_fetch_sub(&ic->refs, 1) == 1) nt_call_free(&ic->base);
+}
 
 /* Logs and applies one decoded message under the write lock. */
 static void apply(npvdb_server *s, insert_call *ic, npvdb_collection *coll,
@@ -57,29 +84,35 @@ static void apply(npvdb_server *s, insert_call *ic, npvdb_collection *coll,
     ic->inserted += req->n - n_replaced;
 }
 
-static void handle_message(insert_call *ic, const uint8_t *buf, size_t len,
-                           nt_result *res)
+/* Decodes and applies the message in `msg` (unref'ed here as soon as it is
+ * decoded, so only the decoded copy is held while the engine works). */
+static void handle_message(insert_call *ic, grpc_slice msg, nt_result *res)
 {
     npvdb_server *s = ic->base.srv;
     uint64_t gen = 0;
     npvdb_collection *coll = nt_db_acquire(s, &gen, res);
-    if (!coll) return;
+    if (!coll) {
+        grpc_slice_unref(msg);
+        return;
+    }
+    codec_insert req = {0};
+    npvdb_error err = {0};
     if (ic->have_gen && gen != ic->gen) {
         nt_result_fail(res, GRPC_STATUS_ABORTED,
                        "the collection was replaced by Init during this "
                        "Insert");
-        nt_db_release(s);
-        return;
-    }
-    ic->gen = gen;
-    ic->have_gen = 1;
-    codec_insert req;
-    npvdb_error err = {0};
-    if (codec_decode_insert(buf, len, npvdb_dim(coll), &req, &err)) {
+    } else if (codec_decode_insert(GRPC_SLICE_START_PTR(msg),
+                                   GRPC_SLICE_LENGTH(msg), npvdb_dim(coll),
+                                   &req, &err)) {
         nt_result_error(res, &err);
-    } else if (req.n > 0) {
-        apply(s, ic, coll, &req, res);
+    } else {
+        ic->gen = gen;
+        ic->have_gen = 1;
+        grpc_slice_unref(msg);
+        msg = grpc_empty_slice();
+        if (req.n > 0) apply(s, ic, coll, &req, res);
     }
+    grpc_slice_unref(msg);
     codec_insert_free(&req);
     nt_db_release(s);
     if (res->status == GRPC_STATUS_OK) ic->messages++;
@@ -100,6 +133,7 @@ static void finish(insert_call *ic, nt_result *res)
                        durable.status == GRPC_STATUS_OK
                            ? ""
                            : " but the log could not be synced");
+        ic->failed = 1;
     } else if (durable.status != GRPC_STATUS_OK) {
         nt_result_fail(res, durable.status, "%s", durable.msg);
     } else {
@@ -109,29 +143,95 @@ static void finish(insert_call *ic, nt_result *res)
         r.messages = ic->messages;
         nt_result_pack(res, &r.base);
     }
+    atomic_fetch_add(&ic->refs, 1);
     nt_call_finish(&ic->base, res);
 }
 
-static void step(nt_call *c)
+static void on_recv(nt_tag *t, int ok);
+
+/* Starts receiving the next message (one reference for the batch). */
+static void post_recv(insert_call *ic)
 {
-    insert_call *ic = (insert_call *)c;
-    nt_result res = {0};
-    if (!c->recv) { /* half-close: every message is in */
-        finish(ic, &res);
-        return;
+    grpc_op ops[2];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    if (!ic->base.sent_md) {
+        ic->base.sent_md = 1;
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     }
-    grpc_slice s = nt_call_take_message(c);
-    handle_message(ic, GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), &res);
-    grpc_slice_unref(s);
-    if (res.status != GRPC_STATUS_OK)
+    ops[n].op = GRPC_OP_RECV_MESSAGE;
+    ops[n++].data.recv_message.recv_message = &ic->incoming;
+    atomic_fetch_add(&ic->refs, 1);
+    grpc_call_error e =
+        grpc_call_start_batch(ic->base.call, ops, n, &ic->recv_tag, NULL);
+    if (e != GRPC_CALL_OK) {
+        /* A bug; the tag will not come back: complete it as a failure. */
+        npvdb_log("Insert: grpc_call_start_batch failed (%d)", (int)e);
+        on_recv(&ic->recv_tag, 0);
+    }
+}
+
+/* One step, run by exactly one thread once message i is applied and the
+ * receive of message i+1 is complete. Returns 1 if the caller should run
+ * the next step (its receive completed during this apply). */
+static int advance(insert_call *ic)
+{
+    grpc_byte_buffer *in = ic->incoming;
+    ic->incoming = NULL;
+    if (ic->failed || !ic->recv_ok) {
+        /* An error reply is underway, or the peer is gone: stop reading. */
+        if (in) grpc_byte_buffer_destroy(in);
+        return 0;
+    }
+    nt_result res = {0};
+    if (!in) { /* half-close: every message is in */
         finish(ic, &res);
-    else
-        nt_call_recv(c);
+        return 0;
+    }
+    ic->base.recv = in; /* nt_call_take_message reads and destroys it */
+    grpc_slice msg = nt_call_take_message(&ic->base);
+    atomic_store(&ic->parties, 2);
+    post_recv(ic);
+    handle_message(ic, msg, &res);
+    if (res.status != GRPC_STATUS_OK) finish(ic, &res);
+    return atomic_fetch_sub(&ic->parties, 1) == 1;
+}
+
+static void on_recv(nt_tag *t, int ok)
+{
+    insert_call *ic = from_recv_tag(t);
+    ic->recv_ok = ok;
+    if (atomic_fetch_sub(&ic->parties, 1) == 1) {
+        while (advance(ic)) {
+        }
+    }
+    unref(ic); /* the RECV batch's reference, held while advancing */
+}
+
+/* The final batch completed (sent or not): its reference goes. */
+static void on_final(nt_tag *t, int ok)
+{
+    (void)ok;
+    unref((insert_call *)t);
 }
 
 static void start(nt_call *c)
 {
-    nt_call_recv(c);
+    insert_call *ic = (insert_call *)c;
+    c->tag.on_done = on_final;
+    ic->recv_tag.on_done = on_recv;
+    /* Until the first message arrives the apply "party" is done. */
+    atomic_store(&ic->parties, 1);
+    atomic_store(&ic->refs, 1); /* held by start until the recv is posted */
+    post_recv(ic);
+    unref(ic);
+}
+
+static void cleanup(nt_call *c)
+{
+    insert_call *ic = (insert_call *)c;
+    if (ic->incoming) grpc_byte_buffer_destroy(ic->incoming);
+    ic->incoming = NULL;
 }
 
 const nt_method nt_rpc_insert = {
@@ -139,5 +239,5 @@ const nt_method nt_rpc_insert = {
     .streaming_in = 1,
     .call_size = sizeof(insert_call),
     .start = start,
-    .step = step,
+    .cleanup = cleanup,
 };
