@@ -725,6 +725,11 @@ int main(int argc, char **argv)
     dataset d = {0};
     build_result b = {0};
     parse_args(argc, argv, &o);
+    /* Big temporaries (k-means samples, message and search buffers) come
+     * and go. A fixed threshold stops glibc from raising it after the first
+     * big free, so they keep going back to the kernel instead of staying
+     * resident in the heap (the engine itself is ~1.2x the raw vectors). */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     /* Baseline before any data: libraries, stacks, allocator. */
     size_t rss0 = proc_status_bytes("VmRSS:");
     if (load(&d, &o) != 0) {

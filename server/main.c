@@ -13,6 +13,7 @@
 #include "transport.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -294,6 +295,11 @@ int main(int argc, char **argv)
     };
     int rc = parse_args(argc, argv, &o);
     if (rc != 0) return rc > 0 ? 0 : 2;
+    /* Big temporaries (k-means samples, message and search buffers) come
+     * and go. A fixed threshold stops glibc from raising it after the first
+     * big free, so they keep going back to the kernel instead of staying
+     * resident in the heap (the engine itself is ~1.2x the raw vectors). */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
 
     /* Before any thread exists: they all inherit this mask. */
     sigset_t set;
