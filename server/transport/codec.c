@@ -12,7 +12,6 @@
 #include "npvdb/v1/npvdb.pb-c.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,71 +28,26 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
  * GetRequest. */
 #define KEYS_FIELD 1
 
-static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* ---- keys ---------------------------------------------------------------- */
-
-/* Length of the UTF-8 sequence starting at s[0..n), or 0 if it is invalid
- * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
-static size_t utf8_seq(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-    size_t len;
-    uint32_t cp;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
 
 npvdb_code codec_check_key(const uint8_t *key, size_t len, size_t index,
                            npvdb_error *err)
 {
-    if (len == 0) return fail(err, NPVDB_EINVAL, "key %zu is empty", index);
+    if (len == 0)
+        return npvdb_set_error(err, NPVDB_EINVAL, "key %zu is empty", index);
     if (len > NPVDB_MAX_KEY_LEN)
-        return fail(err, NPVDB_EINVAL,
-                    "key %zu is %zu bytes, over the %d limit", index, len,
-                    NPVDB_MAX_KEY_LEN);
-    for (size_t i = 0; i < len;) {
-        if (key[i] == 0)
-            return fail(err, NPVDB_EINVAL,
-                        "key %zu contains a NUL byte at offset %zu", index, i);
-        size_t step = utf8_seq(key + i, len - i);
-        if (step == 0)
-            return fail(err, NPVDB_EINVAL,
-                        "key %zu is not valid UTF-8 (offset %zu)", index, i);
-        i += step;
-    }
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "key %zu is %zu bytes, over the %d limit", index,
+                               len, NPVDB_MAX_KEY_LEN);
+    /* protobuf-c would hand the engine a C string cut at the NUL. */
+    const uint8_t *nul = memchr(key, 0, len);
+    if (nul)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "key %zu contains a NUL byte at offset %zu",
+                               index, (size_t)(nul - key));
+    if (!npvdb_utf8_valid((const char *)key, len))
+        return npvdb_set_error(err, NPVDB_EINVAL, "key %zu is not valid UTF-8",
+                               index);
     return NPVDB_OK;
 }
 
@@ -146,15 +100,18 @@ static npvdb_code check_wire_keys(const uint8_t *buf, size_t len,
     while (pos < len) {
         uint64_t tag, klen;
         if (read_varint(buf, len, &pos, &tag))
-            return fail(err, NPVDB_EINVAL, "malformed message (bad tag)");
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "malformed message (bad tag)");
         unsigned wt = (unsigned)(tag & 7);
         if ((tag >> 3) != field || wt != WT_LEN) {
             if (skip_field(buf, len, &pos, wt))
-                return fail(err, NPVDB_EINVAL, "malformed message (field)");
+                return npvdb_set_error(err, NPVDB_EINVAL,
+                                       "malformed message (field)");
             continue;
         }
         if (read_varint(buf, len, &pos, &klen) || klen > len - pos)
-            return fail(err, NPVDB_EINVAL, "malformed message (key length)");
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "malformed message (key length)");
         npvdb_code rc = codec_check_key(buf + pos, (size_t)klen, index, err);
         if (rc != NPVDB_OK) return rc;
         pos += (size_t)klen;
@@ -175,22 +132,24 @@ static npvdb_code copy_rows(const ProtobufCBinaryData *b, size_t rows,
     *out = NULL;
     size_t row_bytes = (size_t)dim * sizeof(float);
     if (rows > SIZE_MAX / row_bytes || b->len != rows * row_bytes)
-        return fail(err, NPVDB_EINVAL,
-                    "%s is %zu bytes, expected %zu rows x dim %u x 4 = %zu",
-                    field, b->len, rows, dim,
-                    rows > SIZE_MAX / row_bytes ? SIZE_MAX : rows * row_bytes);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s is %zu bytes, expected %zu rows x dim %u x 4 = %zu", field,
+            b->len, rows, dim,
+            rows > SIZE_MAX / row_bytes ? SIZE_MAX : rows * row_bytes);
     if (rows == 0) return NPVDB_OK;
     float *f = malloc(b->len);
     if (!f)
-        return fail(err, NPVDB_ENOMEM, "out of memory copying %zu bytes of %s",
-                    b->len, field);
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory copying %zu bytes of %s", b->len,
+                               field);
     memcpy(f, b->data, b->len);
     for (size_t i = 0; i < rows * dim; i++) {
         if (!isfinite(f[i])) {
             free(f);
-            return fail(err, NPVDB_EINVAL,
-                        "%s %zu has a NaN or Inf at component %zu", what,
-                        i / dim, i % dim);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "%s %zu has a NaN or Inf at component %zu",
+                                   what, i / dim, i % dim);
         }
     }
     *out = f;
@@ -203,9 +162,10 @@ static npvdb_code count_rows(size_t len, uint32_t dim, const char *field,
 {
     size_t row_bytes = (size_t)dim * sizeof(float);
     if (len % row_bytes != 0)
-        return fail(err, NPVDB_EINVAL,
-                    "%s is %zu bytes, not a multiple of dim %u x 4 = %zu",
-                    field, len, dim, row_bytes);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s is %zu bytes, not a multiple of dim %u x 4 = %zu", field, len,
+            dim, row_bytes);
     *rows = len / row_bytes;
     return NPVDB_OK;
 }
@@ -213,8 +173,8 @@ static npvdb_code count_rows(size_t len, uint32_t dim, const char *field,
 static npvdb_code check_dim(uint32_t dim, npvdb_error *err)
 {
     if (dim == 0 || dim > NPVDB_MAX_DIM)
-        return fail(err, NPVDB_EINVAL, "dim must be 1..%d (got %u)",
-                    NPVDB_MAX_DIM, dim);
+        return npvdb_set_error(err, NPVDB_EINVAL, "dim must be 1..%d (got %u)",
+                               NPVDB_MAX_DIM, dim);
     return NPVDB_OK;
 }
 
@@ -234,8 +194,9 @@ static npvdb_code map_metric(int m, npvdb_metric *out, npvdb_error *err)
         *out = NPVDB_METRIC_IP;
         return NPVDB_OK;
     default:
-        return fail(err, NPVDB_EINVAL,
-                    "unknown metric %d (COSINE=1, L2=2, INNER_PRODUCT=3)", m);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "unknown metric %d (COSINE=1, L2=2, INNER_PRODUCT=3)", m);
     }
 }
 
@@ -246,8 +207,9 @@ static npvdb_code fill_init(const Npvdb__V1__InitRequest *m, codec_init *out,
     if (rc == NPVDB_OK) rc = map_metric((int)m->metric, &out->cfg.metric, err);
     if (rc != NPVDB_OK) return rc;
     if (m->n_shards > NPVDB_MAX_SHARDS)
-        return fail(err, NPVDB_EINVAL, "n_shards must be 0..%d (got %u)",
-                    NPVDB_MAX_SHARDS, m->n_shards);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "n_shards must be 0..%d (got %u)",
+                               NPVDB_MAX_SHARDS, m->n_shards);
     out->cfg.dim = m->dim;
     out->cfg.n_shards = m->n_shards;
     out->cfg.default_nprobe = m->default_nprobe;
@@ -265,8 +227,8 @@ npvdb_code codec_decode_init(const uint8_t *buf, size_t len, codec_init *out,
     memset(out, 0, sizeof *out);
     Npvdb__V1__InitRequest *m = npvdb__v1__init_request__unpack(NULL, len, buf);
     if (!m)
-        return fail(err, NPVDB_EINVAL, "malformed InitRequest (%zu bytes)",
-                    len);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "malformed InitRequest (%zu bytes)", len);
     npvdb_code rc = fill_init(m, out, err);
     npvdb__v1__init_request__free_unpacked(m, NULL);
     if (rc != NPVDB_OK) codec_init_free(out);
@@ -290,20 +252,21 @@ static npvdb_code check_rows_in_place(const ProtobufCBinaryData *b, size_t rows,
 {
     size_t row_bytes = (size_t)dim * sizeof(float);
     if (rows > SIZE_MAX / row_bytes || b->len != rows * row_bytes)
-        return fail(
+        return npvdb_set_error(
             err, NPVDB_EINVAL,
             "vectors is %zu bytes, expected %zu rows x dim %u x 4 = %zu",
             b->len, rows, dim,
             rows > SIZE_MAX / row_bytes ? SIZE_MAX : rows * row_bytes);
     if (rows == 0) return NPVDB_OK;
     if ((uintptr_t)b->data % _Alignof(float) != 0)
-        return fail(err, NPVDB_EINTERNAL, "vectors are not aligned");
+        return npvdb_set_error(err, NPVDB_EINTERNAL, "vectors are not aligned");
     const float *f = (const float *)b->data;
     for (size_t i = 0; i < rows * dim; i++)
         if (!isfinite(f[i]))
-            return fail(err, NPVDB_EINVAL,
-                        "vector %zu has a NaN or Inf at component %zu", i / dim,
-                        i % dim);
+            return npvdb_set_error(
+                err, NPVDB_EINVAL,
+                "vector %zu has a NaN or Inf at component %zu", i / dim,
+                i % dim);
     return NPVDB_OK;
 }
 
@@ -316,8 +279,8 @@ npvdb_code codec_decode_insert(const uint8_t *buf, size_t len, uint32_t dim,
     Npvdb__V1__InsertRequest *m =
         npvdb__v1__insert_request__unpack(NULL, len, buf);
     if (!m)
-        return fail(err, NPVDB_EINVAL, "malformed InsertRequest (%zu bytes)",
-                    len);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "malformed InsertRequest (%zu bytes)", len);
     out->msg_ = m;
     out->n = m->n_keys;
     out->keys = (const char *const *)m->keys;
@@ -350,17 +313,17 @@ static npvdb_code fill_query(const query_fields *m, uint32_t dim,
 {
     /* First: with the wrong width every other check would mislead. */
     if (m->dim != 0 && m->dim != dim)
-        return fail(err, NPVDB_EINVAL,
-                    "query dim %u does not match the collection's dim %u",
-                    m->dim, dim);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "query dim %u does not match the collection's dim %u", m->dim, dim);
     if (m->k == 0 || m->k > NPVDB_MAX_K)
-        return fail(err, NPVDB_EINVAL, "k must be 1..%d (got %u)", NPVDB_MAX_K,
-                    m->k);
+        return npvdb_set_error(err, NPVDB_EINVAL, "k must be 1..%d (got %u)",
+                               NPVDB_MAX_K, m->k);
     if (m->queries->len == 0)
-        return fail(err, NPVDB_EINVAL,
-                    "queries is empty: send q x dim %u "
-                    "float32 values",
-                    dim);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "queries is empty: send q x dim %u "
+                               "float32 values",
+                               dim);
     npvdb_code rc = count_rows(m->queries->len, dim, "queries", &out->nq, err);
     if (rc != NPVDB_OK) return rc;
     out->k = m->k;
@@ -380,8 +343,8 @@ static npvdb_code decode_query_msg(const ProtobufCMessageDescriptor *d,
     if (rc != NPVDB_OK) return rc;
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
     if (!m)
-        return fail(err, NPVDB_EINVAL, "malformed %s (%zu bytes)",
-                    d->short_name, len);
+        return npvdb_set_error(err, NPVDB_EINVAL, "malformed %s (%zu bytes)",
+                               d->short_name, len);
     query_fields f;
     if (d == &npvdb__v1__search_request__descriptor) {
         const Npvdb__V1__SearchRequest *r = (Npvdb__V1__SearchRequest *)m;
@@ -429,8 +392,8 @@ static npvdb_code decode_keys(const ProtobufCMessageDescriptor *d,
     memset(out, 0, sizeof *out);
     ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
     if (!m)
-        return fail(err, NPVDB_EINVAL, "malformed %s (%zu bytes)",
-                    d->short_name, len);
+        return npvdb_set_error(err, NPVDB_EINVAL, "malformed %s (%zu bytes)",
+                               d->short_name, len);
     out->msg_ = m;
     if (d == &npvdb__v1__delete_request__descriptor) {
         Npvdb__V1__DeleteRequest *r = (Npvdb__V1__DeleteRequest *)m;
@@ -474,7 +437,8 @@ npvdb_code codec_decode_empty(const uint8_t *buf, size_t len, npvdb_error *err)
      * checks the framing of any unknown fields. */
     Npvdb__V1__InfoRequest *m = npvdb__v1__info_request__unpack(NULL, len, buf);
     if (!m)
-        return fail(err, NPVDB_EINVAL, "malformed request (%zu bytes)", len);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "malformed request (%zu bytes)", len);
     npvdb__v1__info_request__free_unpacked(m, NULL);
     return NPVDB_OK;
 }
@@ -484,13 +448,15 @@ npvdb_code codec_decode_health(const uint8_t *buf, size_t len, char *service,
 {
     Grpc__Health__V1__HealthCheckRequest *m =
         grpc__health__v1__health_check_request__unpack(NULL, len, buf);
-    if (!m) return fail(err, NPVDB_EINVAL, "malformed HealthCheckRequest");
+    if (!m)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "malformed HealthCheckRequest");
     const char *s = m->service ? m->service : "";
     size_t n = strlen(s);
     npvdb_code rc = NPVDB_OK;
     if (n >= cap)
-        rc =
-            fail(err, NPVDB_EINVAL, "service name of %zu bytes is too long", n);
+        rc = npvdb_set_error(err, NPVDB_EINVAL,
+                             "service name of %zu bytes is too long", n);
     else
         memcpy(service, s, n + 1);
     grpc__health__v1__health_check_request__free_unpacked(m, NULL);
