@@ -455,3 +455,22 @@ int it_run(const char *cmdline, char **out)
     *out = buf ? buf : strdup("");
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+int it_setup_server(void **state)
+{
+    it_server *s = calloc(1, sizeof *s);
+    if (!s) return -1;
+    it_server_init(s);
+    it_server_start(s, NULL);
+    *state = s;
+    return 0;
+}
+
+int it_teardown_server(void **state)
+{
+    it_server *s = *state;
+    int status = it_server_stop(s);
+    it_server_destroy(s);
+    free(s);
+    return status == 0 ? 0 : -1;
+}

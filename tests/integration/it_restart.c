@@ -16,25 +16,6 @@
 
 #define DIM 24
 
-static int setup(void **state)
-{
-    it_server *s = calloc(1, sizeof *s);
-    if (!s) return -1;
-    it_server_init(s);
-    it_server_start(s, NULL);
-    *state = s;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    it_server *s = *state;
-    int status = it_server_stop(s);
-    it_server_destroy(s);
-    free(s);
-    return status == 0 ? 0 : -1;
-}
-
 static void restart(it_server *s)
 {
     int status = it_server_stop(s);
@@ -257,12 +238,12 @@ int main(int argc, char **argv)
 {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_restart_after_snapshot, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_restart_replays_log, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_restart_log_only_and_empty, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_restart_after_snapshot,
+                                        it_setup_server, it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_restart_replays_log,
+                                        it_setup_server, it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_restart_log_only_and_empty,
+                                        it_setup_server, it_teardown_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

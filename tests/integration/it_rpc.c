@@ -19,26 +19,6 @@
 
 #define DIM 16
 
-static int setup(void **state)
-{
-    it_server *s = calloc(1, sizeof *s);
-    if (!s) return -1;
-    it_server_init(s);
-    it_server_start(s, NULL);
-    *state = s;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    it_server *s = *state;
-    int status = it_server_stop(s);
-    it_server_destroy(s);
-    free(s);
-    /* A clean SIGTERM shutdown exits 0 (and under ASan: no leaks). */
-    return status == 0 ? 0 : -1;
-}
-
 static void init_ok(npvdb_client *c, uint32_t dim, npvdb_client_metric m,
                     uint32_t shards, const it_data *train, int replace,
                     int want_trained)
@@ -515,22 +495,26 @@ int main(int argc, char **argv)
 {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_health_and_info_before_init, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_l2_trained_equals_engine, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_health_and_info_before_init,
+                                        it_setup_server, it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_l2_trained_equals_engine,
+                                        it_setup_server, it_teardown_server),
         cmocka_unit_test_setup_teardown(test_cosine_untrained_equals_engine,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_inner_product_equals_engine, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_upsert_and_delete, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_init_replace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_snapshot_reply, setup, teardown),
+                                        it_setup_server, it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_inner_product_equals_engine,
+                                        it_setup_server, it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_upsert_and_delete, it_setup_server,
+                                        it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_init_replace, it_setup_server,
+                                        it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_snapshot_reply, it_setup_server,
+                                        it_teardown_server),
         cmocka_unit_test_setup_teardown(test_slow_stream_and_parallel_calls,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_server_gone, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+                                        it_setup_server, it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_server_gone, it_setup_server,
+                                        it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_deadline, it_setup_server,
+                                        it_teardown_server),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,25 +27,6 @@
 
 #define DIM 16
 
-static int setup(void **state)
-{
-    it_server *s = calloc(1, sizeof *s);
-    if (!s) return -1;
-    it_server_init(s);
-    it_server_start(s, NULL);
-    *state = s;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    it_server *s = *state;
-    int status = it_server_stop(s);
-    it_server_destroy(s);
-    free(s);
-    return status == 0 ? 0 : -1;
-}
-
 static void init_insert(npvdb_client *c, npvdb_client_metric m, uint32_t shards,
                         const it_data *train, const it_data *data)
 {
@@ -558,12 +539,14 @@ int main(int argc, char **argv)
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            test_search_equals_get_closest_and_engine, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_search_short_rows, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_search_dim_field, setup, teardown),
+            test_search_equals_get_closest_and_engine, it_setup_server,
+            it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_search_short_rows, it_setup_server,
+                                        it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_search_dim_field, it_setup_server,
+                                        it_teardown_server),
         cmocka_unit_test_setup_teardown(test_search_parallel_on_one_handle,
-                                        setup, teardown),
+                                        it_setup_server, it_teardown_server),
         cmocka_unit_test(test_search_reply_contract_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
