@@ -30,6 +30,7 @@ typedef struct options {
     unsigned threads;
     unsigned keep_snapshots;
     unsigned max_message_mb;
+    unsigned snapshot_every_mb;
     unsigned grace_ms;
     npvdb_sync_mode sync;
     unsigned sync_interval_ms;
@@ -56,6 +57,11 @@ static void usage(FILE *f)
         "                         none: leave it to the OS\n"
         "  --keep-snapshots N     snapshots kept in the data dir (default 2)\n"
         "  --max-message-mb N     largest request/reply message (default 64)\n"
+        "  --snapshot-every-mb N  snapshot on its own once the log grew by N "
+        "MiB\n"
+        "                         since the last one, bounding restart time "
+        "(default\n"
+        "                         1024; 0 = only on the Snapshot RPC)\n"
         "  --grace-ms N           on SIGINT/SIGTERM, time given to calls in "
         "flight\n"
         "                         before they are cancelled (default 10000)\n"
@@ -113,6 +119,7 @@ static int parse_args(int argc, char **argv, options *o)
         O_PORTFILE,
         O_MAXMSG,
         O_GRACE,
+        O_SNAPEVERY,
         O_HELP
     };
     static const struct option longs[] = {
@@ -124,6 +131,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"port-file", required_argument, NULL, O_PORTFILE},
         {"max-message-mb", required_argument, NULL, O_MAXMSG},
         {"grace-ms", required_argument, NULL, O_GRACE},
+        {"snapshot-every-mb", required_argument, NULL, O_SNAPEVERY},
         {"help", no_argument, NULL, O_HELP},
         {0, 0, 0, 0},
     };
@@ -155,6 +163,10 @@ static int parse_args(int argc, char **argv, options *o)
             break;
         case O_GRACE:
             rc = parse_uint("--grace-ms", optarg, 0, 3600000, &o->grace_ms);
+            break;
+        case O_SNAPEVERY:
+            rc = parse_uint("--snapshot-every-mb", optarg, 0, 1u << 24,
+                            &o->snapshot_every_mb);
             break;
         case 'h':
         case O_HELP:
@@ -247,6 +259,7 @@ static int serve(const options *o)
         .n_poll_threads = poll,
         .n_workers = o->threads,
         .max_message_bytes = (size_t)o->max_message_mb << 20,
+        .snapshot_every_bytes = (uint64_t)o->snapshot_every_mb << 20,
     };
     int port = 0;
     npvdb_server *srv = npvdb_server_start(&cfg, store, coll, &port, &err);
@@ -290,6 +303,7 @@ int main(int argc, char **argv)
         .threads = cores > 0 ? (unsigned)cores : 1,
         .keep_snapshots = 2,
         .max_message_mb = 64,
+        .snapshot_every_mb = 1024,
         .grace_ms = 10000,
         .sync = NPVDB_SYNC_ALWAYS,
     };

@@ -74,6 +74,10 @@ npvdb_code npvdb_store_wait_durable(npvdb_store *s, uint64_t seq,
 /* The sequence number of the last appended record (0 if none). */
 uint64_t npvdb_store_last_seq(npvdb_store *s);
 
+/* Log bytes appended since the last snapshot began (or since open): about
+ * what a restart would have to replay. Drives automatic snapshots. */
+uint64_t npvdb_store_log_bytes(npvdb_store *s);
+
 /* Writes a snapshot of `c` covering every record up to `covered_seq` (the
  * caller reads npvdb_store_last_seq under its write lock, then calls this
  * without the lock: the engine's export is consistent per shard and replaying

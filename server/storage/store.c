@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ struct npvdb_store {
     pthread_mutex_t mu;      /* guards coll_cfg */
     npvdb_config coll_cfg;   /* creation config of the current collection */
     pthread_mutex_t snap_mu; /* one snapshot at a time */
+    /* Log bytes appended since open, and that count when the last
+     * snapshot started: their difference is what a restart would replay. */
+    _Atomic uint64_t log_bytes, snap_base;
 };
 
 /* ---- directory --------------------------------------------------------- */
@@ -345,6 +349,7 @@ static npvdb_code append(npvdb_store *s, uint8_t type, npvdb_code enc,
 {
     if (enc != NPVDB_OK) return enc;
     npvdb_code rc = wal_append(s->wal, type, b, seq, err);
+    if (rc == NPVDB_OK) atomic_fetch_add(&s->log_bytes, b->len);
     free(b->buf);
     return rc;
 }
@@ -393,6 +398,11 @@ uint64_t npvdb_store_last_seq(npvdb_store *s)
     return wal_last_seq(s->wal);
 }
 
+uint64_t npvdb_store_log_bytes(npvdb_store *s)
+{
+    return atomic_load(&s->log_bytes) - atomic_load(&s->snap_base);
+}
+
 /* ---- snapshots --------------------------------------------------------- */
 
 /* Removes snapshots beyond the newest keep_snapshots, then the log segments
@@ -437,6 +447,7 @@ npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_mutex_lock(&s->snap_mu);
+    uint64_t base = atomic_load(&s->log_bytes);
     pthread_mutex_lock(&s->mu);
     npvdb_config cfg = s->coll_cfg;
     pthread_mutex_unlock(&s->mu);
@@ -460,6 +471,7 @@ npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
     if (rc == NPVDB_OK) {
         snprintf(info->path, sizeof info->path, "%s", path);
         info->sequence = covered_seq;
+        atomic_store(&s->snap_base, base);
         rc = retain(s, err);
     }
     pthread_mutex_unlock(&s->snap_mu);

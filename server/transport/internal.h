@@ -100,7 +100,26 @@ struct npvdb_server {
     pthread_mutex_t snapshot_mu; /* one snapshot at a time */
     npvdb_store *store;          /* borrowed; NULL = no durability */
     unsigned n_workers;
+
+    /* Automatic snapshots (autosnapshot.c): at most one thread at a time. */
+    uint64_t snapshot_every; /* log bytes; 0 = never */
+    pthread_mutex_t auto_mu;
+    pthread_cond_t auto_cv;
+    int auto_running;
 };
+
+/* ---- rpc_snapshot.c ---- */
+/* Snapshots coll (the caller holds it via nt_db_acquire) and logs a line.
+ * One at a time; inserts and searches go on meanwhile. */
+npvdb_code nt_snapshot_write(npvdb_server *s, npvdb_collection *coll,
+                             npvdb_snapshot_info *info, npvdb_error *err);
+
+/* ---- autosnapshot.c ---- */
+/* Starts a background snapshot if the log grew by snapshot_every since the
+ * last one and none is running. Cheap: call after every write call. */
+void nt_autosnapshot_maybe(npvdb_server *s);
+/* Waits for a running automatic snapshot (shutdown, before freeing). */
+void nt_autosnapshot_wait(npvdb_server *s);
 
 /* ---- status.c ---- */
 grpc_status_code nt_status_from_code(npvdb_code code);

@@ -39,6 +39,7 @@ static void handle_delete(npvdb_server *s, const uint8_t *buf, size_t len,
         Npvdb__V1__DeleteReply r = NPVDB__V1__DELETE_REPLY__INIT;
         r.deleted = deleted;
         nt_result_pack(res, &r.base);
+        nt_autosnapshot_maybe(s);
     }
 out:
     codec_keys_free(&req);

@@ -142,6 +142,7 @@ static void finish(insert_call *ic, nt_result *res)
         r.replaced = ic->replaced;
         r.messages = ic->messages;
         nt_result_pack(res, &r.base);
+        nt_autosnapshot_maybe(ic->base.srv);
     }
     atomic_fetch_add(&ic->refs, 1);
     nt_call_finish(&ic->base, res);

@@ -14,6 +14,24 @@
 
 #include <stdlib.h>
 
+npvdb_code nt_snapshot_write(npvdb_server *s, npvdb_collection *coll,
+                             npvdb_snapshot_info *info, npvdb_error *err)
+{
+    pthread_mutex_lock(&s->snapshot_mu);
+    pthread_mutex_lock(&s->write_mu);
+    uint64_t seq = npvdb_store_last_seq(s->store);
+    pthread_mutex_unlock(&s->write_mu);
+    npvdb_code rc = npvdb_store_snapshot(s->store, coll, seq, info, err);
+    pthread_mutex_unlock(&s->snapshot_mu);
+    if (rc == NPVDB_OK)
+        npvdb_log("snapshot: %s, %llu vectors, %llu bytes, %.3f s, log "
+                  "sequence %llu",
+                  info->path, (unsigned long long)info->vectors,
+                  (unsigned long long)info->bytes, info->seconds,
+                  (unsigned long long)info->sequence);
+    return rc;
+}
+
 static void write_snapshot(npvdb_server *s, npvdb_collection *coll,
                            nt_result *res)
 {
@@ -23,20 +41,10 @@ static void write_snapshot(npvdb_server *s, npvdb_collection *coll,
         nt_result_fail(res, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
         return;
     }
-    pthread_mutex_lock(&s->snapshot_mu);
-    pthread_mutex_lock(&s->write_mu);
-    uint64_t seq = npvdb_store_last_seq(s->store);
-    pthread_mutex_unlock(&s->write_mu);
-    npvdb_code rc = npvdb_store_snapshot(s->store, coll, seq, info, &err);
-    pthread_mutex_unlock(&s->snapshot_mu);
+    npvdb_code rc = nt_snapshot_write(s, coll, info, &err);
     if (rc != NPVDB_OK) {
         nt_result_fail(res, nt_status_from_code(rc), "snapshot: %s", err.msg);
     } else {
-        npvdb_log("snapshot: %s, %llu vectors, %llu bytes, %.3f s, log "
-                  "sequence %llu",
-                  info->path, (unsigned long long)info->vectors,
-                  (unsigned long long)info->bytes, info->seconds,
-                  (unsigned long long)info->sequence);
         Npvdb__V1__SnapshotReply r = NPVDB__V1__SNAPSHOT_REPLY__INIT;
         r.path = info->path;
         r.vectors = info->vectors;

@@ -168,6 +168,8 @@ static int init_locks(npvdb_server *s)
     if (rc) return -1;
     pthread_mutex_init(&s->write_mu, NULL);
     pthread_mutex_init(&s->snapshot_mu, NULL);
+    pthread_mutex_init(&s->auto_mu, NULL);
+    pthread_cond_init(&s->auto_cv, NULL);
     pthread_mutex_init(&s->shutdown_mu, NULL);
     pthread_cond_init(&s->shutdown_cv, NULL);
     return 0;
@@ -178,6 +180,8 @@ static void free_locks(npvdb_server *s)
     pthread_rwlock_destroy(&s->coll_lock);
     pthread_mutex_destroy(&s->write_mu);
     pthread_mutex_destroy(&s->snapshot_mu);
+    pthread_mutex_destroy(&s->auto_mu);
+    pthread_cond_destroy(&s->auto_cv);
     pthread_mutex_destroy(&s->shutdown_mu);
     pthread_cond_destroy(&s->shutdown_cv);
 }
@@ -269,6 +273,7 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
     }
     s->store = store;
     s->n_workers = cfg->n_workers;
+    s->snapshot_every = cfg->snapshot_every_bytes;
     s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 4;
     s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes
                                             : NT_MAX_MESSAGE_DEFAULT;
@@ -376,6 +381,7 @@ void npvdb_server_stop(npvdb_server *s, unsigned grace_ms)
         }
     grpc_completion_queue_destroy(s->cq);
     grpc_shutdown();
+    nt_autosnapshot_wait(s); /* it holds the collection */
     npvdb_free(s->coll);
     free(s->threads);
     free_locks(s);

@@ -18,6 +18,7 @@
 #include "storage.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct npvdb_server_config {
     const char *listen;       /* "host:port"; port 0 picks a free one */
@@ -25,6 +26,8 @@ typedef struct npvdb_server_config {
     unsigned n_workers;       /* engine workers of collections made by Init;
                                  0 = number of cores */
     size_t max_message_bytes; /* receive and send limit; 0 = 64 MiB */
+    uint64_t snapshot_every_bytes; /* automatic snapshot once the log grew
+                                      this much since the last; 0 = never */
 } npvdb_server_config;
 
 typedef struct npvdb_server npvdb_server;

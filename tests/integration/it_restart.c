@@ -1,16 +1,21 @@
 /*
  * it_restart.c -- a real npvdb-server stopped with SIGTERM and started again
  * on the same data directory gives the same answers: from a snapshot, from
- * a snapshot plus the log written after it, and from the log alone.
+ * a snapshot plus the log written after it, and from the log alone; and one
+ * killed with SIGKILL after an automatic snapshot loses nothing.
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -195,6 +200,69 @@ static void test_restart_replays_log(void **state)
     it_data_free(&q);
 }
 
+/* Counts snap-*.h5 files in dir. */
+static int count_snapshots(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        n += !strncmp(e->d_name, "snap-", 5) && len > 3 &&
+             !strcmp(e->d_name + len - 3, ".h5");
+    }
+    closedir(d);
+    return n;
+}
+
+/* With --snapshot-every-mb 1 the server snapshots on its own once the log
+ * grows past 1 MiB, and a kill -9 afterwards restores from that snapshot plus
+ * the log's tail: every acknowledged vector is back. */
+static void test_automatic_snapshot(void **state)
+{
+    it_server *s = *state;
+    it_server_stop(s);
+    it_server_start(s, "--snapshot-every-mb", "1", NULL);
+    it_data d, q;
+    it_data_make(&d, 24000, DIM, 47, "s"); /* ~2.7 MiB of log records */
+    it_data_make(&q, 10, DIM, 48, "q");
+    npvdb_client_error err;
+    npvdb_client_init_params p = {.dim = DIM, .metric = NPVDB_CLIENT_L2};
+    ok(npvdb_client_init(s->client, &p, NULL, NULL, &err), &err, "init");
+    assert_int_equal(count_snapshots(s->data_dir), 0);
+    for (size_t i = 0; i < d.n; i += 2000)
+        ok(npvdb_client_insert(s->client, DIM, (const char *const *)d.keys + i,
+                               d.rows + i * DIM, 2000, 500, NULL, NULL, NULL,
+                               &err),
+           &err, "insert");
+    int snaps = 0;
+    for (int i = 0; i < 200 && snaps < 1; i++) { /* up to 10 s */
+        snaps = count_snapshots(s->data_dir);
+        if (snaps < 1) usleep(50000);
+    }
+    assert_true(snaps >= 1);
+    char *log = it_server_log(s);
+    assert_non_null(strstr(log, "automatic snapshot"));
+    free(log);
+
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    npvdb_client_close(s->client);
+    s->client = NULL;
+    it_server_start(s, NULL);
+    npvdb_client_info inf;
+    info(s, &inf);
+    assert_int_equal(inf.vectors, d.n);
+    npvdb_client_info_free(&inf);
+    npvdb_collection *ref = it_engine_make(DIM, NPVDB_METRIC_L2, 0, NULL, &d);
+    it_assert_search_same(s->client, ref, q.rows, q.n, 10, 65536);
+    npvdb_free(ref);
+    it_data_free(&d);
+    it_data_free(&q);
+}
+
 /* Without any snapshot, the log alone restores the collection; without an
  * Init, a restart has no collection. */
 static void test_restart_log_only_and_empty(void **state)
@@ -241,6 +309,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_restart_after_snapshot,
                                         it_setup_server, it_teardown_server),
         cmocka_unit_test_setup_teardown(test_restart_replays_log,
+                                        it_setup_server, it_teardown_server),
+        cmocka_unit_test_setup_teardown(test_automatic_snapshot,
                                         it_setup_server, it_teardown_server),
         cmocka_unit_test_setup_teardown(test_restart_log_only_and_empty,
                                         it_setup_server, it_teardown_server),
