@@ -221,10 +221,8 @@ npvdb_code npvdb_insert_check(npvdb_collection *c, const char *const *keys,
     }
     if (rc || c->cfg.metric != NPVDB_METRIC_COSINE) return rc;
     for (size_t i = 0; i < n; i++) {
-        const float *r = rows + i * c->cfg.dim;
-        float s = 0;
-        for (uint32_t d = 0; d < c->cfg.dim; d++)
-            s += r[d] * r[d];
+        float s;
+        rows_sqnorms(rows + i * c->cfg.dim, 1, c->cfg.dim, &s);
         if (!(s > 0))
             return npvdb_set_error(err, NPVDB_EINVAL,
                                    "vector %zu has zero norm: cosine needs a "
