@@ -301,12 +301,164 @@ void codec_insert_free(codec_insert *r)
 
 /* ---- GetClosest and Search ---------------------------------------------- */
 
-/* The fields GetClosestRequest and SearchRequest share (same numbers, same
- * meaning), so both go through one validation. */
+/* GetClosestRequest and SearchRequest share field numbers and meaning, so
+ * one parser reads both. It walks the wire format itself instead of calling
+ * protobuf-c's unpack: a request of 10,000 queries is 5 MB, and unpack
+ * would first copy the bytes field whole, then copy_rows again. Here the
+ * queries are copied once, straight from the received slices (which need
+ * not be contiguous) into the aligned array the engine reads. */
+enum { Q_QUERIES = 1, Q_K = 2, Q_NPROBE = 3, Q_DIM = 4 };
+
+/* A cursor over the message's spans. */
+typedef struct span_reader {
+    const codec_span *s;
+    size_t n, i, off; /* span i, offset off inside it */
+} span_reader;
+
+/* Moves to the next non-empty span when the current one is used up; 0 if
+ * a byte is available. */
+static int sr_ready(span_reader *r)
+{
+    while (r->i < r->n && r->off == r->s[r->i].len) {
+        r->i++;
+        r->off = 0;
+    }
+    return r->i < r->n ? 0 : -1;
+}
+
+static int sr_at_end(span_reader *r)
+{
+    return sr_ready(r) != 0;
+}
+
+static int sr_varint(span_reader *r, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 70; shift += 7) {
+        if (sr_ready(r)) return -1;
+        uint8_t b = r->s[r->i].data[r->off++];
+        if (shift < 64) v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Skips n bytes; -1 when fewer are left. */
+static int sr_skip(span_reader *r, uint64_t n)
+{
+    while (n > 0) {
+        if (sr_ready(r)) return -1;
+        size_t left = r->s[r->i].len - r->off;
+        size_t step = n < left ? (size_t)n : left;
+        r->off += step;
+        n -= step;
+    }
+    return 0;
+}
+
+static int sr_skip_field(span_reader *r, unsigned wt)
+{
+    uint64_t v;
+    switch (wt) {
+    case WT_VARINT:
+        return sr_varint(r, &v);
+    case WT_I64:
+        return sr_skip(r, 8);
+    case WT_I32:
+        return sr_skip(r, 4);
+    case WT_LEN:
+        return sr_varint(r, &v) || sr_skip(r, v);
+    default: /* groups (3, 4) are not used by proto3 */
+        return -1;
+    }
+}
+
+/* The request's fields; `at` is where the (last) queries payload starts. */
 typedef struct query_fields {
-    const ProtobufCBinaryData *queries;
+    span_reader at;
+    size_t qlen;
     uint32_t k, nprobe, dim;
 } query_fields;
+
+/* One field; 0 on success, -1 when malformed. A scalar that appears twice
+ * keeps its last value, as protobuf decoders do. */
+static int query_field(span_reader *r, query_fields *f)
+{
+    uint64_t tag, v;
+    if (sr_varint(r, &tag) || (tag >> 3) == 0) return -1;
+    uint64_t field = tag >> 3;
+    unsigned wt = (unsigned)(tag & 7);
+    if (field == Q_QUERIES && wt == WT_LEN) {
+        if (sr_varint(r, &v) || v > SIZE_MAX) return -1;
+        f->at = *r;
+        f->qlen = (size_t)v;
+        return sr_skip(r, v);
+    }
+    if (field >= Q_K && field <= Q_DIM && wt == WT_VARINT) {
+        if (sr_varint(r, &v)) return -1;
+        uint32_t u = (uint32_t)v; /* uint32 keeps the low bits */
+        if (field == Q_K) f->k = u;
+        if (field == Q_NPROBE) f->nprobe = u;
+        if (field == Q_DIM) f->dim = u;
+        return 0;
+    }
+    if (field >= Q_QUERIES && field <= Q_DIM) return -1; /* wrong type */
+    return sr_skip_field(r, wt);
+}
+
+/* Index of the first non-finite value of f[0..n), or n. Checks a block at
+ * a time with a branch-free test (exponent bits all ones) the compiler can
+ * vectorise, and looks closer only at a block that failed. */
+static size_t first_nonfinite(const float *f, size_t n)
+{
+    enum { BLOCK = 1024 };
+    for (size_t b = 0; b < n; b += BLOCK) {
+        size_t m = n - b < BLOCK ? n - b : BLOCK;
+        uint32_t bad = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, &f[b + i], sizeof u);
+            bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+        }
+        if (!bad) continue;
+        for (size_t i = 0; i < m; i++)
+            if (!isfinite(f[b + i])) return b + i;
+    }
+    return n;
+}
+
+/* Copies the queries (rows x dim floats, checked length) out of the spans
+ * into a new aligned array, refusing NaN and Inf. */
+static npvdb_code copy_queries(const query_fields *f, size_t rows, uint32_t dim,
+                               float **out, npvdb_error *err)
+{
+    float *q = malloc(f->qlen);
+    if (!q)
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory copying %zu bytes of queries",
+                               f->qlen);
+    span_reader r = f->at;
+    size_t done = 0;
+    while (done < f->qlen && !sr_ready(&r)) {
+        size_t left = r.s[r.i].len - r.off, want = f->qlen - done;
+        size_t step = want < left ? want : left;
+        memcpy((uint8_t *)q + done, r.s[r.i].data + r.off, step);
+        r.off += step;
+        done += step;
+    }
+    size_t bad = first_nonfinite(q, rows * dim);
+    if (bad < rows * dim) {
+        free(q);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "query %zu has a NaN or Inf at component %zu",
+                               bad / dim, bad % dim);
+    }
+    *out = q;
+    return NPVDB_OK;
+}
 
 static npvdb_code fill_query(const query_fields *m, uint32_t dim,
                              codec_query *out, npvdb_error *err)
@@ -319,59 +471,67 @@ static npvdb_code fill_query(const query_fields *m, uint32_t dim,
     if (m->k == 0 || m->k > NPVDB_MAX_K)
         return npvdb_set_error(err, NPVDB_EINVAL, "k must be 1..%d (got %u)",
                                NPVDB_MAX_K, m->k);
-    if (m->queries->len == 0)
+    if (m->qlen == 0)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "queries is empty: send q x dim %u "
                                "float32 values",
                                dim);
-    npvdb_code rc = count_rows(m->queries->len, dim, "queries", &out->nq, err);
+    npvdb_code rc = count_rows(m->qlen, dim, "queries", &out->nq, err);
     if (rc != NPVDB_OK) return rc;
     out->k = m->k;
     out->nprobe = m->nprobe;
-    return copy_rows(m->queries, out->nq, dim, "queries", "query",
-                     &out->queries, err);
+    return copy_queries(m, out->nq, dim, &out->queries, err);
 }
 
-/* Unpacks a GetClosestRequest or a SearchRequest (descriptor `d`) and
- * validates it with fill_query. */
-static npvdb_code decode_query_msg(const ProtobufCMessageDescriptor *d,
-                                   const uint8_t *buf, size_t len, uint32_t dim,
-                                   codec_query *out, npvdb_error *err)
+/* Parses a GetClosestRequest or a SearchRequest (named `what` in errors)
+ * held in spans[0..n) and validates it with fill_query. */
+static npvdb_code decode_query_spans(const char *what, const codec_span *spans,
+                                     size_t n, uint32_t dim, codec_query *out,
+                                     npvdb_error *err)
 {
     memset(out, 0, sizeof *out);
     npvdb_code rc = check_dim(dim, err);
     if (rc != NPVDB_OK) return rc;
-    ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, len, buf);
-    if (!m)
-        return npvdb_set_error(err, NPVDB_EINVAL, "malformed %s (%zu bytes)",
-                               d->short_name, len);
-    query_fields f;
-    if (d == &npvdb__v1__search_request__descriptor) {
-        const Npvdb__V1__SearchRequest *r = (Npvdb__V1__SearchRequest *)m;
-        f = (query_fields){&r->queries, r->k, r->nprobe, r->dim};
-    } else {
-        const Npvdb__V1__GetClosestRequest *r =
-            (Npvdb__V1__GetClosestRequest *)m;
-        f = (query_fields){&r->queries, r->k, r->nprobe, r->dim};
-    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += spans[i].len;
+    query_fields f = {0};
+    span_reader r = {spans, n, 0, 0};
+    while (!sr_at_end(&r))
+        if (query_field(&r, &f))
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "malformed %s (%zu bytes)", what, total);
     rc = fill_query(&f, dim, out, err);
-    protobuf_c_message_free_unpacked(m, NULL);
     if (rc != NPVDB_OK) codec_query_free(out);
     return rc;
+}
+
+npvdb_code codec_decode_query_spans(const codec_span *spans, size_t n,
+                                    uint32_t dim, codec_query *out,
+                                    npvdb_error *err)
+{
+    return decode_query_spans("GetClosestRequest", spans, n, dim, out, err);
+}
+
+npvdb_code codec_decode_search_spans(const codec_span *spans, size_t n,
+                                     uint32_t dim, codec_query *out,
+                                     npvdb_error *err)
+{
+    return decode_query_spans("SearchRequest", spans, n, dim, out, err);
 }
 
 npvdb_code codec_decode_query(const uint8_t *buf, size_t len, uint32_t dim,
                               codec_query *out, npvdb_error *err)
 {
-    return decode_query_msg(&npvdb__v1__get_closest_request__descriptor, buf,
-                            len, dim, out, err);
+    codec_span s = {buf, len};
+    return codec_decode_query_spans(&s, 1, dim, out, err);
 }
 
 npvdb_code codec_decode_search(const uint8_t *buf, size_t len, uint32_t dim,
                                codec_query *out, npvdb_error *err)
 {
-    return decode_query_msg(&npvdb__v1__search_request__descriptor, buf, len,
-                            dim, out, err);
+    codec_span s = {buf, len};
+    return codec_decode_search_spans(&s, 1, dim, out, err);
 }
 
 void codec_query_free(codec_query *r)
@@ -427,6 +587,141 @@ void codec_keys_free(codec_keys *r)
     if (!r) return;
     if (r->msg_) protobuf_c_message_free_unpacked(r->msg_, NULL);
     memset(r, 0, sizeof *r);
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+/* The search replies are written by hand, straight from the engine's
+ * results: protobuf-c would need the keys in an array of its own and runs
+ * strlen over each one twice (size, then pack), while the results already
+ * know every key's length. The bytes are exactly what protobuf-c packs for
+ * the same message (fields in number order, repeated numbers packed, proto3
+ * defaults left out); test_codec compares the two. */
+
+enum { TAG_LEN = 2 }; /* wire type of length-delimited fields */
+
+static size_t varint_size(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v)
+{
+    while (v >= 0x80) {
+        *p++ = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    *p++ = (uint8_t)v;
+    return p;
+}
+
+/* Tag byte of field f (< 16) with wire type wt. */
+static uint8_t tag(unsigned f, unsigned wt)
+{
+    return (uint8_t)(f << 3 | wt);
+}
+
+/* Bytes of a length-delimited field of field number < 16 holding n bytes. */
+static size_t len_field_size(size_t n)
+{
+    return 1 + varint_size(n) + n;
+}
+
+/* Bytes of the keys of row `row`, each as a length-delimited field. */
+static size_t keys_size(const npvdb_results *r, size_t row)
+{
+    size_t n = 0, at = row * r->k;
+    for (uint32_t j = 0; j < r->counts[row]; j++)
+        n += len_field_size(r->key_lens[at + j]);
+    return n;
+}
+
+static uint8_t *put_keys(uint8_t *p, const npvdb_results *r, size_t row,
+                         unsigned field)
+{
+    size_t at = row * r->k;
+    for (uint32_t j = 0; j < r->counts[row]; j++) {
+        uint32_t len = r->key_lens[at + j];
+        *p++ = tag(field, TAG_LEN);
+        p = put_varint(p, len);
+        memcpy(p, r->keys[at + j], len);
+        p += len;
+    }
+    return p;
+}
+
+static size_t counts_payload(const npvdb_results *r)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < r->nq; i++)
+        n += varint_size(r->counts[i]);
+    return n;
+}
+
+size_t codec_search_reply_size(const npvdb_results *r)
+{
+    size_t n = 1 + varint_size(r->k);
+    n += len_field_size(counts_payload(r));
+    for (size_t i = 0; i < r->nq; i++)
+        n += keys_size(r, i);
+    n += len_field_size(r->nq * r->k * sizeof(float));
+    return n;
+}
+
+size_t codec_search_reply_encode(npvdb_results *r, uint8_t *buf)
+{
+    uint8_t *p = buf;
+    *p++ = tag(1, WT_VARINT);
+    p = put_varint(p, r->k);
+    *p++ = tag(2, TAG_LEN);
+    p = put_varint(p, counts_payload(r));
+    for (size_t i = 0; i < r->nq; i++)
+        p = put_varint(p, r->counts[i]);
+    for (size_t i = 0; i < r->nq; i++)
+        p = put_keys(p, r, i, 3);
+    /* The contract pads each row's distances past counts[i] with +inf. */
+    for (size_t i = 0; i < r->nq; i++)
+        for (uint32_t j = r->counts[i]; j < r->k; j++)
+            r->distances[i * r->k + j] = INFINITY;
+    size_t dbytes = r->nq * r->k * sizeof(float);
+    *p++ = tag(4, TAG_LEN);
+    p = put_varint(p, dbytes);
+    memcpy(p, r->distances, dbytes);
+    p += dbytes;
+    return (size_t)(p - buf);
+}
+
+size_t codec_closest_reply_size(const npvdb_results *r, size_t row,
+                                uint32_t query_index)
+{
+    size_t n = query_index ? 1 + varint_size(query_index) : 0;
+    n += keys_size(r, row);
+    if (r->counts[row]) n += len_field_size(r->counts[row] * sizeof(float));
+    return n;
+}
+
+size_t codec_closest_reply_encode(const npvdb_results *r, size_t row,
+                                  uint32_t query_index, uint8_t *buf)
+{
+    uint8_t *p = buf;
+    if (query_index) {
+        *p++ = tag(1, WT_VARINT);
+        p = put_varint(p, query_index);
+    }
+    p = put_keys(p, r, row, 2);
+    uint32_t c = r->counts[row];
+    if (c) {
+        *p++ = tag(3, TAG_LEN);
+        p = put_varint(p, c * sizeof(float));
+        memcpy(p, r->distances + row * r->k, c * sizeof(float));
+        p += c * sizeof(float);
+    }
+    return (size_t)(p - buf);
 }
 
 /* ---- Snapshot, Info, health ---------------------------------------------- */

@@ -1,5 +1,6 @@
 /*
- * codec.h -- request bytes -> validated request structs.
+ * codec.h -- request bytes -> validated request structs, and the search
+ * replies from engine results -> bytes.
  *
  * Pure functions: no gRPC, no locks, no engine calls. Each decoder takes the
  * serialized protobuf message as it came off the wire, unpacks it with
@@ -66,12 +67,44 @@ void codec_insert_free(codec_insert *r);
 
 /* GetClosestRequest and SearchRequest share one validation: `dim` is the
  * collection's; a non-zero dim field in the request that differs from it is
- * EINVAL ("query dim X does not match the collection's dim Y"). */
+ * EINVAL ("query dim X does not match the collection's dim Y"). The queries
+ * are copied once, from the message bytes into out->queries. */
 npvdb_code codec_decode_query(const uint8_t *buf, size_t len, uint32_t dim,
                               codec_query *out, npvdb_error *err);
 npvdb_code codec_decode_search(const uint8_t *buf, size_t len, uint32_t dim,
                                codec_query *out, npvdb_error *err);
 void codec_query_free(codec_query *r);
+
+/* A piece of a message: gRPC hands a large message over as several slices,
+ * and the query decoders read them where they are (no joining copy). */
+typedef struct codec_span {
+    const uint8_t *data;
+    size_t len;
+} codec_span;
+
+/* The same decoders over the message spans[0] + spans[1] + ... + spans[n-1]
+ * (pieces may be empty; a field may straddle pieces). */
+npvdb_code codec_decode_query_spans(const codec_span *spans, size_t n,
+                                    uint32_t dim, codec_query *out,
+                                    npvdb_error *err);
+npvdb_code codec_decode_search_spans(const codec_span *spans, size_t n,
+                                     uint32_t dim, codec_query *out,
+                                     npvdb_error *err);
+
+/* ---- replies: engine results -> wire bytes ---- */
+
+/* The SearchReply of all of r: codec_search_reply_size bytes, written by
+ * codec_search_reply_encode into buf (which must hold that many; returns
+ * the bytes written). Encoding sets r's distances past counts[i] to +inf,
+ * the contract's padding. Byte for byte what protobuf-c packs. */
+size_t codec_search_reply_size(const npvdb_results *r);
+size_t codec_search_reply_encode(npvdb_results *r, uint8_t *buf);
+
+/* The GetClosestReply of row `row` of r, as query `query_index`. */
+size_t codec_closest_reply_size(const npvdb_results *r, size_t row,
+                                uint32_t query_index);
+size_t codec_closest_reply_encode(const npvdb_results *r, size_t row,
+                                  uint32_t query_index, uint8_t *buf);
 
 npvdb_code codec_decode_delete(const uint8_t *buf, size_t len, codec_keys *out,
                                npvdb_error *err);

@@ -149,6 +149,18 @@ void nt_call_finish(nt_call *c, nt_result *res);
 void nt_call_on_done(nt_tag *t, int ok);
 void nt_call_free(nt_call *c);
 
+/* ---- rpc_search.c: a received message read in place ---- */
+/* c->recv as the spans of its slices (no joining copy; a compressed message
+ * is inflated into one). nt_message_open returns -1 when out of memory;
+ * after a 0, nt_message_close frees the spans and destroys c->recv. */
+typedef struct nt_message {
+    struct codec_span *spans;
+    size_t n;
+    grpc_slice joined; /* the inflated message, or empty */
+} nt_message;
+int nt_message_open(nt_call *c, nt_message *m);
+void nt_message_close(nt_call *c, nt_message *m);
+
 /* ---- call_unary.c ---- */
 void nt_unary_start(nt_call *c);
 

@@ -8,26 +8,26 @@
  * for BLAS. The collection lock is held per chunk only; if Init replaces the
  * collection between two chunks the call ends with ABORTED.
  *
- * Speed: a chunk's replies are packed back to back into one buffer right
- * after its search (the engine's results are freed then), and each reply is
- * sent as a sub-slice of it, so a reply costs no copy and no data
- * allocation. Every reply but the last of a chunk carries
- * GRPC_WRITE_BUFFER_HINT: its batch completes once gRPC has buffered it and
- * gRPC coalesces the replies into few writes, instead of one write and one
- * wait per reply. gRPC still holds back a completion when its buffer is full
- * or the client's flow-control window is closed, so the client's reading
- * speed remains the back-pressure. The last reply of the call travels in the
- * final batch with the status, saving a round trip per call.
+ * Speed: the request's queries are read from the received slices where they
+ * lie. A chunk's replies are encoded back to back into one buffer right
+ * after its search (by hand, from the results' key lengths; the engine's
+ * results are freed then), and each reply is sent as a sub-slice of it, so a
+ * reply costs no copy and no data allocation. Every reply but the last of a
+ * chunk carries GRPC_WRITE_BUFFER_HINT: its batch completes once gRPC has
+ * buffered it and gRPC coalesces the replies into few writes, instead of one
+ * write and one wait per reply. gRPC still holds back a completion when its
+ * buffer is full or the client's flow-control window is closed, so the client's
+ * reading speed remains the back-pressure. The last reply of the call travels
+ * in the final batch with the status, saving a round trip per call.
  */
 #include "internal.h"
 
 #include "codec.h"
-#include "npvdb/v1/npvdb.pb-c.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK_QUERIES 4096
+#define CHUNK_QUERIES 16384
 #define CHUNK_HITS (1u << 20)
 
 typedef struct closest_call {
@@ -51,30 +51,16 @@ static size_t chunk_size(const closest_call *cc)
     return n;
 }
 
-/* The reply of row `row` of `hits` (pointers into hits). */
-static Npvdb__V1__GetClosestReply reply_of(const npvdb_results *hits,
-                                           size_t row, size_t query_index)
-{
-    Npvdb__V1__GetClosestReply r = NPVDB__V1__GET_CLOSEST_REPLY__INIT;
-    size_t at = row * hits->k;
-    r.query_index = (uint32_t)query_index;
-    r.n_keys = r.n_distances = hits->counts[row];
-    /* protobuf-c only reads the keys while packing. */
-    r.keys = (char **)(hits->keys + at);
-    r.distances = hits->distances + at;
-    return r;
-}
-
-/* Packs every reply of `hits` (the chunk starting at cc->chunk_start) into
- * cc->packed; fails res when out of memory. */
+/* Encodes every reply of `hits` (the chunk starting at cc->chunk_start)
+ * into cc->packed; fails res when out of memory. */
 static void pack_chunk(closest_call *cc, const npvdb_results *hits,
                        nt_result *res)
 {
     size_t total = 0;
     cc->offsets[0] = 0;
     for (size_t i = 0; i < hits->nq; i++) {
-        Npvdb__V1__GetClosestReply r = reply_of(hits, i, cc->chunk_start + i);
-        total += protobuf_c_message_get_packed_size(&r.base);
+        total +=
+            codec_closest_reply_size(hits, i, (uint32_t)(cc->chunk_start + i));
         cc->offsets[i + 1] = total;
     }
     uint8_t *buf = malloc(total ? total : 1);
@@ -84,10 +70,9 @@ static void pack_chunk(closest_call *cc, const npvdb_results *hits,
                        hits->nq, total);
         return;
     }
-    for (size_t i = 0; i < hits->nq; i++) {
-        Npvdb__V1__GetClosestReply r = reply_of(hits, i, cc->chunk_start + i);
-        protobuf_c_message_pack(&r.base, buf + cc->offsets[i]);
-    }
+    for (size_t i = 0; i < hits->nq; i++)
+        codec_closest_reply_encode(hits, i, (uint32_t)(cc->chunk_start + i),
+                                   buf + cc->offsets[i]);
     /* Sub-slices handed to gRPC keep it alive past this chunk. */
     grpc_slice_unref(cc->packed);
     cc->packed = grpc_slice_new(buf, total, free);
@@ -169,12 +154,12 @@ static void step(nt_call *c)
 
 /* Decodes the request and searches its first chunk (read lock held). */
 static void first_chunk(closest_call *cc, npvdb_collection *coll,
-                        const grpc_slice *s, nt_result *res)
+                        const nt_message *m, nt_result *res)
 {
     npvdb_error err = {0};
     cc->dim = npvdb_dim(coll);
-    if (codec_decode_query(GRPC_SLICE_START_PTR(*s), GRPC_SLICE_LENGTH(*s),
-                           cc->dim, &cc->q, &err) != NPVDB_OK) {
+    if (codec_decode_query_spans(m->spans, m->n, cc->dim, &cc->q, &err) !=
+        NPVDB_OK) {
         nt_result_error(res, &err);
         return;
     }
@@ -191,14 +176,22 @@ static void start(nt_call *c)
 {
     closest_call *cc = (closest_call *)c;
     nt_result res = {0};
+    nt_message m;
     cc->packed = grpc_empty_slice();
-    grpc_slice s = nt_call_take_message(c);
-    npvdb_collection *coll = nt_db_acquire(c->srv, &cc->gen, &res);
-    if (coll) {
-        first_chunk(cc, coll, &s, &res);
-        nt_db_release(c->srv);
+    if (!c->recv) {
+        nt_result_fail(&res, GRPC_STATUS_INVALID_ARGUMENT,
+                       "missing request message");
+    } else if (nt_message_open(c, &m)) {
+        nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "out of memory reading the request");
+    } else {
+        npvdb_collection *coll = nt_db_acquire(c->srv, &cc->gen, &res);
+        if (coll) {
+            first_chunk(cc, coll, &m, &res);
+            nt_db_release(c->srv);
+        }
+        nt_message_close(c, &m);
     }
-    grpc_slice_unref(s);
     if (res.status != GRPC_STATUS_OK)
         nt_call_finish(c, &res);
     else

@@ -14,8 +14,9 @@
 #include "codec.h"
 #include "npvdb/v1/npvdb.pb-c.h"
 
-#include <math.h>
+#include <grpc/byte_buffer_reader.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Fails res with RESOURCE_EXHAUSTED for a reply of `bytes` for nq queries.
  * `at_least` says the size is a lower bound (checked before the search). */
@@ -42,56 +43,71 @@ static size_t min_reply_bytes(const codec_query *q)
     return q->nq * q->k * sizeof(float) + q->nq + 32;
 }
 
-/* Points r at the engine's results: keys flattened into *flat (caller
- * frees), distances borrowed. 0 on success, -1 when out of memory. */
-static int fill_reply(npvdb_results *hits, Npvdb__V1__SearchReply *r,
-                      char ***flat)
+/* ---- received messages as spans (declared in internal.h) ---- */
+
+int nt_message_open(nt_call *c, nt_message *m)
 {
-    size_t total = 0;
-    for (size_t i = 0; i < hits->nq; i++)
-        total += hits->counts[i];
-    *flat = malloc((total ? total : 1) * sizeof **flat);
-    if (!*flat) return -1;
-    size_t n = 0;
-    for (size_t i = 0; i < hits->nq; i++) {
-        size_t row = i * hits->k;
-        for (uint32_t j = 0; j < hits->k; j++) {
-            if (j < hits->counts[i])
-                (*flat)[n++] = (char *)hits->keys[row + j];
-            else
-                hits->distances[row + j] = INFINITY; /* the contract's pad */
-        }
+    grpc_byte_buffer *bb = c->recv;
+    memset(m, 0, sizeof *m);
+    m->joined = grpc_empty_slice();
+    if (bb->type == GRPC_BB_RAW &&
+        bb->data.raw.compression == GRPC_COMPRESS_NONE) {
+        const grpc_slice_buffer *sb = &bb->data.raw.slice_buffer;
+        m->spans = malloc((sb->count ? sb->count : 1) * sizeof *m->spans);
+        if (!m->spans) return -1;
+        for (size_t i = 0; i < sb->count; i++)
+            m->spans[i] = (codec_span){GRPC_SLICE_START_PTR(sb->slices[i]),
+                                       GRPC_SLICE_LENGTH(sb->slices[i])};
+        m->n = sb->count;
+        return 0;
     }
-    r->k = hits->k;
-    r->n_counts = hits->nq;
-    r->counts = hits->counts;
-    r->n_keys = n;
-    r->keys = *flat;
-    r->distances.data = (uint8_t *)hits->distances;
-    r->distances.len = hits->nq * hits->k * sizeof(float);
+    /* Compressed: gRPC's reader inflates it into one slice. */
+    m->spans = malloc(sizeof *m->spans);
+    if (!m->spans) return -1;
+    grpc_byte_buffer_reader r;
+    if (grpc_byte_buffer_reader_init(&r, bb)) {
+        m->joined = grpc_byte_buffer_reader_readall(&r);
+        grpc_byte_buffer_reader_destroy(&r);
+    }
+    m->spans[0] = (codec_span){GRPC_SLICE_START_PTR(m->joined),
+                               GRPC_SLICE_LENGTH(m->joined)};
+    m->n = 1;
     return 0;
 }
 
-/* Packs the reply of `hits` into res unless it would exceed the limit. */
+void nt_message_close(nt_call *c, nt_message *m)
+{
+    free(m->spans);
+    grpc_slice_unref(m->joined);
+    memset(m, 0, sizeof *m);
+    if (c->recv) grpc_byte_buffer_destroy(c->recv);
+    c->recv = NULL;
+}
+
+/* ---- Search ---- */
+
+/* Encodes the reply of `hits` into res unless it would exceed the limit. */
 static void reply(npvdb_server *s, npvdb_results *hits, nt_result *res)
 {
-    Npvdb__V1__SearchReply r = NPVDB__V1__SEARCH_REPLY__INIT;
-    char **flat = NULL;
-    if (fill_reply(hits, &r, &flat)) {
+    size_t bytes = codec_search_reply_size(hits);
+    if (bytes > s->max_message) {
+        too_big(s, bytes, hits->nq, 0, res);
+        return;
+    }
+    uint8_t *buf = malloc(bytes ? bytes : 1);
+    if (!buf) {
         nt_result_fail(res, GRPC_STATUS_RESOURCE_EXHAUSTED,
                        "out of memory building the reply of %zu queries",
                        hits->nq);
         return;
     }
-    size_t bytes = protobuf_c_message_get_packed_size(&r.base);
-    if (bytes > s->max_message)
-        too_big(s, bytes, hits->nq, 0, res);
-    else
-        nt_result_pack(res, &r.base);
-    free(flat);
+    size_t n = codec_search_reply_encode(hits, buf);
+    grpc_slice sl = grpc_slice_new(buf, n, free);
+    res->reply = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
 }
 
-static void handle_search(npvdb_server *s, const uint8_t *buf, size_t len,
+static void handle_search(npvdb_server *s, const codec_span *msg, size_t n,
                           nt_result *res)
 {
     codec_query q;
@@ -100,7 +116,8 @@ static void handle_search(npvdb_server *s, const uint8_t *buf, size_t len,
     npvdb_collection *coll = nt_db_acquire(s, NULL, res);
     if (!coll) return;
     int ok = 0;
-    if (codec_decode_search(buf, len, npvdb_dim(coll), &q, &err) != NPVDB_OK)
+    if (codec_decode_search_spans(msg, n, npvdb_dim(coll), &q, &err) !=
+        NPVDB_OK)
         nt_result_error(res, &err);
     else if (min_reply_bytes(&q) > s->max_message)
         too_big(s, min_reply_bytes(&q), q.nq, 1, res);
@@ -116,9 +133,28 @@ static void handle_search(npvdb_server *s, const uint8_t *buf, size_t len,
     npvdb_results_free(&hits);
 }
 
+/* Like nt_unary_start, but the request is decoded from the received slices
+ * where they lie: a 10,000-query request is 5 MB, and joining its slices
+ * first would cost a copy (and fresh pages) for nothing. */
+static void start(nt_call *c)
+{
+    nt_result res = {0};
+    nt_message m;
+    if (!c->recv)
+        nt_result_fail(&res, GRPC_STATUS_INVALID_ARGUMENT,
+                       "missing request message");
+    else if (nt_message_open(c, &m))
+        nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "out of memory reading the request");
+    else {
+        handle_search(c->srv, m.spans, m.n, &res);
+        nt_message_close(c, &m);
+    }
+    nt_call_finish(c, &res);
+}
+
 const nt_method nt_rpc_search = {
     .path = "/npvdb.v1.VectorDB/Search",
     .call_size = sizeof(nt_call),
-    .start = nt_unary_start,
-    .unary = handle_search,
+    .start = start,
 };

@@ -450,6 +450,213 @@ static void test_search_malformed(void **state)
     assert_msg_has(&err, "dim must be 1..4096");
 }
 
+/* A message decoded from pieces gives exactly what the whole buffer gives,
+ * however it is cut: at every byte (fields and varints straddle pieces),
+ * with empty pieces in between, and in pieces of one byte. */
+static void expect_spans_equal(const packed *p, uint32_t dim, size_t *cuts,
+                               size_t ncuts)
+{
+    codec_span spans[16];
+    size_t n = 0, at = 0;
+    for (size_t i = 0; i <= ncuts; i++) {
+        size_t end = i < ncuts ? cuts[i] : p->len;
+        spans[n++] = (codec_span){p->buf + at, end - at};
+        if (i < ncuts) spans[n++] = (codec_span){p->buf + end, 0};
+        at = end;
+    }
+    codec_query whole, parts;
+    npvdb_error e1 = {0}, e2 = {0};
+    npvdb_code r1 = codec_decode_search(p->buf, p->len, dim, &whole, &e1);
+    npvdb_code r2 = codec_decode_search_spans(spans, n, dim, &parts, &e2);
+    assert_int_equal(r1, r2);
+    assert_string_equal(e1.msg, e2.msg);
+    assert_int_equal(whole.nq, parts.nq);
+    assert_int_equal(whole.k, parts.k);
+    assert_int_equal(whole.nprobe, parts.nprobe);
+    if (r1 == NPVDB_OK)
+        assert_memory_equal(whole.queries, parts.queries,
+                            whole.nq * dim * sizeof(float));
+    codec_query_free(&whole);
+    codec_query_free(&parts);
+}
+
+static void test_query_spans(void **state)
+{
+    /* 300 floats: a queries field whose length varint takes 2 bytes. */
+    float q[300];
+    for (size_t i = 0; i < 300; i++)
+        q[i] = (float)i * 0.5f - 7.0f;
+    packed p = query_msg_dim(KIND_SEARCH, q, 300, 300, 3);
+    for (size_t cut = 0; cut <= p.len; cut++) {
+        size_t cuts[2] = {cut / 2, cut};
+        expect_spans_equal(&p, 3, cuts, 2);
+    }
+    /* One byte a piece (8 pieces of a time: cut the tail on its own). */
+    for (size_t start = 0; start + 7 <= p.len; start += 7) {
+        size_t cuts[7];
+        for (size_t i = 0; i < 7; i++)
+            cuts[i] = start + i;
+        expect_spans_equal(&p, 3, cuts, 7);
+    }
+    /* A message cut short inside the queries is malformed either way. */
+    codec_span half = {p.buf, p.len / 2};
+    codec_query r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_search_spans(&half, 1, 3, &r, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "malformed SearchRequest");
+    assert_null(r.queries);
+    packed_free(&p);
+}
+
+/* A non-finite value past the first check block is found and named. */
+static void test_query_nonfinite_late(void **state)
+{
+    enum { DIM = 8, ROWS = 400 };
+    float *q = calloc(DIM * ROWS, sizeof *q);
+    assert_non_null(q);
+    q[333 * DIM + 5] = NAN;
+    q[390 * DIM + 1] = INFINITY;
+    for (int kind = 0; kind < N_KINDS; kind++)
+        expect_query_error_dim(kind, q, DIM * ROWS, 4, 0, DIM,
+                               "query 333 has a NaN or Inf at component 5");
+    q[333 * DIM + 5] = -INFINITY;
+    expect_query_error(q, DIM * ROWS, 4, DIM,
+                       "query 333 has a NaN or Inf at component 5");
+    free(q);
+}
+
+/* Unknown fields are skipped, a repeated scalar keeps its last value, and
+ * a known field with the wrong wire type is malformed. */
+static void test_query_wire_variants(void **state)
+{
+    float q[2] = {1.5f, -2.0f};
+    uint8_t msg[64];
+    size_t n = 0;
+    msg[n++] = 0x10; /* k = 3 */
+    msg[n++] = 3;
+    msg[n++] = 0x2d; /* field 5, fixed32: unknown */
+    memset(msg + n, 0xee, 4);
+    n += 4;
+    msg[n++] = 0x0a; /* queries: 8 bytes */
+    msg[n++] = 8;
+    memcpy(msg + n, q, 8);
+    n += 8;
+    msg[n++] = 0x10; /* k again = 5, wins */
+    msg[n++] = 5;
+    msg[n++] = 0x18; /* nprobe = 300 (2-byte varint) */
+    msg[n++] = 0xac;
+    msg[n++] = 0x02;
+    codec_query r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_search(msg, n, 2, &r, &err), NPVDB_OK);
+    assert_int_equal(r.nq, 1);
+    assert_int_equal(r.k, 5);
+    assert_int_equal(r.nprobe, 300);
+    assert_memory_equal(r.queries, q, sizeof q);
+    codec_query_free(&r);
+    const uint8_t wrong_type[] = {0x15, 1, 2, 3, 4}; /* k as fixed32 */
+    assert_int_equal(
+        codec_decode_query(wrong_type, sizeof wrong_type, 2, &r, &err),
+        NPVDB_EINVAL);
+    assert_msg_has(&err, "malformed GetClosestRequest (5 bytes)");
+    const uint8_t group[] = {0x2b}; /* field 5, start group */
+    assert_int_equal(codec_decode_query(group, sizeof group, 2, &r, &err),
+                     NPVDB_EINVAL);
+}
+
+/* ---- replies ---- */
+
+/* Engine-shaped results: 4 queries, k 3, counts 3, 0, 1, 2; keys of 1, 130
+ * (a 2-byte length varint) and 5 bytes. */
+typedef struct fake_results {
+    npvdb_results r;
+    uint32_t counts[4];
+    float dist[12];
+    const char *keys[12];
+    uint32_t lens[12];
+    char long_key[131];
+} fake_results;
+
+static void fake_results_init(fake_results *f)
+{
+    memset(f, 0, sizeof *f);
+    memset(f->long_key, 'L', 130);
+    static const uint32_t counts[4] = {3, 0, 1, 2};
+    memcpy(f->counts, counts, sizeof counts);
+    const char *names[3] = {"a", f->long_key, "hello"};
+    for (size_t i = 0; i < 4; i++)
+        for (uint32_t j = 0; j < 3; j++) {
+            size_t at = i * 3 + j;
+            f->dist[at] = j < counts[i] ? (float)at * 0.25f : INFINITY;
+            if (j < counts[i]) {
+                f->keys[at] = names[(i + j) % 3];
+                f->lens[at] = (uint32_t)strlen(f->keys[at]);
+            }
+        }
+    f->r = (npvdb_results){.nq = 4,
+                           .k = 3,
+                           .counts = f->counts,
+                           .distances = f->dist,
+                           .keys = f->keys,
+                           .key_lens = f->lens};
+}
+
+static void test_search_reply_matches_protobuf_c(void **state)
+{
+    fake_results f;
+    fake_results_init(&f);
+    f.dist[5] = 0; /* a pad the encoder must set to +inf */
+    size_t size = codec_search_reply_size(&f.r);
+    uint8_t *mine = malloc(size);
+    assert_non_null(mine);
+    assert_int_equal(codec_search_reply_encode(&f.r, mine), size);
+
+    char *flat[12];
+    size_t n = 0;
+    for (size_t i = 0; i < 4; i++)
+        for (uint32_t j = 0; j < f.counts[i]; j++)
+            flat[n++] = (char *)f.keys[i * 3 + j];
+    f.dist[5] = INFINITY;
+    Npvdb__V1__SearchReply m = NPVDB__V1__SEARCH_REPLY__INIT;
+    m.k = 3;
+    m.n_counts = 4;
+    m.counts = f.counts;
+    m.n_keys = n;
+    m.keys = flat;
+    m.distances.data = (uint8_t *)f.dist;
+    m.distances.len = sizeof f.dist;
+    packed p = pack(&m.base);
+    assert_int_equal(p.len, size);
+    assert_memory_equal(mine, p.buf, size);
+    packed_free(&p);
+    free(mine);
+}
+
+static void test_closest_reply_matches_protobuf_c(void **state)
+{
+    fake_results f;
+    fake_results_init(&f);
+    const uint32_t index[4] = {0, 1, 200, 70000}; /* 0 is left out */
+    for (size_t i = 0; i < 4; i++) {
+        size_t size = codec_closest_reply_size(&f.r, i, index[i]);
+        uint8_t *mine = malloc(size ? size : 1);
+        assert_non_null(mine);
+        assert_int_equal(codec_closest_reply_encode(&f.r, i, index[i], mine),
+                         size);
+        Npvdb__V1__GetClosestReply m = NPVDB__V1__GET_CLOSEST_REPLY__INIT;
+        m.query_index = index[i];
+        m.n_keys = m.n_distances = f.counts[i];
+        m.keys = (char **)(f.keys + i * 3);
+        m.distances = f.dist + i * 3;
+        packed p = pack(&m.base);
+        assert_int_equal(p.len, size);
+        if (size) assert_memory_equal(mine, p.buf, size);
+        packed_free(&p);
+        free(mine);
+    }
+}
+
 /* ---- Delete, Get, empty, health ---- */
 
 static void test_keys_valid(void **state)
@@ -528,6 +735,11 @@ int main(void)
         cmocka_unit_test(test_query_errors),
         cmocka_unit_test(test_query_dim_mismatch),
         cmocka_unit_test(test_search_malformed),
+        cmocka_unit_test(test_query_spans),
+        cmocka_unit_test(test_query_nonfinite_late),
+        cmocka_unit_test(test_query_wire_variants),
+        cmocka_unit_test(test_search_reply_matches_protobuf_c),
+        cmocka_unit_test(test_closest_reply_matches_protobuf_c),
         cmocka_unit_test(test_keys_valid),
         cmocka_unit_test(test_keys_nul),
         cmocka_unit_test(test_empty_and_health),
