@@ -13,6 +13,7 @@
  * slice (gRPC's own allocator aborts on failure; ours is checked).
  */
 #include "npvdb_client.h"
+#include "reply.h"
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "npvdb/v1/npvdb.pb-c.h"
@@ -274,14 +275,13 @@ static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb,
     return m;
 }
 
-/* One unary call of `method`: *reply gets the unpacked reply on success
- * (caller frees with protobuf_c_message_free_unpacked). */
-static npvdb_status unary(npvdb_client *c, const char *method, int timeout_ms,
-                          const ProtobufCMessage *req,
-                          const ProtobufCMessageDescriptor *reply_desc,
-                          ProtobufCMessage **reply, npvdb_client_error *err)
+/* One unary call of `method`: *in gets the reply's bytes on success
+ * (caller destroys the buffer). */
+static npvdb_status unary_raw(npvdb_client *c, const char *method,
+                              int timeout_ms, const ProtobufCMessage *req,
+                              grpc_byte_buffer **in, npvdb_client_error *err)
 {
-    *reply = NULL;
+    *in = NULL;
     grpc_byte_buffer *out = pack_message(req);
     if (!out)
         return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
@@ -294,7 +294,6 @@ static npvdb_status unary(npvdb_client *c, const char *method, int timeout_ms,
     }
     status_ops st;
     status_init(&st);
-    grpc_byte_buffer *in = NULL;
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -304,7 +303,7 @@ static npvdb_status unary(npvdb_client *c, const char *method, int timeout_ms,
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &st.initial_md;
     ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &in;
+    ops[4].data.recv_message.recv_message = in;
     status_fill_ops(&st, &ops[5]);
     rc = start(&k, ops, 6, &k, err);
     if (rc == NPVDB_STATUS_OK) pluck(&k, &k); /* failures show in the status */
@@ -314,18 +313,32 @@ static npvdb_status unary(npvdb_client *c, const char *method, int timeout_ms,
     else
         status_finish(c, &st, NULL);
     call_close(&k);
-    if (rc == NPVDB_STATUS_OK) {
-        if (!in)
-            return set_err(err, NPVDB_STATUS_INTERNAL,
-                           "%s: OK status without a reply", method);
-        *reply = unpack_message(in, reply_desc);
-        if (!*reply)
-            return set_err(err, NPVDB_STATUS_INTERNAL, "%s: malformed reply",
-                           method);
-        return NPVDB_STATUS_OK;
+    if (rc == NPVDB_STATUS_OK && !*in)
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "%s: OK status without a reply", method);
+    if (rc != NPVDB_STATUS_OK && *in) {
+        grpc_byte_buffer_destroy(*in);
+        *in = NULL;
     }
-    if (in) grpc_byte_buffer_destroy(in);
     return rc;
+}
+
+/* One unary call of `method`: *reply gets the unpacked reply on success
+ * (caller frees with protobuf_c_message_free_unpacked). */
+static npvdb_status unary(npvdb_client *c, const char *method, int timeout_ms,
+                          const ProtobufCMessage *req,
+                          const ProtobufCMessageDescriptor *reply_desc,
+                          ProtobufCMessage **reply, npvdb_client_error *err)
+{
+    *reply = NULL;
+    grpc_byte_buffer *in;
+    npvdb_status rc = unary_raw(c, method, timeout_ms, req, &in, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    *reply = unpack_message(in, reply_desc);
+    if (!*reply)
+        return set_err(err, NPVDB_STATUS_INTERNAL, "%s: malformed reply",
+                       method);
+    return NPVDB_STATUS_OK;
 }
 
 /* ---- connect / close ---- */
@@ -725,85 +738,21 @@ void npvdb_client_results_free(npvdb_client_results *r)
     memset(r, 0, sizeof *r);
 }
 
-/* Results being received: keys are arena offsets until the end, because
- * the arena moves as it grows. */
-typedef struct collector {
-    npvdb_client_results *r;
-    size_t *key_off; /* nq*k, SIZE_MAX for an empty slot */
-    size_t arena_len, arena_cap;
-} collector;
-
-static int collector_init(collector *col, npvdb_client_results *r, size_t nq,
-                          uint32_t k)
+/* The bytes of a received message as one slice (caller unrefs): the
+ * message's own slice when it came in one piece (no copy), else a copy. */
+static grpc_slice message_bytes(grpc_byte_buffer *bb)
 {
-    memset(col, 0, sizeof *col);
-    col->r = r;
-    r->nq = nq;
-    r->k = k;
-    size_t slots = nq * k;
-    r->counts = calloc(nq ? nq : 1, sizeof *r->counts);
-    r->distances = calloc(slots ? slots : 1, sizeof *r->distances);
-    col->key_off = malloc((slots ? slots : 1) * sizeof *col->key_off);
-    if (!r->counts || !r->distances || !col->key_off) return 0;
-    for (size_t i = 0; i < slots; i++)
-        col->key_off[i] = SIZE_MAX;
-    return 1;
-}
-
-static int arena_add(collector *col, const char *key, size_t *off)
-{
-    size_t len = strlen(key) + 1;
-    if (col->arena_len + len > col->arena_cap) {
-        size_t cap = col->arena_cap ? col->arena_cap * 2 : 4096;
-        while (cap < col->arena_len + len)
-            cap *= 2;
-        char *a = realloc(col->r->arena_, cap);
-        if (!a) return 0;
-        col->r->arena_ = a;
-        col->arena_cap = cap;
+    if (bb->type == GRPC_BB_RAW &&
+        bb->data.raw.compression == GRPC_COMPRESS_NONE &&
+        bb->data.raw.slice_buffer.count == 1)
+        return grpc_slice_ref(bb->data.raw.slice_buffer.slices[0]);
+    grpc_byte_buffer_reader r;
+    grpc_slice s = grpc_empty_slice();
+    if (grpc_byte_buffer_reader_init(&r, bb)) {
+        s = grpc_byte_buffer_reader_readall(&r);
+        grpc_byte_buffer_reader_destroy(&r);
     }
-    memcpy(col->r->arena_ + col->arena_len, key, len);
-    *off = col->arena_len;
-    col->arena_len += len;
-    return 1;
-}
-
-/* Stores reply number `i`; returns OK or the contract violation. */
-static npvdb_status collect_reply(collector *col, size_t i,
-                                  const Npvdb__V1__GetClosestReply *m,
-                                  npvdb_client_error *err)
-{
-    npvdb_client_results *r = col->r;
-    if (i >= r->nq || m->query_index != i)
-        return set_err(err, NPVDB_STATUS_INTERNAL,
-                       "get_closest: reply %zu has query_index %u (of %zu)", i,
-                       m->query_index, r->nq);
-    if (m->n_keys != m->n_distances || m->n_keys > r->k)
-        return set_err(err, NPVDB_STATUS_INTERNAL,
-                       "get_closest: reply %zu has %zu keys, %zu distances "
-                       "(k %u)",
-                       i, m->n_keys, m->n_distances, r->k);
-    r->counts[i] = (uint32_t)m->n_keys;
-    for (size_t j = 0; j < m->n_keys; j++) {
-        if (!arena_add(col, m->keys[j], &col->key_off[i * r->k + j]))
-            return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
-                           "get_closest: out of memory");
-        r->distances[i * r->k + j] = m->distances[j];
-    }
-    return NPVDB_STATUS_OK;
-}
-
-/* Turns arena offsets into key pointers. */
-static int collector_finish(collector *col)
-{
-    npvdb_client_results *r = col->r;
-    size_t slots = r->nq * r->k;
-    r->keys = calloc(slots ? slots : 1, sizeof *r->keys);
-    if (!r->keys) return 0;
-    for (size_t i = 0; i < slots; i++)
-        if (col->key_off[i] != SIZE_MAX)
-            r->keys[i] = r->arena_ + col->key_off[i];
-    return 1;
+    return s;
 }
 
 static int start_recv(call *k, grpc_byte_buffer **slot)
@@ -815,11 +764,23 @@ static int start_recv(call *k, grpc_byte_buffer **slot)
     return start(k, &op, 1, k, NULL) == NPVDB_STATUS_OK;
 }
 
+/* Decodes reply number `i` (and destroys its buffer). */
+static npvdb_status take_reply(npvdb_reply_collector *col, size_t i,
+                               grpc_byte_buffer *in, npvdb_client_error *err)
+{
+    grpc_slice s = message_bytes(in);
+    npvdb_status rc = npvdb_reply_get_closest(col, i, GRPC_SLICE_START_PTR(s),
+                                              GRPC_SLICE_LENGTH(s), err);
+    grpc_slice_unref(s);
+    grpc_byte_buffer_destroy(in);
+    return rc;
+}
+
 /* Reads replies until the stream ends; returns the first problem found.
  * The next RECV_MESSAGE is started before a reply is decoded, so the next
- * reply travels while this one is unpacked (two slots, one in flight). */
-static npvdb_status receive_replies(call *k, collector *col, size_t *got,
-                                    npvdb_client_error *err)
+ * reply travels while this one is decoded (two slots, one in flight). */
+static npvdb_status receive_replies(call *k, npvdb_reply_collector *col,
+                                    size_t *got, npvdb_client_error *err)
 {
     npvdb_status bad = NPVDB_STATUS_OK;
     grpc_byte_buffer *slot[2] = {NULL, NULL};
@@ -834,18 +795,12 @@ static npvdb_status receive_replies(call *k, collector *col, size_t *got,
         }
         cur ^= 1;
         more = start_recv(k, &slot[cur]);
-        ProtobufCMessage *m =
-            unpack_message(in, &npvdb__v1__get_closest_reply__descriptor);
-        if (bad == NPVDB_STATUS_OK) {
-            if (!m)
-                bad = set_err(err, NPVDB_STATUS_INTERNAL,
-                              "get_closest: malformed reply %zu", *got);
-            else
-                bad = collect_reply(col, *got,
-                                    (const Npvdb__V1__GetClosestReply *)m, err);
+        if (bad != NPVDB_STATUS_OK) {
+            grpc_byte_buffer_destroy(in);
+        } else {
+            bad = take_reply(col, *got, in, err);
             if (bad != NPVDB_STATUS_OK) grpc_call_cancel(k->call, NULL);
         }
-        if (m) protobuf_c_message_free_unpacked(m, NULL);
         (*got)++;
     }
     return bad;
@@ -857,7 +812,40 @@ static int query_args_ok(const float *queries, size_t nq, uint32_t dim,
                          uint32_t k)
 {
     return !(nq && !queries) && !(dim && nq > SIZE_MAX / 4 / dim) &&
-           !(k && nq > SIZE_MAX / sizeof(char *) / k);
+           !(k && nq > SIZE_MAX / sizeof(size_t) / k);
+}
+
+/* Sends the request, receives every reply, then the status. */
+static npvdb_status stream_call(npvdb_client *c, grpc_byte_buffer *bb,
+                                npvdb_reply_collector *col, size_t *got,
+                                npvdb_client_error *err)
+{
+    call kc = {0};
+    npvdb_status rc =
+        call_open(c, "/npvdb.v1.VectorDB/GetClosest", c->timeout_ms, &kc, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    status_ops st;
+    status_init(&st);
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &st.initial_md;
+    npvdb_status bad = NPVDB_STATUS_OK;
+    if (start(&kc, ops, 4, &kc, NULL) == NPVDB_STATUS_OK) {
+        pluck(&kc, &kc);
+        bad = receive_replies(&kc, col, got, err);
+    }
+    memset(ops, 0, sizeof ops);
+    status_fill_ops(&st, &ops[0]);
+    if (start(&kc, ops, 1, &kc, NULL) == NPVDB_STATUS_OK) pluck(&kc, &kc);
+    /* A broken contract outranks the status its cancel caused. */
+    rc = status_finish(c, &st, bad == NPVDB_STATUS_OK ? err : NULL);
+    call_close(&kc);
+    return bad != NPVDB_STATUS_OK ? bad : rc;
 }
 
 npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
@@ -877,171 +865,29 @@ npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
     req.k = k;
     req.nprobe = nprobe;
     req.dim = dim;
-    collector col;
-    if (!collector_init(&col, out, nq, k)) {
-        free(col.key_off);
-        npvdb_client_results_free(out);
-        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
-                       "get_closest: out of memory for %zu x %u results", nq,
-                       k);
-    }
-    grpc_byte_buffer *bb = pack_message(&req.base);
-    call kc = {0};
-    npvdb_status rc = bb ? call_open(c, "/npvdb.v1.VectorDB/GetClosest",
-                                     c->timeout_ms, &kc, err)
-                         : set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
-                                   "get_closest: out of memory");
-    if (rc != NPVDB_STATUS_OK) {
-        if (bb) grpc_byte_buffer_destroy(bb);
-        free(col.key_off);
-        npvdb_client_results_free(out);
-        return rc;
-    }
-    status_ops st;
-    status_init(&st);
-    grpc_op ops[4];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &st.initial_md;
+    npvdb_reply_collector col;
+    grpc_byte_buffer *bb = NULL;
+    npvdb_status rc;
     size_t got = 0;
-    npvdb_status bad = NPVDB_STATUS_OK;
-    if (start(&kc, ops, 4, &kc, NULL) == NPVDB_STATUS_OK) {
-        pluck(&kc, &kc);
-        bad = receive_replies(&kc, &col, &got, err);
-    }
-    grpc_byte_buffer_destroy(bb);
-    memset(ops, 0, sizeof ops);
-    status_fill_ops(&st, &ops[0]);
-    if (start(&kc, ops, 1, &kc, NULL) == NPVDB_STATUS_OK) pluck(&kc, &kc);
-    /* A broken contract outranks the status its cancel caused. */
-    rc = status_finish(c, &st, bad == NPVDB_STATUS_OK ? err : NULL);
-    call_close(&kc);
-    if (bad != NPVDB_STATUS_OK)
-        rc = bad;
-    else if (rc == NPVDB_STATUS_OK && got != nq)
+    if (npvdb_reply_collector_init(&col, out, nq, k) ||
+        !(bb = pack_message(&req.base)))
+        rc = set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                     "get_closest: out of memory for %zu x %u results", nq, k);
+    else
+        rc = stream_call(c, bb, &col, &got, err);
+    if (bb) grpc_byte_buffer_destroy(bb);
+    if (rc == NPVDB_STATUS_OK && got != nq)
         rc = set_err(err, NPVDB_STATUS_INTERNAL,
                      "get_closest: %zu replies for %zu queries", got, nq);
-    else if (rc == NPVDB_STATUS_OK && !collector_finish(&col))
+    else if (rc == NPVDB_STATUS_OK && npvdb_reply_collector_finish(&col))
         rc = set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
                      "get_closest: out of memory");
-    free(col.key_off);
+    npvdb_reply_collector_free(&col);
     if (rc != NPVDB_STATUS_OK) npvdb_client_results_free(out);
     return rc;
 }
 
 /* ---- Search (unary, packed reply) ---- */
-
-/* Checks the shape of a Search reply against the request (nq queries, k)
- * before anything is copied: a server bug must not become an overread. */
-static npvdb_status check_search_reply(const Npvdb__V1__SearchReply *m,
-                                       size_t nq, uint32_t k,
-                                       npvdb_client_error *err)
-{
-    if (m->k != k)
-        return set_err(err, NPVDB_STATUS_INTERNAL,
-                       "search: reply has k %u, the request %u", m->k, k);
-    if (m->n_counts != nq)
-        return set_err(err, NPVDB_STATUS_INTERNAL,
-                       "search: reply has %zu counts for %zu queries",
-                       m->n_counts, nq);
-    size_t sum = 0; /* <= nq * k, which fits (query_args_ok) */
-    for (size_t i = 0; i < nq; i++) {
-        if (m->counts[i] > k)
-            return set_err(err, NPVDB_STATUS_INTERNAL,
-                           "search: reply counts %u hits for query %zu, "
-                           "more than k %u",
-                           m->counts[i], i, k);
-        sum += m->counts[i];
-    }
-    if (sum != m->n_keys)
-        return set_err(err, NPVDB_STATUS_INTERNAL,
-                       "search: reply has %zu keys but its counts add up "
-                       "to %zu",
-                       m->n_keys, sum);
-    if (m->distances.len != nq * k * sizeof(float))
-        return set_err(err, NPVDB_STATUS_INTERNAL,
-                       "search: reply has %zu bytes of distances, want %zu "
-                       "(%zu queries x k %u x 4)",
-                       m->distances.len, nq * k * sizeof(float), nq, k);
-    return NPVDB_STATUS_OK;
-}
-
-/* Copies the distances and turns the +inf padding past counts[i] into the
- * zeros get_closest leaves there (so callers can switch). A padding slot
- * that is not +inf means the rows are misaligned: INTERNAL. */
-static npvdb_status copy_search_distances(const Npvdb__V1__SearchReply *m,
-                                          npvdb_client_results *out,
-                                          npvdb_client_error *err)
-{
-    uint32_t k = out->k;
-    /* memcpy: the bytes field need not be aligned for float. */
-    if (m->distances.len)
-        memcpy(out->distances, m->distances.data, m->distances.len);
-    for (size_t i = 0; i < out->nq; i++) {
-        out->counts[i] = m->counts[i];
-        float *row = out->distances + i * k;
-        for (uint32_t j = m->counts[i]; j < k; j++) {
-            if (!(isinf(row[j]) && row[j] > 0))
-                return set_err(err, NPVDB_STATUS_INTERNAL,
-                               "search: reply pads query %zu slot %u with "
-                               "%g, not +inf",
-                               i, j, (double)row[j]);
-            row[j] = 0;
-        }
-    }
-    return NPVDB_STATUS_OK;
-}
-
-/* Copies the flat keys of a checked reply into one arena and points
- * keys[i*k + j] at them. */
-static npvdb_status copy_search_keys(const Npvdb__V1__SearchReply *m,
-                                     npvdb_client_results *out,
-                                     npvdb_client_error *err)
-{
-    size_t bytes = 0; /* the keys came in one message: no overflow */
-    for (size_t j = 0; j < m->n_keys; j++)
-        bytes += strlen(m->keys[j]) + 1;
-    out->arena_ = malloc(bytes ? bytes : 1);
-    if (!out->arena_)
-        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
-                       "search: out of memory for %zu bytes of keys", bytes);
-    size_t next = 0, off = 0;
-    for (size_t i = 0; i < out->nq; i++) {
-        for (uint32_t j = 0; j < m->counts[i]; j++) {
-            size_t len = strlen(m->keys[next]) + 1;
-            memcpy(out->arena_ + off, m->keys[next], len);
-            out->keys[i * out->k + j] = out->arena_ + off;
-            off += len;
-            next++;
-        }
-    }
-    return NPVDB_STATUS_OK;
-}
-
-static npvdb_status decode_search_reply(const Npvdb__V1__SearchReply *m,
-                                        size_t nq, uint32_t k,
-                                        npvdb_client_results *out,
-                                        npvdb_client_error *err)
-{
-    npvdb_status rc = check_search_reply(m, nq, k, err);
-    if (rc != NPVDB_STATUS_OK) return rc;
-    size_t slots = nq * k;
-    out->nq = nq;
-    out->k = k;
-    out->counts = calloc(nq ? nq : 1, sizeof *out->counts);
-    out->distances = calloc(slots ? slots : 1, sizeof *out->distances);
-    out->keys = calloc(slots ? slots : 1, sizeof *out->keys);
-    if (!out->counts || !out->distances || !out->keys)
-        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
-                       "search: out of memory for %zu x %u results", nq, k);
-    rc = copy_search_distances(m, out, err);
-    if (rc != NPVDB_STATUS_OK) return rc;
-    return copy_search_keys(m, out, err);
-}
 
 npvdb_status npvdb_client_search(npvdb_client *c, const float *queries,
                                  size_t nq, uint32_t dim, uint32_t k,
@@ -1059,15 +905,15 @@ npvdb_status npvdb_client_search(npvdb_client *c, const float *queries,
     req.k = k;
     req.nprobe = nprobe;
     req.dim = dim;
-    ProtobufCMessage *m = NULL;
-    npvdb_status rc =
-        unary(c, "/npvdb.v1.VectorDB/Search", c->timeout_ms, &req.base,
-              &npvdb__v1__search_reply__descriptor, &m, err);
+    grpc_byte_buffer *in = NULL;
+    npvdb_status rc = unary_raw(c, "/npvdb.v1.VectorDB/Search", c->timeout_ms,
+                                &req.base, &in, err);
     if (rc != NPVDB_STATUS_OK) return rc;
-    rc =
-        decode_search_reply((const Npvdb__V1__SearchReply *)m, nq, k, out, err);
-    protobuf_c_message_free_unpacked(m, NULL);
-    if (rc != NPVDB_STATUS_OK) npvdb_client_results_free(out);
+    grpc_slice s = message_bytes(in);
+    grpc_byte_buffer_destroy(in);
+    rc = npvdb_reply_search(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), nq,
+                            k, out, err);
+    grpc_slice_unref(s);
     return rc;
 }
 
