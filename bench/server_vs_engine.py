@@ -13,6 +13,12 @@ values and k:
 Prints, per nprobe, server batched q/s / engine batched q/s (issue 3's goal:
 at least 0.8), and the streaming load rate (goal: 200,000 vectors/s).
 
+Both sides are measured --repeat times (default 3) and keep their fastest
+batched pass: the engine bench runs that many times (each builds its own
+index), `npvdb bench --repeat N` repeats its batched calls. On a shared
+machine one pass can land on a busy moment; the fastest of a few does not
+favour either side.
+
     /usr/bin/python3 bench/server_vs_engine.py /tmp/clustered-200k-128-angular.hdf5
 """
 import argparse
@@ -52,6 +58,8 @@ def parse_args(argv):
     p.add_argument("--single", type=int, default=1000,
                    help="queries sent one per call by `npvdb bench`")
     p.add_argument("--sync", default="always", help="npvdb-server --sync mode")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="batched passes per side; the fastest counts")
     p.add_argument("--build-dir")
     return p.parse_args(argv)
 
@@ -65,17 +73,25 @@ def run(cmd, **kw):
 
 
 def engine_rows(a, shards):
-    out = run([find(a.build_dir, "bench", "npvdb-engine-bench"), a.file, "--csv",
-               "--shards", str(shards), "--threads", str(a.threads),
-               "--nprobe", a.nprobe, "--k", str(a.k), "--single-seconds", "1"])
+    """The engine bench, a.repeat times: per nprobe the fastest batched q/s
+    (recall and build figures from the first run)."""
     rows, build = {}, {}
-    for line in out.splitlines():
-        kind, *fields = line.split(",")
-        kv = dict(f.split("=", 1) for f in fields)
-        if kind == "search":
-            rows[int(kv["nprobe"])] = (float(kv["recall"]), float(kv["batch_qps"]))
-        elif kind == "build":
-            build = kv
+    for rep in range(max(1, a.repeat)):
+        out = run([find(a.build_dir, "bench", "npvdb-engine-bench"), a.file,
+                   "--csv", "--shards", str(shards), "--threads", str(a.threads),
+                   "--nprobe", a.nprobe, "--k", str(a.k),
+                   "--single-seconds", "1"])
+        for line in out.splitlines():
+            kind, *fields = line.split(",")
+            kv = dict(f.split("=", 1) for f in fields)
+            if kind == "search":
+                nprobe, qps = int(kv["nprobe"]), float(kv["batch_qps"])
+                if nprobe not in rows:
+                    rows[nprobe] = (float(kv["recall"]), qps)
+                elif qps > rows[nprobe][1]:
+                    rows[nprobe] = (rows[nprobe][0], qps)
+            elif kind == "build" and not build:
+                build = kv
     return build, rows
 
 
@@ -113,7 +129,8 @@ def server_rows(a, shards):
                 if line.startswith("VmRSS:"):
                     load["rss_bytes"] = int(line.split()[1]) * 1024
         out = run([cli, "--server", addr, "bench", a.file, "--nprobe", a.nprobe,
-                   "--k", str(a.k), "--single", str(a.single), "--api", "both"])
+                   "--k", str(a.k), "--single", str(a.single), "--api", "both",
+                   "--repeat", str(max(1, a.repeat))])
         # nprobe recall | batch GetClosest, batch Search | single GetClosest, single Search
         rows = {}
         for line in out.splitlines():
@@ -140,7 +157,8 @@ def main(argv=None):
     load, srv = server_rows(a, shards)
     raw = int(build.get("raw_bytes", 0)) or 1
     print(f"{os.path.basename(a.file)}: {n} x {dim}, {nq} queries, {shards} shards, "
-          f"{a.threads} threads, k={a.k}, server --sync {a.sync}")
+          f"{a.threads} threads, k={a.k}, server --sync {a.sync}, "
+          f"fastest of {max(1, a.repeat)} batched passes per side")
     print(f"engine build: train {float(build['train_s']):.2f} s + insert "
           f"{float(build['insert_s']):.2f} s")
     print(f"server load (npvdb load): {load['wall_s']:.2f} s in all, streaming "

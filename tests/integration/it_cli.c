@@ -231,6 +231,14 @@ static void test_load_query_bench_info(void **state)
     out = cli(f, 2, "bench %s --api grpc", f->file);
     expect_text(out, "bad --api 'grpc'");
     free(out);
+    /* --repeat: the batched pass runs N times, the row is the same shape. */
+    out = cli(f, 0, "bench %s --nprobe 4 --single 2 --repeat 3", f->file);
+    expect_text(out, "(fastest of 3)");
+    expect_row(out, 4, 6);
+    free(out);
+    out = cli(f, 2, "bench %s --repeat 0", f->file);
+    expect_text(out, "--repeat must be at least 1");
+    free(out);
 
     out = cli(f, 0, "delete 1 2 no-such-key");
     expect_text(out, "deleted 2 of 3 keys");
