@@ -107,6 +107,8 @@ void npvdb_free(npvdb_collection *c)
     free(c->shards);
     free(c->centroids);
     free(c->cnorms);
+    free(c->assign_tmp);
+    router_free(&c->router);
     keymap_destroy(&c->map);
     pthread_rwlock_destroy(&c->rw);
     pthread_mutex_destroy(&c->write_mu);

@@ -121,6 +121,8 @@ long rows_normalise(float *x, size_t n, uint32_t dim);
 /* out (m x n) = alpha * x (m x dim) . y (n x dim)^T, row-major. */
 void dots_block(const float *x, size_t m, const float *y, size_t n,
                 uint32_t dim, float alpha, float *out);
+/* The j minimising v[j] + add[j] (add may be NULL); ties: lowest j. */
+uint32_t argmin_row(const float *v, const float *add, uint32_t n);
 /* For n rows, the index of the nearest of `nc` centroids under the metric's
  * centroid score (L2: |c|^2 - 2 x.c; dot metrics: -x.c). `cnorms` may be NULL
  * for dot metrics. `tmp` holds block*nc floats (see ASSIGN_BLOCK). */
@@ -128,6 +130,36 @@ void dots_block(const float *x, size_t m, const float *y, size_t n,
 void assign_nearest(const float *x, size_t n, const float *cent,
                     const float *cnorms, uint32_t nc, uint32_t dim, int use_l2,
                     uint32_t *out, float *tmp);
+
+/* ---- router.c: approximate nearest centroid for inserted rows ---- */
+/* The centroids grouped by a second, small k-means (see router.c). Built
+ * with each index, read only by writers (under write_mu). n_groups == 0: no
+ * router, rows are assigned exactly. */
+typedef struct npvdb_router {
+    uint32_t n_groups, nc, dim;
+    float *gcent, *gnorms; /* n_groups * dim group centres, |g|^2 */
+    uint32_t *goff;        /* n_groups + 1: group g is [goff[g], goff[g+1]) */
+    uint32_t *member;      /* nc centroid indices, grouped */
+    float *mcent, *mnorms; /* the centroids in member order, |c|^2 */
+    uint32_t max_group;
+} npvdb_router;
+
+/* Builds a router for nc centroids when it pays (metrics with an L2-form
+ * score and enough centroids), else leaves r->n_groups 0. Returns -1 only
+ * on out of memory (r left empty: exact assignment still works). */
+int router_build(npvdb_router *r, npvdb_pool *pool, const float *cent,
+                 const float *cnorms, uint32_t nc, uint32_t dim,
+                 npvdb_metric metric, uint64_t seed);
+void router_free(npvdb_router *r);
+/* Floats of scratch one router_assign call needs. */
+size_t router_scratch(const npvdb_router *r);
+/* Nearest centroid (exactly, or one as near within the tolerance described
+ * in router.c) for n rows; cent/cnorms are the centroids the router was
+ * built from; use_l2 as for assign_nearest, for the exact fallback. Returns
+ * how many rows took the exact fallback. */
+size_t router_assign(const npvdb_router *r, const float *x, size_t n,
+                     const float *cent, const float *cnorms, int use_l2,
+                     uint32_t *out, float *scratch);
 
 /* ---- kmeans.c ---- */
 /* Trains nc centroids on n >= nc rows (n*dim) with Lloyd's algorithm, seeded
@@ -154,6 +186,12 @@ struct npvdb_collection {
     size_t n_vectors;
     size_t train_at;
     npvdb_pool *pool;
+    /* Scratch for assigning inserted rows, kept between inserts (guarded by
+     * write_mu): a fresh multi-megabyte buffer per insert was a new mapping
+     * each time, and faulting its pages in cost a fifth of a bulk load. */
+    float *assign_tmp;
+    size_t assign_tmp_n; /* floats */
+    npvdb_router router; /* for the current centroids (writers only) */
 };
 
 /* Which centroid score a metric uses: L2 keeps the |c|^2 term. */
@@ -166,7 +204,8 @@ static inline int metric_uses_l2(npvdb_metric m)
 npvdb_code index_train(npvdb_collection *c, const float *src, size_t n,
                        npvdb_error *err);
 
-/* Swaps in a new index (takes rw exclusively); takes ownership of all. */
+/* Builds the router for new centroids and swaps in the new index (takes rw
+ * exclusively); takes ownership of cent, cnorms and ns. */
 void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
                    npvdb_shard *ns);
 

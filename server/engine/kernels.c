@@ -60,7 +60,7 @@ void dots_block(const float *x, size_t m, const float *y, size_t n,
 /* argmin over v[j] + add[j] (add may be NULL), four lanes at a time with
  * SSE2 (baseline x86-64): this loop runs once per row over every centroid
  * and a scalar branchy version cost a quarter of training time. */
-static uint32_t argmin_row(const float *v, const float *add, uint32_t n)
+uint32_t argmin_row(const float *v, const float *add, uint32_t n)
 {
     uint32_t j = 0;
     float best = INFINITY;

@@ -125,6 +125,11 @@ oom:
 void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
                    npvdb_shard *ns)
 {
+    /* Writers hold write_mu, so the router can change outside rw. Without
+     * one (no memory), inserts fall back to exact assignment. */
+    router_free(&c->router);
+    router_build(&c->router, c->pool, cent, cnorms, nc, c->cfg.dim,
+                 c->cfg.metric, c->cfg.seed);
     pthread_rwlock_wrlock(&c->rw);
     npvdb_shard *old = c->shards;
     uint32_t old_n = c->n_shards;

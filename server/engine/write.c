@@ -72,6 +72,7 @@ typedef struct assign_job {
     size_t n;
     uint32_t *out;
     float *tmp;
+    size_t tmp_per_task; /* floats */
     uint32_t n_tasks;
 } assign_job;
 
@@ -80,14 +81,32 @@ static void assign_task(void *ctx, uint32_t t)
     assign_job *a = ctx;
     const npvdb_collection *c = a->c;
     size_t lo = a->n * t / a->n_tasks, hi = a->n * (t + 1) / a->n_tasks;
-    assign_nearest(a->x + lo * c->cfg.dim, hi - lo, c->centroids, c->cnorms,
-                   c->n_shards, c->cfg.dim, metric_uses_l2(c->cfg.metric),
-                   a->out + lo,
-                   a->tmp + (size_t)t * ASSIGN_BLOCK * c->n_shards);
+    const float *x = a->x + lo * c->cfg.dim;
+    float *tmp = a->tmp + (size_t)t * a->tmp_per_task;
+    int use_l2 = metric_uses_l2(c->cfg.metric);
+    if (c->router.n_groups)
+        router_assign(&c->router, x, hi - lo, c->centroids, c->cnorms, use_l2,
+                      a->out + lo, tmp);
+    else
+        assign_nearest(x, hi - lo, c->centroids, c->cnorms, c->n_shards,
+                       c->cfg.dim, use_l2, a->out + lo, tmp);
 }
 
-/* Nearest centroid of each row, on the workers when the batch is large.
- * Caller holds write_mu, so the centroids cannot change underneath. */
+/* Grows the writer's scratch to `need` floats (kept between inserts). */
+static int assign_scratch(npvdb_collection *c, size_t need)
+{
+    if (c->assign_tmp_n >= need) return 0;
+    free(c->assign_tmp);
+    c->assign_tmp_n = 0;
+    c->assign_tmp = malloc(need * sizeof *c->assign_tmp);
+    if (!c->assign_tmp) return -1;
+    c->assign_tmp_n = need;
+    return 0;
+}
+
+/* Nearest centroid of each row (see router.c), on the workers when the
+ * batch is large. Caller holds write_mu, so the centroids cannot change
+ * underneath. */
 static int assign_rows(npvdb_collection *c, const float *x, size_t n,
                        uint32_t *out)
 {
@@ -100,16 +119,15 @@ static int assign_rows(npvdb_collection *c, const float *x, size_t n,
                     .n = n,
                     .out = out,
                     .n_tasks = n >= 2 * ASSIGN_BLOCK ? pool_size(c->pool) : 1};
-    a.tmp =
-        malloc((size_t)a.n_tasks * ASSIGN_BLOCK * c->n_shards * sizeof *a.tmp);
-    if (!a.tmp) return -1;
-    int rc = 0;
-    if (a.n_tasks == 1)
+    a.tmp_per_task = c->router.n_groups ? router_scratch(&c->router)
+                                        : (size_t)ASSIGN_BLOCK * c->n_shards;
+    if (assign_scratch(c, a.n_tasks * a.tmp_per_task)) return -1;
+    a.tmp = c->assign_tmp;
+    if (a.n_tasks == 1) {
         assign_task(&a, 0);
-    else
-        rc = pool_run(c->pool, a.n_tasks, assign_task, &a);
-    free(a.tmp);
-    return rc;
+        return 0;
+    }
+    return pool_run(c->pool, a.n_tasks, assign_task, &a);
 }
 
 /* ---- applying a batch (caller holds write_mu) ---- */
