@@ -72,7 +72,15 @@ def run(cmd, **kw):
     return res.stdout
 
 
-def engine_rows(a, shards):
+def train_sample(n, dim, shards):
+    """The training rows `npvdb load` sends by default (64 per shard, at most
+    48 MiB in the Init message). The engine bench gets the same count, and
+    both pick rows i * n / count, so both train the same index: the recall
+    columns then agree and the speeds compare like for like."""
+    return min(n, 64 * shards, (48 << 20) // (4 * dim))
+
+
+def engine_rows(a, shards, sample):
     """The engine bench, a.repeat times: per nprobe the fastest batched q/s
     (recall and build figures from the first run)."""
     rows, build = {}, {}
@@ -80,7 +88,7 @@ def engine_rows(a, shards):
         out = run([find(a.build_dir, "bench", "npvdb-engine-bench"), a.file,
                    "--csv", "--shards", str(shards), "--threads", str(a.threads),
                    "--nprobe", a.nprobe, "--k", str(a.k),
-                   "--single-seconds", "1"])
+                   "--train-sample", str(sample), "--single-seconds", "1"])
         for line in out.splitlines():
             kind, *fields = line.split(",")
             kv = dict(f.split("=", 1) for f in fields)
@@ -112,14 +120,15 @@ def start_server(a, tmp):
     sys.exit("npvdb-server did not start within 10 s")
 
 
-def server_rows(a, shards):
+def server_rows(a, shards, sample):
     tmp = tempfile.mkdtemp(prefix="npvdb-server-vs-engine-")
     proc, port = start_server(a, tmp)
     cli = find(a.build_dir, "client-c", "npvdb")
     addr = f"127.0.0.1:{port}"
     try:
         t0 = time.perf_counter()
-        out = run([cli, "--server", addr, "load", a.file, "--shards", str(shards)])
+        out = run([cli, "--server", addr, "load", a.file, "--shards", str(shards),
+                   "--train-sample", str(sample)])
         load_wall = time.perf_counter() - t0
         m = re.search(r"loaded (\d+) vectors in ([\d.]+) s \((\d+) vectors/s\)", out)
         load = dict(wall_s=load_wall, stream_s=float(m.group(2)) if m else math.nan,
@@ -153,11 +162,13 @@ def main(argv=None):
         n, dim = f["train"].shape
         nq = len(f["test"])
     shards = a.shards or max(1, min(65536, int(4 * math.sqrt(n) + 0.5)))
-    build, eng = engine_rows(a, shards)
-    load, srv = server_rows(a, shards)
+    sample = train_sample(n, dim, shards)
+    build, eng = engine_rows(a, shards, sample)
+    load, srv = server_rows(a, shards, sample)
     raw = int(build.get("raw_bytes", 0)) or 1
     print(f"{os.path.basename(a.file)}: {n} x {dim}, {nq} queries, {shards} shards, "
-          f"{a.threads} threads, k={a.k}, server --sync {a.sync}, "
+          f"{a.threads} threads, k={a.k}, {sample} training rows, "
+          f"server --sync {a.sync}, "
           f"fastest of {max(1, a.repeat)} batched passes per side")
     print(f"engine build: train {float(build['train_s']):.2f} s + insert "
           f"{float(build['insert_s']):.2f} s")

@@ -23,7 +23,7 @@
 /* Init carries the training sample in one message: stay well under the
  * server's default 64 MiB limit. */
 #define MAX_SAMPLE_BYTES (48u << 20)
-#define SAMPLE_BLOCK 256
+#define SAMPLE_CHUNK 16384
 
 /* ---- options ---- */
 
@@ -300,31 +300,41 @@ static float *read_rows(npvdb_annfile *f, const char *dataset, size_t first,
 
 /* ---- load ---- */
 
-/* Reads about `n` rows spread over the file in blocks of SAMPLE_BLOCK, so
- * that a file sorted by cluster still gives a sample of every cluster. */
+/* Reads n rows spread evenly over the file: row i of the sample is row
+ * i * total / n, so a file sorted by cluster still gives a sample of every
+ * cluster. This is the engine bench's choice too, so both train on the same
+ * rows and build the same index (bench/server_vs_engine.py compares them).
+ * The file is read sequentially, SAMPLE_CHUNK rows at a time. */
 static float *read_sample(npvdb_annfile *f, size_t n)
 {
     size_t total = npvdb_annfile_train_rows(f), dim = npvdb_annfile_dim(f);
     if (n >= total) return read_rows(f, "train", 0, total);
     float *rows = malloc(n * dim * sizeof(float));
-    if (!rows) {
+    float *chunk = malloc(SAMPLE_CHUNK * dim * sizeof(float));
+    if (!rows || !chunk) {
         fail("out of memory for a training sample of %zu rows", n);
+        free(rows);
+        free(chunk);
         return NULL;
     }
-    size_t blocks = (n + SAMPLE_BLOCK - 1) / SAMPLE_BLOCK, done = 0;
-    for (size_t b = 0; b < blocks && done < n; b++) {
-        size_t first = (size_t)((double)b * (double)total / (double)blocks);
-        size_t len = n - done < SAMPLE_BLOCK ? n - done : SAMPLE_BLOCK;
-        if (first + len > total) first = total - len;
+    size_t done = 0;
+    for (size_t first = 0; done < n && first < total; first += SAMPLE_CHUNK) {
+        size_t len =
+            total - first < SAMPLE_CHUNK ? total - first : SAMPLE_CHUNK;
         npvdb_error err;
-        if (npvdb_annfile_read(f, "train", first, len, rows + done * dim,
-                               &err) != NPVDB_OK) {
+        if (npvdb_annfile_read(f, "train", first, len, chunk, &err) !=
+            NPVDB_OK) {
             fail("reading train: %s", err.msg);
             free(rows);
+            free(chunk);
             return NULL;
         }
-        done += len;
+        for (size_t row; done < n && (row = done * total / n) < first + len;
+             done++)
+            memcpy(rows + done * dim, chunk + (row - first) * dim,
+                   dim * sizeof(float));
     }
+    free(chunk);
     return rows;
 }
 
