@@ -146,6 +146,14 @@ npvdb_code npvdb_search(npvdb_collection *c, const float *queries, size_t nq,
                         uint32_t k, uint32_t nprobe, npvdb_results *out,
                         npvdb_error *err);
 
+/* npvdb_search for a caller that owns the queries and has no further use
+ * for them (the server's decoded request): a cosine collection normalises
+ * them in place instead of copying them first. Same checks, same results;
+ * the queries' contents are unspecified afterwards. */
+npvdb_code npvdb_search_inplace(npvdb_collection *c, float *queries, size_t nq,
+                                uint32_t k, uint32_t nprobe, npvdb_results *out,
+                                npvdb_error *err);
+
 void npvdb_results_free(npvdb_results *r);
 
 /* Fills *out; out->shard_counts is malloc'ed (npvdb_stats_free). */

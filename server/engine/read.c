@@ -21,6 +21,26 @@ static npvdb_code check_search(const npvdb_collection *c, const float *q,
     return NPVDB_OK;
 }
 
+/* The search proper on prepared queries q (normalised for cosine). */
+static npvdb_code search_prepared(npvdb_collection *c, const float *q,
+                                  size_t nq, uint32_t k, uint32_t nprobe,
+                                  npvdb_results *out, npvdb_error *err)
+{
+    npvdb_code rc;
+    if (!nprobe) nprobe = c->cfg.default_nprobe;
+    pthread_rwlock_rdlock(&c->rw);
+    if (k > c->n_vectors)
+        rc =
+            npvdb_set_error(err, NPVDB_EINVAL,
+                            "k (%u) is larger than the number of vectors (%zu)",
+                            k, c->n_vectors);
+    else
+        rc = search_locked(c, q, nq, k, nprobe, out, err);
+    pthread_rwlock_unlock(&c->rw);
+    if (rc == NPVDB_OK) npvdb_ok(err);
+    return rc;
+}
+
 npvdb_code npvdb_search(npvdb_collection *c, const float *queries, size_t nq,
                         uint32_t k, uint32_t nprobe, npvdb_results *out,
                         npvdb_error *err)
@@ -32,19 +52,28 @@ npvdb_code npvdb_search(npvdb_collection *c, const float *queries, size_t nq,
     const float *q;
     if ((rc = prepare_rows(c, queries, nq, "query", &owned, &q, err)))
         return rc;
-    if (!nprobe) nprobe = c->cfg.default_nprobe;
-    pthread_rwlock_rdlock(&c->rw);
-    if (k > c->n_vectors)
-        rc =
-            npvdb_set_error(err, NPVDB_EINVAL,
-                            "k (%u) is larger than the number of vectors (%zu)",
-                            k, c->n_vectors);
-    else
-        rc = search_locked(c, q, nq, k, nprobe, out, err);
-    pthread_rwlock_unlock(&c->rw);
+    rc = search_prepared(c, q, nq, k, nprobe, out, err);
     free(owned);
-    if (rc == NPVDB_OK) npvdb_ok(err);
     return rc;
+}
+
+npvdb_code npvdb_search_inplace(npvdb_collection *c, float *queries, size_t nq,
+                                uint32_t k, uint32_t nprobe, npvdb_results *out,
+                                npvdb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    npvdb_code rc = check_search(c, queries, nq, k, err);
+    if (rc) return rc;
+    if ((rc = check_rows(queries, nq, c->cfg.dim, "query", err))) return rc;
+    if (c->cfg.metric == NPVDB_METRIC_COSINE) {
+        /* What prepare_rows does to its copy, done to the caller's rows. */
+        long zero = rows_normalise(queries, nq, c->cfg.dim);
+        if (zero >= 0)
+            return npvdb_set_error(
+                err, NPVDB_EINVAL,
+                "query %ld has zero norm: cosine needs a direction", zero);
+    }
+    return search_prepared(c, queries, nq, k, nprobe, out, err);
 }
 
 npvdb_code npvdb_get(npvdb_collection *c, const char *key, float *out,

@@ -89,8 +89,9 @@ static void search_chunk(closest_call *cc, npvdb_collection *coll,
     size_t n = chunk_size(cc);
     cc->chunk_start = cc->next;
     cc->chunk_n = 0;
-    if (npvdb_search(coll, cc->q.queries + cc->next * cc->dim, n, cc->q.k,
-                     cc->q.nprobe, &hits, &err) != NPVDB_OK)
+    /* The call owns its decoded queries and reads each chunk once. */
+    if (npvdb_search_inplace(coll, cc->q.queries + cc->next * cc->dim, n,
+                             cc->q.k, cc->q.nprobe, &hits, &err) != NPVDB_OK)
         nt_result_error(res, &err);
     else
         pack_chunk(cc, &hits, res);

@@ -121,8 +121,8 @@ static void handle_search(npvdb_server *s, const codec_span *msg, size_t n,
         nt_result_error(res, &err);
     else if (min_reply_bytes(&q) > s->max_message)
         too_big(s, min_reply_bytes(&q), q.nq, 1, res);
-    else if (npvdb_search(coll, q.queries, q.nq, q.k, q.nprobe, &hits, &err) !=
-             NPVDB_OK)
+    else if (npvdb_search_inplace(coll, q.queries, q.nq, q.k, q.nprobe, &hits,
+                                  &err) != NPVDB_OK)
         nt_result_error(res, &err);
     else
         ok = 1;

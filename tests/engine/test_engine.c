@@ -522,6 +522,61 @@ static void test_bad_searches(void **s)
     npvdb_free(c);
 }
 
+/* npvdb_search_inplace answers exactly as npvdb_search (same keys, same
+ * distances, bit for bit) for every metric, trained or not, and refuses
+ * what npvdb_search refuses. */
+static void inplace_for(npvdb_metric m, uint32_t shards)
+{
+    const uint32_t dim = 16, k = 5;
+    const size_t n = 1200, nq = 30;
+    float *x = random_rows(n, dim, 3), *q = random_rows(nq, dim, 4);
+    float *scratch = malloc(nq * dim * sizeof *scratch);
+    assert_non_null(scratch);
+    memcpy(scratch, q, nq * dim * sizeof *q);
+    char **keys = make_keys(n, "k");
+    npvdb_collection *c = make(dim, m, shards);
+    insert_all(c, keys, x, n, dim, 300);
+    npvdb_results a, b;
+    npvdb_error err;
+    assert_int_equal(npvdb_search(c, q, nq, k, 2, &a, &err), NPVDB_OK);
+    assert_int_equal(npvdb_search_inplace(c, scratch, nq, k, 2, &b, &err),
+                     NPVDB_OK);
+    assert_memory_equal(a.counts, b.counts, nq * sizeof *a.counts);
+    assert_memory_equal(a.distances, b.distances, nq * k * sizeof(float));
+    for (size_t i = 0; i < nq * k; i++)
+        if (a.keys[i] || b.keys[i]) assert_string_equal(a.keys[i], b.keys[i]);
+    npvdb_results_free(&a);
+    npvdb_results_free(&b);
+    npvdb_free(c);
+    free_keys(keys, n);
+    free(scratch);
+    free(x);
+    free(q);
+}
+
+static void test_search_inplace(void **s)
+{
+    inplace_for(NPVDB_METRIC_COSINE, 8);
+    inplace_for(NPVDB_METRIC_COSINE, 0);
+    inplace_for(NPVDB_METRIC_L2, 8);
+    inplace_for(NPVDB_METRIC_IP, 8);
+    npvdb_collection *c = make(4, NPVDB_METRIC_COSINE, 0);
+    npvdb_error err;
+    npvdb_results r;
+    float q[8] = {1, 2, 3, 4, 0, 0, 0, 0};
+    const char *keys[1] = {"a"};
+    assert_int_equal(npvdb_insert(c, keys, q, 1, NULL, NULL), NPVDB_OK);
+    expect(npvdb_search_inplace(c, q, 2, 1, 0, &r, &err), NPVDB_EINVAL, &err,
+           "query 1 has zero norm");
+    q[5] = INFINITY;
+    expect(npvdb_search_inplace(c, q, 2, 1, 0, &r, &err), NPVDB_EINVAL, &err,
+           "query 1 contains NaN or Inf");
+    expect(npvdb_search_inplace(c, q, 1, 2, 0, &r, &err), NPVDB_EINVAL, &err,
+           "k (2) is larger");
+    assert_null(r.keys);
+    npvdb_free(c);
+}
+
 static void test_train_explicit_sample(void **s)
 {
     const uint32_t dim = 16;
@@ -570,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_bad_inserts),
         cmocka_unit_test(test_bad_searches),
         cmocka_unit_test(test_train_explicit_sample),
+        cmocka_unit_test(test_search_inplace),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
