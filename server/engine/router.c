@@ -33,7 +33,10 @@
 
 #define ROUTER_MIN_CENTROIDS 512 /* fewer: exact is cheap enough */
 #define ROUTER_PROBE 4
-#define ROUTER_BLOCK 256
+/* Rows per block: the exact fallback's sgemm packs all centroids for the few
+ * rows that need it, so it pays to gather those from many rows. */
+#define ROUTER_BLOCK 1024
+#define FALLBACK_CHUNK 64 /* rows per exact fallback sgemm */
 #define ROUTER_KEEP (2.0f / 3.0f)
 #define ROUTER_ITERS 20
 
@@ -126,14 +129,14 @@ typedef struct route_tmp {
     uint32_t *fout;
     float *gbuf; /* B x dim gathered rows */
     float *dtmp; /* B x max_group scores */
-    float *ftmp; /* ASSIGN_BLOCK x nc for assign_nearest */
+    float *ftmp; /* FALLBACK_CHUNK x nc for assign_nearest */
 } route_tmp;
 
 size_t router_scratch(const npvdb_router *r)
 {
     size_t B = ROUTER_BLOCK, G = r->n_groups;
     return B * G + 4 * B + 2 * B * ROUTER_PROBE + (2 * G + 1) + 2 * B +
-           B * r->dim + B * r->max_group + (size_t)ASSIGN_BLOCK * r->nc;
+           B * r->dim + B * r->max_group + (size_t)FALLBACK_CHUNK * r->nc;
 }
 
 static route_tmp carve(const npvdb_router *r, float *f)
@@ -238,9 +241,11 @@ static uint32_t fallback(const npvdb_router *r, const float *x, size_t m,
         memcpy(t->gbuf + (size_t)nf * dim, x + i * dim, dim * sizeof(float));
         t->fall[nf++] = (uint32_t)i;
     }
-    if (!nf) return 0;
-    assign_nearest(t->gbuf, nf, cent, cnorms, r->nc, dim, use_l2, t->fout,
-                   t->ftmp);
+    for (uint32_t lo = 0; lo < nf; lo += FALLBACK_CHUNK) {
+        uint32_t k = nf - lo < FALLBACK_CHUNK ? nf - lo : FALLBACK_CHUNK;
+        assign_nearest(t->gbuf + (size_t)lo * dim, k, cent, cnorms, r->nc, dim,
+                       use_l2, t->fout + lo, t->ftmp);
+    }
     for (uint32_t i = 0; i < nf; i++)
         out[t->fall[i]] = t->fout[i];
     return nf;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #define MAP_MIN_BYTES (16u << 10)
+#define MAP_FIRST_BYTES (64u << 10)
 
 static void *aligned_copy(const void *old, size_t old_bytes, size_t bytes)
 {
@@ -78,6 +79,11 @@ int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim)
     if (cap < s->cap + 16) cap = s->cap + 16;
     if (cap < want) cap = want;
     size_t bytes = cap * rb;
+    /* A new mapping reserves room to grow (address space only, see top). */
+    if (bytes >= MAP_MIN_BYTES && !s->mapped && bytes < MAP_FIRST_BYTES) {
+        bytes = MAP_FIRST_BYTES;
+        cap = bytes / rb;
+    }
     if (bytes >= MAP_MIN_BYTES) { /* a mapping's last page holds more rows */
         size_t page = (size_t)sysconf(_SC_PAGESIZE);
         bytes = (bytes + page - 1) / page * page;

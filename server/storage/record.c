@@ -25,10 +25,16 @@ static npvdb_code rec_alloc(size_t payload, rec_buf *out, npvdb_error *err)
             err, NPVDB_ELIMIT,
             "log record of %zu bytes is over the %u byte limit", payload,
             REC_MAX_PAYLOAD);
-    out->buf = calloc(1, REC_HEADROOM + align8(payload));
+    /* Not calloc: the encoders write every payload byte, and zeroing half a
+     * megabyte per insert message showed in profiles. */
+    size_t total = REC_HEADROOM + align8(payload);
+    out->buf = malloc(total);
     if (!out->buf)
         return npvdb_set_error(err, NPVDB_ENOMEM,
                                "no memory for a %zu byte log record", payload);
+    memset(out->buf, 0, REC_HEADROOM);
+    memset(out->buf + REC_HEADROOM + payload, 0,
+           total - REC_HEADROOM - payload);
     out->len = payload;
     return NPVDB_OK;
 }
