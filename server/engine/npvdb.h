@@ -123,10 +123,19 @@ npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
                         const float *rows, size_t n, size_t *n_replaced,
                         npvdb_error *err);
 
-/* Runs npvdb_insert's validation only (keys, NaN/Inf, counts), so a caller
- * can log a batch before applying it knowing the apply will not refuse it. */
-npvdb_code npvdb_insert_check(npvdb_collection *c, const char *const *keys,
-                              const float *rows, size_t n, npvdb_error *err);
+/* npvdb_insert in two steps, for a caller that logs the batch in between
+ * (the server's write-ahead log): prepare refuses what npvdb_insert would
+ * (keys, NaN/Inf, zero norms for cosine) and does the per-row work that
+ * needs no lock; npvdb_insert_prepared then applies it whole or not at all
+ * and can fail only for memory. The batch borrows keys and rows: they must
+ * stay valid until npvdb_batch_free. On error *out is NULL. */
+typedef struct npvdb_batch npvdb_batch;
+npvdb_code npvdb_insert_prepare(npvdb_collection *c, const char *const *keys,
+                                const float *rows, size_t n, npvdb_batch **out,
+                                npvdb_error *err);
+npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *b,
+                                 size_t *n_replaced, npvdb_error *err);
+void npvdb_batch_free(npvdb_batch *b);
 
 /* Deletes keys; *n_deleted (may be NULL) counts those that existed. Unknown
  * keys are not an error. */

@@ -298,54 +298,76 @@ static void maybe_auto_train(npvdb_collection *c)
     if (index_train(c, NULL, 0, &ignored) == NPVDB_OK) c->auto_train = false;
 }
 
-npvdb_code npvdb_insert_check(npvdb_collection *c, const char *const *keys,
-                              const float *rows, size_t n, npvdb_error *err)
+/* The public batch: the validated batch plus the collection it was
+ * prepared for (a cosine batch holds that collection's normalised rows). */
+struct npvdb_batch {
+    batch b;
+    const npvdb_collection *c;
+};
+
+npvdb_code npvdb_insert_prepare(npvdb_collection *c, const char *const *keys,
+                                const float *rows, size_t n, npvdb_batch **out,
+                                npvdb_error *err)
 {
-    if (n && !keys) return npvdb_set_error(err, NPVDB_EINVAL, "no keys given");
-    npvdb_code rc = check_rows(rows, n, c->cfg.dim, "vector", err);
-    for (size_t i = 0; !rc && i < n; i++) {
-        size_t len;
-        rc = check_key(keys[i], i, &len, err);
+    *out = NULL;
+    npvdb_batch *pb = malloc(sizeof *pb);
+    if (!pb)
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory preparing %zu vectors", n);
+    npvdb_code rc = batch_prepare(c, &pb->b, keys, rows, n, 0, err);
+    if (rc) {
+        batch_free(&pb->b);
+        free(pb);
+        return rc;
     }
-    if (rc || c->cfg.metric != NPVDB_METRIC_COSINE) return rc;
-    for (size_t i = 0; i < n; i++) {
-        float s;
-        rows_sqnorms(rows + i * c->cfg.dim, 1, c->cfg.dim, &s);
-        if (!(s > 0))
-            return npvdb_set_error(err, NPVDB_EINVAL,
-                                   "vector %zu has zero norm: cosine needs a "
-                                   "direction",
-                                   i);
-    }
+    pb->c = c;
+    *out = pb;
     npvdb_ok(err);
     return NPVDB_OK;
+}
+
+npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *pb,
+                                 size_t *n_replaced, npvdb_error *err)
+{
+    size_t replaced = 0;
+    if (n_replaced) *n_replaced = 0;
+    if (pb->c != c)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "batch was prepared for another collection");
+    batch *b = &pb->b;
+    npvdb_code rc;
+    pthread_mutex_lock(&c->write_mu);
+    if (assign_rows(c, b->rows, b->n, b->shard))
+        rc = npvdb_set_error(err, NPVDB_ENOMEM,
+                             "out of memory assigning %zu vectors", b->n);
+    else
+        rc = apply_batch(c, b, &replaced, err);
+    if (rc == NPVDB_OK) maybe_auto_train(c);
+    pthread_mutex_unlock(&c->write_mu);
+    if (rc) return rc;
+    if (n_replaced) *n_replaced = replaced;
+    npvdb_ok(err);
+    return NPVDB_OK;
+}
+
+void npvdb_batch_free(npvdb_batch *pb)
+{
+    if (!pb) return;
+    batch_free(&pb->b);
+    free(pb);
 }
 
 npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
                         const float *rows, size_t n, size_t *n_replaced,
                         npvdb_error *err)
 {
-    size_t replaced = 0;
     if (n_replaced) *n_replaced = 0;
-    batch b;
-    npvdb_code rc = batch_prepare(c, &b, keys, rows, n, 0, err);
-    if (rc == NPVDB_OK) {
-        pthread_mutex_lock(&c->write_mu);
-        if (assign_rows(c, b.rows, n, b.shard))
-            rc = npvdb_set_error(err, NPVDB_ENOMEM,
-                                 "out of memory assigning %zu "
-                                 "vectors",
-                                 n);
-        else
-            rc = apply_batch(c, &b, &replaced, err);
-        if (rc == NPVDB_OK) maybe_auto_train(c);
-        pthread_mutex_unlock(&c->write_mu);
-    }
-    batch_free(&b);
+    npvdb_batch *b;
+    npvdb_code rc = npvdb_insert_prepare(c, keys, rows, n, &b, err);
     if (rc) return rc;
-    if (n_replaced) *n_replaced = replaced;
-    npvdb_ok(err);
-    return NPVDB_OK;
+    rc = npvdb_insert_prepared(c, b, n_replaced, err);
+    npvdb_batch_free(b);
+    return rc;
 }
 
 npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,

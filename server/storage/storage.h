@@ -5,7 +5,7 @@
  *
  * Protocol the transport follows for every write (Init, Insert message,
  * Delete), holding its own write lock so that log order == apply order:
- *   1. validate the request (npvdb_insert_check etc.), 2. npvdb_store_log_*
+ *   1. validate the request (npvdb_insert_prepare etc.), 2. npvdb_store_log_*
  *   (append, returns the record's sequence number), 3. apply to the engine,
  *   4. release the lock, 5. npvdb_store_wait_durable(seq) before replying.
  * Step 5 is the group commit: many concurrent calls share one fsync.

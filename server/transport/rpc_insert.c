@@ -52,16 +52,17 @@ static void unref(insert_call *ic)
     if (atomic_fetch_sub(&ic->refs, 1) == 1) nt_call_free(&ic->base);
 }
 
-/* Logs and applies one decoded message under the write lock. */
+/* Prepares (validates, normalises) one decoded message, then logs and
+ * applies it under the write lock. Preparing first, outside the lock, means
+ * the log never holds a batch the engine would refuse. */
 static void apply(npvdb_server *s, insert_call *ic, npvdb_collection *coll,
                   const codec_insert *req, nt_result *res)
 {
     npvdb_error err = {0};
+    npvdb_batch *b = NULL;
     size_t n_replaced = 0;
     uint64_t seq = 0;
-    /* The check needs no lock: it depends on the dimension only. Done
-     * first so the log never holds a batch the engine would refuse. */
-    if (npvdb_insert_check(coll, req->keys, req->rows, req->n, &err)) {
+    if (npvdb_insert_prepare(coll, req->keys, req->rows, req->n, &b, &err)) {
         nt_result_error(res, &err);
         return;
     }
@@ -72,10 +73,10 @@ static void apply(npvdb_server *s, insert_call *ic, npvdb_collection *coll,
                                     npvdb_dim(coll), &seq, &err);
     if (rc == NPVDB_OK) {
         if (seq) ic->last_seq = seq;
-        rc =
-            npvdb_insert(coll, req->keys, req->rows, req->n, &n_replaced, &err);
+        rc = npvdb_insert_prepared(coll, b, &n_replaced, &err);
     }
     pthread_mutex_unlock(&s->write_mu);
+    npvdb_batch_free(b);
     if (rc != NPVDB_OK) {
         nt_result_error(res, &err);
         return;

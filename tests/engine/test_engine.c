@@ -475,8 +475,10 @@ static void test_bad_inserts(void **s)
     float zero[8] = {1, 1, 1, 1, 0, 0, 0, 0};
     expect(npvdb_insert(c, keys, zero, 2, NULL, &err), NPVDB_EINVAL, &err,
            "zero norm");
-    expect(npvdb_insert_check(c, keys, zero, 2, &err), NPVDB_EINVAL, &err,
-           "zero norm");
+    npvdb_batch *pb = (npvdb_batch *)&err; /* must come back NULL */
+    expect(npvdb_insert_prepare(c, keys, zero, 2, &pb, &err), NPVDB_EINVAL,
+           &err, "zero norm");
+    assert_null(pb);
     /* Nothing of a refused batch was applied: still only "a" and the long key.
      */
     npvdb_stats st;
@@ -487,6 +489,41 @@ static void test_bad_inserts(void **s)
     assert_int_equal(npvdb_get(c, "b", got, &err), NPVDB_ENOTFOUND);
     free(longk);
     npvdb_free(c);
+}
+
+/* npvdb_insert in two steps (the server logs in between) lands the same
+ * rows, and a batch cannot be applied to another collection. */
+static void test_insert_two_steps(void **s)
+{
+    (void)s;
+    const uint32_t dim = 8;
+    npvdb_collection *c = make(dim, NPVDB_METRIC_COSINE, 0);
+    npvdb_collection *other = make(dim, NPVDB_METRIC_COSINE, 0);
+    float *x = random_rows(3, dim, 21);
+    char **keys = make_keys(3, "k");
+    npvdb_error err;
+    npvdb_batch *b = NULL;
+    assert_int_equal(
+        npvdb_insert_prepare(c, (const char *const *)keys, x, 3, &b, &err),
+        NPVDB_OK);
+    size_t replaced = 1;
+    expect(npvdb_insert_prepared(other, b, &replaced, &err), NPVDB_EINVAL, &err,
+           "another collection");
+    assert_int_equal(npvdb_insert_prepared(c, b, &replaced, &err), NPVDB_OK);
+    assert_int_equal(replaced, 0);
+    npvdb_batch_free(b);
+    float got[8];
+    assert_int_equal(npvdb_get(c, "k2", got, &err), NPVDB_OK);
+    double dot = 0, nrm = 0;
+    for (uint32_t d = 0; d < dim; d++) {
+        dot += got[d] * x[2 * dim + d];
+        nrm += (double)x[2 * dim + d] * x[2 * dim + d];
+    }
+    assert_true(fabs(dot - sqrt(nrm)) < 1e-4); /* stored normalised */
+    npvdb_free(c);
+    npvdb_free(other);
+    free_keys(keys, 3);
+    free(x);
 }
 
 static void test_bad_searches(void **s)
@@ -624,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_bad_inserts),
         cmocka_unit_test(test_bad_searches),
+        cmocka_unit_test(test_insert_two_steps),
         cmocka_unit_test(test_train_explicit_sample),
         cmocka_unit_test(test_search_inplace),
     };
