@@ -5,17 +5,20 @@
  * the log holds everything applied (one wait for the last record: the log is
  * sequential, so it covers the earlier ones too).
  *
- * Overlap: as soon as message i has arrived, the RECV_MESSAGE of message i+1
- * is started, then message i is applied, so the network receives while the
- * engine works. Messages are still applied one at a time and in order: the
- * next step runs only once both the apply of i and the receive of i+1 are
- * done (a join of two parties, whichever finishes last continues). The call
- * is therefore touched by one thread at a time, except that a RECV batch and
- * the final batch may both be in flight after an error, so the call is
- * reference-counted: one reference per batch in flight, freed at zero.
+ * Overlap: as soon as message i+1 has arrived, the thread that got it
+ * decodes and prepares it (npvdb_insert_prepare: validation, normalising,
+ * key hashing) while message i is still being logged and applied on another
+ * thread; the RECV_MESSAGE of message i+2 starts as message i+1 is applied.
+ * Logging and applying stay one message at a time and in order: the next
+ * apply runs only once both the apply of i and the preparation of i+1 are
+ * done (a join of two parties, whichever finishes last continues). Preparing
+ * ahead leaves only the log append and the engine's apply serial. A RECV
+ * batch and the final batch may both be in flight after an error, so the
+ * call is reference-counted: one reference per batch in flight, freed at
+ * zero.
  *
- * Memory per call: the message being applied (decoded once: protobuf-c's copy
- * of the vectors is the one the engine reads) plus the one gRPC receives.
+ * Memory per call: the message being applied and the next one, each decoded
+ * (protobuf-c's copy of the vectors, plus a normalised copy for cosine).
  */
 #include "internal.h"
 
@@ -27,8 +30,18 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A received message, decoded and prepared ahead of its apply. */
+typedef struct pending {
+    int present; /* 0: the stream ended (half-close) */
+    codec_insert req;
+    npvdb_batch *batch; /* NULL for an empty message or on error */
+    uint64_t gen;       /* collection generation it was prepared for */
+    nt_result res;      /* an error found while preparing */
+} pending;
+
 typedef struct insert_call {
     nt_call base;               /* base.tag: the final batch */
+    pending next;               /* message i+1, prepared during apply of i */
     nt_tag recv_tag;            /* RECV_MESSAGE batches */
     grpc_byte_buffer *incoming; /* RECV_MESSAGE's target */
     int recv_ok;                /* success of the last RECV_MESSAGE */
@@ -52,69 +65,88 @@ static void unref(insert_call *ic)
     if (atomic_fetch_sub(&ic->refs, 1) == 1) nt_call_free(&ic->base);
 }
 
-/* Prepares (validates, normalises) one decoded message, then logs and
- * applies it under the write lock. Preparing first, outside the lock, means
- * the log never holds a batch the engine would refuse. */
-static void apply(npvdb_server *s, insert_call *ic, npvdb_collection *coll,
-                  const codec_insert *req, nt_result *res)
+static void pending_free(pending *p)
+{
+    npvdb_batch_free(p->batch);
+    codec_insert_free(&p->req);
+    memset(p, 0, sizeof *p);
+}
+
+/* Runs on the thread that received a message: decodes and prepares it into
+ * ic->next. Preparing before logging means the log never holds a batch the
+ * engine would refuse. */
+static void prepare_next(insert_call *ic)
+{
+    pending *p = &ic->next;
+    memset(p, 0, sizeof *p);
+    grpc_byte_buffer *in = ic->incoming;
+    ic->incoming = NULL;
+    if (!in) return; /* half-close, or the call is gone */
+    p->present = 1;
+    ic->base.recv = in; /* nt_call_take_message reads and destroys it */
+    grpc_slice msg = nt_call_take_message(&ic->base);
+    npvdb_server *s = ic->base.srv;
+    npvdb_collection *coll = nt_db_acquire(s, &p->gen, &p->res);
+    if (coll) {
+        npvdb_error err = {0};
+        if (codec_decode_insert(GRPC_SLICE_START_PTR(msg),
+                                GRPC_SLICE_LENGTH(msg), npvdb_dim(coll),
+                                &p->req, &err) ||
+            (p->req.n > 0 &&
+             npvdb_insert_prepare(coll, p->req.keys, p->req.rows, p->req.n,
+                                  &p->batch, &err)))
+            nt_result_error(&p->res, &err);
+        nt_db_release(s);
+    }
+    grpc_slice_unref(msg);
+}
+
+/* Logs and applies a prepared message under the write lock. */
+static void log_and_apply(npvdb_server *s, insert_call *ic,
+                          npvdb_collection *coll, pending *p, nt_result *res)
 {
     npvdb_error err = {0};
-    npvdb_batch *b = NULL;
     size_t n_replaced = 0;
     uint64_t seq = 0;
-    if (npvdb_insert_prepare(coll, req->keys, req->rows, req->n, &b, &err)) {
-        nt_result_error(res, &err);
-        return;
-    }
     pthread_mutex_lock(&s->write_mu);
     npvdb_code rc = NPVDB_OK;
     if (s->store)
-        rc = npvdb_store_log_insert(s->store, req->keys, req->rows, req->n,
-                                    npvdb_dim(coll), &seq, &err);
+        rc = npvdb_store_log_insert(s->store, p->req.keys, p->req.rows,
+                                    p->req.n, npvdb_dim(coll), &seq, &err);
     if (rc == NPVDB_OK) {
         if (seq) ic->last_seq = seq;
-        rc = npvdb_insert_prepared(coll, b, &n_replaced, &err);
+        rc = npvdb_insert_prepared(coll, p->batch, &n_replaced, &err);
     }
     pthread_mutex_unlock(&s->write_mu);
-    npvdb_batch_free(b);
     if (rc != NPVDB_OK) {
         nt_result_error(res, &err);
         return;
     }
     ic->replaced += n_replaced;
-    ic->inserted += req->n - n_replaced;
+    ic->inserted += p->req.n - n_replaced;
 }
 
-/* Decodes and applies the message in `msg` (unref'ed here as soon as it is
- * decoded, so only the decoded copy is held while the engine works). */
-static void handle_message(insert_call *ic, grpc_slice msg, nt_result *res)
+/* Applies message `p` (prepared by prepare_next), if the collection it was
+ * prepared for is still the call's. */
+static void handle_message(insert_call *ic, pending *p, nt_result *res)
 {
+    if (p->res.status != GRPC_STATUS_OK) {
+        *res = p->res;
+        return;
+    }
     npvdb_server *s = ic->base.srv;
     uint64_t gen = 0;
     npvdb_collection *coll = nt_db_acquire(s, &gen, res);
-    if (!coll) {
-        grpc_slice_unref(msg);
-        return;
-    }
-    codec_insert req = {0};
-    npvdb_error err = {0};
-    if (ic->have_gen && gen != ic->gen) {
+    if (!coll) return;
+    if ((ic->have_gen && gen != ic->gen) || gen != p->gen) {
         nt_result_fail(res, GRPC_STATUS_ABORTED,
                        "the collection was replaced by Init during this "
                        "Insert");
-    } else if (codec_decode_insert(GRPC_SLICE_START_PTR(msg),
-                                   GRPC_SLICE_LENGTH(msg), npvdb_dim(coll),
-                                   &req, &err)) {
-        nt_result_error(res, &err);
     } else {
         ic->gen = gen;
         ic->have_gen = 1;
-        grpc_slice_unref(msg);
-        msg = grpc_empty_slice();
-        if (req.n > 0) apply(s, ic, coll, &req, res);
+        if (p->req.n > 0) log_and_apply(s, ic, coll, p, res);
     }
-    grpc_slice_unref(msg);
-    codec_insert_free(&req);
     nt_db_release(s);
     if (res->status == GRPC_STATUS_OK) ic->messages++;
 }
@@ -173,28 +205,27 @@ static void post_recv(insert_call *ic)
     }
 }
 
-/* One step, run by exactly one thread once message i is applied and the
- * receive of message i+1 is complete. Returns 1 if the caller should run
- * the next step (its receive completed during this apply). */
+/* One step, run by exactly one thread once message i is applied and
+ * message i+1 is received and prepared. Returns 1 if the caller should run
+ * the next step (message i+2 was prepared during this apply). */
 static int advance(insert_call *ic)
 {
-    grpc_byte_buffer *in = ic->incoming;
-    ic->incoming = NULL;
+    pending cur = ic->next;
+    memset(&ic->next, 0, sizeof ic->next);
     if (ic->failed || !ic->recv_ok) {
         /* An error reply is underway, or the peer is gone: stop reading. */
-        if (in) grpc_byte_buffer_destroy(in);
+        pending_free(&cur);
         return 0;
     }
     nt_result res = {0};
-    if (!in) { /* half-close: every message is in */
+    if (!cur.present) { /* half-close: every message is in */
         finish(ic, &res);
         return 0;
     }
-    ic->base.recv = in; /* nt_call_take_message reads and destroys it */
-    grpc_slice msg = nt_call_take_message(&ic->base);
     atomic_store(&ic->parties, 2);
     post_recv(ic);
-    handle_message(ic, msg, &res);
+    handle_message(ic, &cur, &res);
+    pending_free(&cur);
     if (res.status != GRPC_STATUS_OK) finish(ic, &res);
     return atomic_fetch_sub(&ic->parties, 1) == 1;
 }
@@ -203,6 +234,7 @@ static void on_recv(nt_tag *t, int ok)
 {
     insert_call *ic = from_recv_tag(t);
     ic->recv_ok = ok;
+    prepare_next(ic); /* concurrently with the apply of the previous one */
     if (atomic_fetch_sub(&ic->parties, 1) == 1) {
         while (advance(ic)) {
         }
@@ -234,6 +266,7 @@ static void cleanup(nt_call *c)
     insert_call *ic = (insert_call *)c;
     if (ic->incoming) grpc_byte_buffer_destroy(ic->incoming);
     ic->incoming = NULL;
+    pending_free(&ic->next);
 }
 
 const nt_method nt_rpc_insert = {
