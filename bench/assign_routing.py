@@ -27,7 +27,7 @@ import faiss
 import h5py
 import numpy as np
 
-PROBE, KEEP = 4, 2.0 / 3.0
+PROBE, KEEP = 3, 2.0 / 3.0
 
 
 def load(path):

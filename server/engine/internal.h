@@ -71,11 +71,14 @@ int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim);
 void shard_free(npvdb_shard *s);
 /* Appends (needs a prior reserve). Sets e->shard/e->row. */
 void shard_append(npvdb_shard *s, uint32_t id, uint32_t dim, npvdb_entry *e,
-                  const float *row);
+                  const float *row, float sqnorm);
 /* Appends without touching the entry's location: for shards built aside
  * while searches still read the entries' current locations. */
-void shard_push(npvdb_shard *s, uint32_t dim, npvdb_entry *e, const float *row);
-void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v);
+void shard_push(npvdb_shard *s, uint32_t dim, npvdb_entry *e, const float *row,
+                float sqnorm);
+/* sqnorm: |row|^2, computed by the caller for a whole batch at once. */
+void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v,
+               float sqnorm);
 /* Removes a row by moving the last row into its place. */
 void shard_remove(npvdb_shard *s, uint32_t dim, size_t row);
 size_t shard_memory(const npvdb_shard *s, uint32_t dim);
@@ -154,12 +157,12 @@ void router_free(npvdb_router *r);
 /* Floats of scratch one router_assign call needs. */
 size_t router_scratch(const npvdb_router *r);
 /* Nearest centroid (exactly, or one as near within the tolerance described
- * in router.c) for n rows; cent/cnorms are the centroids the router was
- * built from; use_l2 as for assign_nearest, for the exact fallback. Returns
- * how many rows took the exact fallback. */
-size_t router_assign(const npvdb_router *r, const float *x, size_t n,
-                     const float *cent, const float *cnorms, int use_l2,
-                     uint32_t *out, float *scratch);
+ * in router.c) for n rows with squared norms xn; cent/cnorms are the centroids
+ * the router was built from; use_l2 as for assign_nearest, for the exact
+ * fallback. Returns how many rows took the exact fallback. */
+size_t router_assign(const npvdb_router *r, const float *x, const float *xn,
+                     size_t n, const float *cent, const float *cnorms,
+                     int use_l2, uint32_t *out, float *scratch);
 
 /* ---- kmeans.c ---- */
 /* Trains nc centroids on n >= nc rows (n*dim) with Lloyd's algorithm, seeded

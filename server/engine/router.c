@@ -8,16 +8,16 @@
  * k-means (sqrt(nc) groups). A row is scored against the group centres, then
  * exactly against the centroids of its ROUTER_PROBE best groups.
  *
- * That alone misses the nearest centroid for about 3% of rows, and some
+ * That alone misses the nearest centroid for about 4% of rows, and some
  * misses land far away: a group centre is the mean of centroids that may
  * point in unrelated directions, so a row can rank its own group low. A
  * search then never probes that shard (measured on bench data: recall at
- * nprobe 32 fell from 1.0 to 0.993). So a found centroid is kept only when
+ * nprobe 32 fell from 1.0 to 0.989). So a found centroid is kept only when
  * it is clearly closer than the best group centre (squared distance at most
- * ROUTER_KEEP times); other rows, 3-4% on bench data, are assigned exactly.
- * The rows still routed to a near-but-not-nearest centroid (0.4%) then sit
+ * ROUTER_KEEP times); other rows, 4% on bench data, are assigned exactly.
+ * The rows still routed to a near-but-not-nearest centroid (0.45%) then sit
  * in a neighbouring shard, and recall@10 at every nprobe stayed within
- * 0.001 of exact assignment while the work per row fell 6.6x
+ * 0.001 of exact assignment while the work per row fell 7.3x
  * (bench/assign_routing.py reproduces this).
  *
  * Scores use the L2 form |c|^2 - 2 x.c throughout: for cosine, rows and
@@ -32,7 +32,7 @@
 #include <string.h>
 
 #define ROUTER_MIN_CENTROIDS 512 /* fewer: exact is cheap enough */
-#define ROUTER_PROBE 4
+#define ROUTER_PROBE 3
 /* Rows per block: the exact fallback's sgemm packs all centroids for the few
  * rows that need it, so it pays to gather those from many rows. */
 #define ROUTER_BLOCK 1024
@@ -117,15 +117,16 @@ int router_build(npvdb_router *r, npvdb_pool *pool, const float *cent,
 /* One block's scratch, carved from the caller's floats (uint32_t and float
  * have the same size and alignment). */
 typedef struct route_tmp {
-    float *gsc;     /* B x G group scores */
-    float *xn, *g1; /* |x|^2, best group score */
-    float *best;    /* best centroid score found */
-    uint32_t *bidx; /* its centroid */
-    uint32_t *top;  /* B x PROBE groups per row */
-    uint32_t *cnt;  /* G + 1: group g's rows are list[cnt[g], cnt[g+1]) */
-    uint32_t *cur;  /* G fill cursors */
-    uint32_t *list; /* B x PROBE rows, grouped */
-    uint32_t *fall; /* rows for the exact fallback */
+    float *gsc;      /* B x G group scores */
+    const float *xn; /* |x|^2 of the block's rows (the caller's) */
+    float *g1;       /* best group score */
+    float *best;     /* best centroid score found */
+    uint32_t *bidx;  /* its centroid */
+    uint32_t *top;   /* B x PROBE groups per row */
+    uint32_t *cnt;   /* G + 1: group g's rows are list[cnt[g], cnt[g+1]) */
+    uint32_t *cur;   /* G fill cursors */
+    uint32_t *list;  /* B x PROBE rows, grouped */
+    uint32_t *fall;  /* rows for the exact fallback */
     uint32_t *fout;
     float *gbuf; /* B x dim gathered rows */
     float *dtmp; /* B x max_group scores */
@@ -135,7 +136,7 @@ typedef struct route_tmp {
 size_t router_scratch(const npvdb_router *r)
 {
     size_t B = ROUTER_BLOCK, G = r->n_groups;
-    return B * G + 4 * B + 2 * B * ROUTER_PROBE + (2 * G + 1) + 2 * B +
+    return B * G + 3 * B + 2 * B * ROUTER_PROBE + (2 * G + 1) + 2 * B +
            B * r->dim + B * r->max_group + (size_t)FALLBACK_CHUNK * r->nc;
 }
 
@@ -144,7 +145,7 @@ static route_tmp carve(const npvdb_router *r, float *f)
     size_t B = ROUTER_BLOCK, G = r->n_groups;
     route_tmp t;
     t.gsc = f, f += B * G;
-    t.xn = f, f += B;
+    t.xn = NULL;
     t.g1 = f, f += B;
     t.best = f, f += B;
     t.bidx = (uint32_t *)f, f += B;
@@ -181,7 +182,6 @@ static void rank_groups(const npvdb_router *r, const float *x, size_t m,
 {
     uint32_t G = r->n_groups;
     dots_block(x, m, r->gcent, G, r->dim, -2.0f, t->gsc);
-    rows_sqnorms(x, m, r->dim, t->xn);
     memset(t->cnt, 0, (G + 1) * sizeof *t->cnt);
     for (size_t i = 0; i < m; i++) {
         float *s = t->gsc + i * G;
@@ -251,15 +251,16 @@ static uint32_t fallback(const npvdb_router *r, const float *x, size_t m,
     return nf;
 }
 
-size_t router_assign(const npvdb_router *r, const float *x, size_t n,
-                     const float *cent, const float *cnorms, int use_l2,
-                     uint32_t *out, float *scratch)
+size_t router_assign(const npvdb_router *r, const float *x, const float *xn,
+                     size_t n, const float *cent, const float *cnorms,
+                     int use_l2, uint32_t *out, float *scratch)
 {
     size_t exact = 0;
     route_tmp t = carve(r, scratch);
     for (size_t b = 0; b < n; b += ROUTER_BLOCK) {
         size_t m = n - b < ROUTER_BLOCK ? n - b : ROUTER_BLOCK;
         const float *xb = x + b * r->dim;
+        t.xn = xn + b;
         rank_groups(r, xb, m, &t);
         for (uint32_t g = 0; g < r->n_groups; g++)
             scan_group(r, xb, g, t.list + t.cnt[g], t.cnt[g + 1] - t.cnt[g],

@@ -114,24 +114,25 @@ void shard_free(npvdb_shard *s)
     memset(s, 0, sizeof *s);
 }
 
-void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v)
+void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v,
+               float sqnorm)
 {
-    float *dst = s->rows + row * dim;
-    memcpy(dst, v, dim * sizeof *dst);
-    rows_sqnorms(dst, 1, dim, &s->sqnorms[row]);
+    memcpy(s->rows + row * dim, v, dim * sizeof(float));
+    s->sqnorms[row] = sqnorm;
 }
 
-void shard_push(npvdb_shard *s, uint32_t dim, npvdb_entry *e, const float *row)
+void shard_push(npvdb_shard *s, uint32_t dim, npvdb_entry *e, const float *row,
+                float sqnorm)
 {
     size_t r = s->n++;
-    shard_set(s, dim, r, row);
+    shard_set(s, dim, r, row, sqnorm);
     s->entries[r] = e;
 }
 
 void shard_append(npvdb_shard *s, uint32_t id, uint32_t dim, npvdb_entry *e,
-                  const float *row)
+                  const float *row, float sqnorm)
 {
-    shard_push(s, dim, e, row);
+    shard_push(s, dim, e, row, sqnorm);
     e->shard = id;
     e->row = (uint32_t)(s->n - 1);
 }

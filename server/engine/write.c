@@ -17,6 +17,7 @@ typedef struct batch {
     size_t *lens;
     uint32_t *hashes;
     uint32_t *shard; /* target shard per row */
+    float *sqn;      /* |row|^2 per row (of the rows below) */
     float *owned;    /* normalised copy (cosine), else NULL */
     const float *rows;
 } batch;
@@ -26,6 +27,7 @@ static void batch_free(batch *b)
     free(b->lens);
     free(b->hashes);
     free(b->shard);
+    free(b->sqn);
     free(b->owned);
 }
 
@@ -56,20 +58,26 @@ static npvdb_code batch_prepare(npvdb_collection *c, batch *b,
     b->n = n;
     b->rows = rows;
     if (n && !keys) return npvdb_set_error(err, NPVDB_EINVAL, "no keys given");
-    if (as_stored) {
-        npvdb_code rc = check_rows(rows, n, c->cfg.dim, "vector", err);
-        return rc ? rc : batch_keys(b, err);
-    }
-    npvdb_code rc =
-        prepare_rows(c, rows, n, "vector", &b->owned, &b->rows, err);
-    return rc ? rc : batch_keys(b, err);
+    npvdb_code rc = as_stored ? check_rows(rows, n, c->cfg.dim, "vector", err)
+                              : prepare_rows(c, rows, n, "vector", &b->owned,
+                                             &b->rows, err);
+    if (rc == NPVDB_OK) rc = batch_keys(b, err);
+    if (rc) return rc;
+    /* Norms once here, outside the locks: the router and the shards (for
+     * L2 scores) both need them. */
+    b->sqn = malloc((n ? n : 1) * sizeof *b->sqn);
+    if (!b->sqn)
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory for %zu vectors", n);
+    rows_sqnorms(b->rows, n, c->cfg.dim, b->sqn);
+    return NPVDB_OK;
 }
 
 /* ---- assignment to shards ---- */
 
 typedef struct assign_job {
     const npvdb_collection *c;
-    const float *x;
+    const float *x, *xn; /* rows, their squared norms */
     size_t n;
     uint32_t *out;
     float *tmp;
@@ -86,8 +94,8 @@ static void assign_task(void *ctx, uint32_t t)
     float *tmp = a->tmp + (size_t)t * a->tmp_per_task;
     int use_l2 = metric_uses_l2(c->cfg.metric);
     if (c->router.n_groups)
-        router_assign(&c->router, x, hi - lo, c->centroids, c->cnorms, use_l2,
-                      a->out + lo, tmp);
+        router_assign(&c->router, x, a->xn + lo, hi - lo, c->centroids,
+                      c->cnorms, use_l2, a->out + lo, tmp);
     else
         assign_nearest(x, hi - lo, c->centroids, c->cnorms, c->n_shards,
                        c->cfg.dim, use_l2, a->out + lo, tmp);
@@ -108,8 +116,8 @@ static int assign_scratch(npvdb_collection *c, size_t need)
 /* Nearest centroid of each row (see router.c), on the workers when the
  * batch is large. Caller holds write_mu, so the centroids cannot change
  * underneath. */
-static int assign_rows(npvdb_collection *c, const float *x, size_t n,
-                       uint32_t *out)
+static int assign_rows(npvdb_collection *c, const float *x, const float *xn,
+                       size_t n, uint32_t *out)
 {
     if (!c->trained) {
         memset(out, 0, n * sizeof *out);
@@ -117,6 +125,7 @@ static int assign_rows(npvdb_collection *c, const float *x, size_t n,
     }
     assign_job a = {.c = c,
                     .x = x,
+                    .xn = xn,
                     .n = n,
                     .out = out,
                     .n_tasks = n >= 2 * ASSIGN_BLOCK ? pool_size(c->pool) : 1};
@@ -176,7 +185,7 @@ static void append_task(void *ctx, uint32_t t)
         uint32_t s = j->b->shard[i];
         if (s % j->n_tasks == t)
             shard_append(&j->c->shards[s], s, dim, j->ents[i],
-                         j->b->rows + i * dim);
+                         j->b->rows + i * dim, j->b->sqn[i]);
     }
 }
 
@@ -246,12 +255,12 @@ static void upsert_row(npvdb_collection *c, const batch *b, size_t i,
     } else {
         (*replaced)++; /* existed, or repeated within the batch */
         if (e->shard == s) {
-            shard_set(&c->shards[s], dim, e->row, row);
+            shard_set(&c->shards[s], dim, e->row, row, b->sqn[i]);
             return;
         }
         shard_remove(&c->shards[e->shard], dim, e->row);
     }
-    shard_append(&c->shards[s], s, dim, e, row);
+    shard_append(&c->shards[s], s, dim, e, row, b->sqn[i]);
 }
 
 /* A batch of keys all new and distinct only appends, and rows of different
@@ -337,7 +346,7 @@ npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *pb,
     batch *b = &pb->b;
     npvdb_code rc;
     pthread_mutex_lock(&c->write_mu);
-    if (assign_rows(c, b->rows, b->n, b->shard))
+    if (assign_rows(c, b->rows, b->sqn, b->n, b->shard))
         rc = npvdb_set_error(err, NPVDB_ENOMEM,
                              "out of memory assigning %zu vectors", b->n);
     else

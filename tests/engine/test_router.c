@@ -64,9 +64,11 @@ static size_t agreement(fixture *f, const float *rows, size_t n, int use_l2,
     uint32_t *exact = malloc(n * sizeof *exact);
     float *tmp = malloc((size_t)ASSIGN_BLOCK * NC * sizeof *tmp);
     float *scratch = malloc(router_scratch(&f->r) * sizeof *scratch);
-    assert_true(exact && tmp && scratch);
+    float *xn = malloc(n * sizeof *xn);
+    assert_true(exact && tmp && scratch && xn);
+    rows_sqnorms(rows, n, DIM, xn);
     assign_nearest(rows, n, f->cent, f->cnorms, NC, DIM, use_l2, exact, tmp);
-    *exact_rows = router_assign(&f->r, rows, n, f->cent, f->cnorms, use_l2,
+    *exact_rows = router_assign(&f->r, rows, xn, n, f->cent, f->cnorms, use_l2,
                                 routed, scratch);
     size_t same = 0;
     for (size_t i = 0; i < n; i++) {
@@ -76,6 +78,7 @@ static size_t agreement(fixture *f, const float *rows, size_t n, int use_l2,
     free(exact);
     free(tmp);
     free(scratch);
+    free(xn);
     return same;
 }
 
