@@ -193,8 +193,9 @@ struct npvdb_collection {
      * write_mu): a fresh multi-megabyte buffer per insert was a new mapping
      * each time, and faulting its pages in cost a fifth of a bulk load. */
     float *assign_tmp;
-    size_t assign_tmp_n; /* floats */
-    npvdb_router router; /* for the current centroids (writers only) */
+    size_t assign_tmp_n;  /* floats */
+    npvdb_router router;  /* for the current centroids (writers only) */
+    uint32_t router_rest; /* batches to assign exactly (see write.c) */
 };
 
 /* Which centroid score a metric uses: L2 keeps the |c|^2 term. */

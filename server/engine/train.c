@@ -130,6 +130,7 @@ void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
     router_free(&c->router);
     router_build(&c->router, c->pool, cent, cnorms, nc, c->cfg.dim,
                  c->cfg.metric, c->cfg.seed);
+    c->router_rest = 0;
     pthread_rwlock_wrlock(&c->rw);
     npvdb_shard *old = c->shards;
     uint32_t old_n = c->n_shards;

@@ -83,6 +83,8 @@ typedef struct assign_job {
     float *tmp;
     size_t tmp_per_task; /* floats */
     uint32_t n_tasks;
+    int routed;         /* through the router, else exact */
+    atomic_size_t fell; /* rows the router assigned exactly */
 } assign_job;
 
 static void assign_task(void *ctx, uint32_t t)
@@ -93,9 +95,11 @@ static void assign_task(void *ctx, uint32_t t)
     const float *x = a->x + lo * c->cfg.dim;
     float *tmp = a->tmp + (size_t)t * a->tmp_per_task;
     int use_l2 = metric_uses_l2(c->cfg.metric);
-    if (c->router.n_groups)
-        router_assign(&c->router, x, a->xn + lo, hi - lo, c->centroids,
-                      c->cnorms, use_l2, a->out + lo, tmp);
+    if (a->routed)
+        atomic_fetch_add(&a->fell,
+                         router_assign(&c->router, x, a->xn + lo, hi - lo,
+                                       c->centroids, c->cnorms, use_l2,
+                                       a->out + lo, tmp));
     else
         assign_nearest(x, hi - lo, c->centroids, c->cnorms, c->n_shards,
                        c->cfg.dim, use_l2, a->out + lo, tmp);
@@ -113,6 +117,12 @@ static int assign_scratch(npvdb_collection *c, size_t need)
     return 0;
 }
 
+/* Data with no cluster structure (uniform noise, say) makes the router fall
+ * back to exact assignment for most rows, and then it only adds work. When
+ * over half of a batch fell back, the next ROUTER_REST batches are assigned
+ * exactly, then the router is tried again. */
+#define ROUTER_REST 15
+
 /* Nearest centroid of each row (see router.c), on the workers when the
  * batch is large. Caller holds write_mu, so the centroids cannot change
  * underneath. */
@@ -129,15 +139,21 @@ static int assign_rows(npvdb_collection *c, const float *x, const float *xn,
                     .n = n,
                     .out = out,
                     .n_tasks = n >= 2 * ASSIGN_BLOCK ? pool_size(c->pool) : 1};
-    a.tmp_per_task = c->router.n_groups ? router_scratch(&c->router)
-                                        : (size_t)ASSIGN_BLOCK * c->n_shards;
+    a.routed = c->router.n_groups && c->router_rest == 0;
+    if (c->router_rest) c->router_rest--;
+    atomic_init(&a.fell, 0);
+    a.tmp_per_task = a.routed ? router_scratch(&c->router)
+                              : (size_t)ASSIGN_BLOCK * c->n_shards;
     if (assign_scratch(c, a.n_tasks * a.tmp_per_task)) return -1;
     a.tmp = c->assign_tmp;
-    if (a.n_tasks == 1) {
+    int rc = 0;
+    if (a.n_tasks == 1)
         assign_task(&a, 0);
-        return 0;
-    }
-    return pool_run(c->pool, a.n_tasks, assign_task, &a);
+    else
+        rc = pool_run(c->pool, a.n_tasks, assign_task, &a);
+    if (rc == 0 && a.routed && 2 * atomic_load(&a.fell) > n)
+        c->router_rest = ROUTER_REST;
+    return rc;
 }
 
 /* ---- applying a batch (caller holds write_mu) ---- */

@@ -186,6 +186,40 @@ static void test_router_cosine(void **s)
     check_metric(NPVDB_METRIC_COSINE);
 }
 
+/* Inserting through the engine: clustered rows keep the router on; noise
+ * (nearly every row falls back to exact) rests it for the next batches. */
+static void test_router_rests_on_noise(void **s)
+{
+    (void)s;
+    npvdb_config cfg = {
+        .dim = DIM, .metric = NPVDB_METRIC_L2, .n_shards = NC, .n_workers = 2};
+    npvdb_error err;
+    npvdb_collection *c = npvdb_create(&cfg, &err);
+    float *x = clustered_rows(N, DIM, 80, 0.3f, 11);
+    float *noise = random_rows(2000, DIM, 12);
+    char **keys = make_keys(N, "k"), **nkeys = make_keys(2000, "n");
+    assert_true(c && x && noise && keys && nkeys);
+    assert_int_equal(npvdb_train(c, x, N, &err), NPVDB_OK);
+    assert_true(c->router.n_groups > 0);
+    assert_int_equal(
+        npvdb_insert(c, (const char *const *)keys, x, 4096, NULL, &err),
+        NPVDB_OK);
+    assert_int_equal(c->router_rest, 0);
+    assert_int_equal(
+        npvdb_insert(c, (const char *const *)nkeys, noise, 2000, NULL, &err),
+        NPVDB_OK);
+    assert_true(c->router_rest > 0);
+    /* Resting or not, every row is stored. */
+    float got[DIM];
+    assert_int_equal(npvdb_get(c, "n1999", got, &err), NPVDB_OK);
+    assert_memory_equal(got, noise + 1999 * DIM, sizeof got);
+    npvdb_free(c);
+    free(x);
+    free(noise);
+    free_keys(keys, N);
+    free_keys(nkeys, 2000);
+}
+
 /* Inner product, and too few centroids: no router, exact assignment. */
 static void test_router_off(void **s)
 {
@@ -213,6 +247,7 @@ int main(void)
         cmocka_unit_test(test_router_cosine),
         cmocka_unit_test(test_router_far_rows_exact),
         cmocka_unit_test(test_router_off),
+        cmocka_unit_test(test_router_rests_on_noise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
