@@ -730,9 +730,7 @@ int main(int argc, char **argv)
      * big free, so they keep going back to the kernel instead of staying
      * resident in the heap (the engine itself is ~1.2x the raw vectors). */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    /* As server/main.c, so the memory figures are the server's. */
-    mallopt(M_TRIM_THRESHOLD, 16 << 20);
-    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_ARENA_MAX, 2); /* as server/main.c: the server's figures */
     /* Baseline before any data: libraries, stacks, allocator. */
     size_t rss0 = proc_status_bytes("VmRSS:");
     if (load(&d, &o) != 0) {

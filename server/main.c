@@ -314,10 +314,6 @@ int main(int argc, char **argv)
      * big free, so they keep going back to the kernel instead of staying
      * resident in the heap (the engine itself is ~1.2x the raw vectors). */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    /* Below that, an insert message's buffers (about 0.5 MiB each) are
-     * freed at the top of the heap; the default 128 KiB trim threshold gave
-     * them back to the kernel and faulted them in again every message. */
-    mallopt(M_TRIM_THRESHOLD, 16 << 20);
     /* The workers grow shards in parallel during inserts; one malloc arena
      * per thread spread those small arrays over as many heaps (RSS +8% of
      * the data on a bulk load). Two arenas cost nothing measurable. */
