@@ -164,15 +164,25 @@ static route_tmp carve(const npvdb_router *r, float *f)
 /* The ROUTER_PROBE lowest of v[0..n) into top (ascending); n >= PROBE. */
 static void lowest(const float *v, uint32_t n, uint32_t *top)
 {
-    uint32_t k = 0;
+    float val[ROUTER_PROBE];
+    for (int p = 0; p < ROUTER_PROBE; p++) {
+        val[p] = INFINITY;
+        top[p] = 0;
+    }
+    /* The worst kept value in a register: most entries fail this test. */
+    float worst = INFINITY;
     for (uint32_t j = 0; j < n; j++) {
-        if (k == ROUTER_PROBE && !(v[j] < v[top[k - 1]])) continue;
-        uint32_t at = k < ROUTER_PROBE ? k++ : k - 1;
-        while (at > 0 && v[j] < v[top[at - 1]]) {
+        float x = v[j];
+        if (!(x < worst)) continue;
+        int at = ROUTER_PROBE - 1;
+        while (at > 0 && x < val[at - 1]) {
+            val[at] = val[at - 1];
             top[at] = top[at - 1];
             at--;
         }
+        val[at] = x;
         top[at] = j;
+        worst = val[ROUTER_PROBE - 1];
     }
 }
 
