@@ -122,6 +122,27 @@ static npvdb_code check_wire_keys(const uint8_t *buf, size_t len,
 
 /* ---- vectors ------------------------------------------------------------- */
 
+/* Index of the first non-finite value of f[0..n), or n. Checks a block at
+ * a time with a branch-free test (exponent bits all ones) the compiler can
+ * vectorise, and looks closer only at a block that failed. */
+static size_t first_nonfinite(const float *f, size_t n)
+{
+    enum { BLOCK = 1024 };
+    for (size_t b = 0; b < n; b += BLOCK) {
+        size_t m = n - b < BLOCK ? n - b : BLOCK;
+        uint32_t bad = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, &f[b + i], sizeof u);
+            bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
+        }
+        if (!bad) continue;
+        for (size_t i = 0; i < m; i++)
+            if (!isfinite(f[b + i])) return b + i;
+    }
+    return n;
+}
+
 /* Copies rows * dim little-endian floats out of `b` (whose length must be
  * exactly rows * dim * 4) into a new aligned array, refusing NaN and Inf.
  * `what` names a row in messages ("vector", "query"). */
@@ -144,13 +165,12 @@ static npvdb_code copy_rows(const ProtobufCBinaryData *b, size_t rows,
                                "out of memory copying %zu bytes of %s", b->len,
                                field);
     memcpy(f, b->data, b->len);
-    for (size_t i = 0; i < rows * dim; i++) {
-        if (!isfinite(f[i])) {
-            free(f);
-            return npvdb_set_error(err, NPVDB_EINVAL,
-                                   "%s %zu has a NaN or Inf at component %zu",
-                                   what, i / dim, i % dim);
-        }
+    size_t bad = first_nonfinite(f, rows * dim);
+    if (bad < rows * dim) {
+        free(f);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s %zu has a NaN or Inf at component %zu", what,
+                               bad / dim, bad % dim);
     }
     *out = f;
     return NPVDB_OK;
@@ -260,13 +280,11 @@ static npvdb_code check_rows_in_place(const ProtobufCBinaryData *b, size_t rows,
     if (rows == 0) return NPVDB_OK;
     if ((uintptr_t)b->data % _Alignof(float) != 0)
         return npvdb_set_error(err, NPVDB_EINTERNAL, "vectors are not aligned");
-    const float *f = (const float *)b->data;
-    for (size_t i = 0; i < rows * dim; i++)
-        if (!isfinite(f[i]))
-            return npvdb_set_error(
-                err, NPVDB_EINVAL,
-                "vector %zu has a NaN or Inf at component %zu", i / dim,
-                i % dim);
+    size_t bad = first_nonfinite((const float *)b->data, rows * dim);
+    if (bad < rows * dim)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "vector %zu has a NaN or Inf at component %zu",
+                               bad / dim, bad % dim);
     return NPVDB_OK;
 }
 
@@ -407,27 +425,6 @@ static int query_field(span_reader *r, query_fields *f)
     }
     if (field >= Q_QUERIES && field <= Q_DIM) return -1; /* wrong type */
     return sr_skip_field(r, wt);
-}
-
-/* Index of the first non-finite value of f[0..n), or n. Checks a block at
- * a time with a branch-free test (exponent bits all ones) the compiler can
- * vectorise, and looks closer only at a block that failed. */
-static size_t first_nonfinite(const float *f, size_t n)
-{
-    enum { BLOCK = 1024 };
-    for (size_t b = 0; b < n; b += BLOCK) {
-        size_t m = n - b < BLOCK ? n - b : BLOCK;
-        uint32_t bad = 0;
-        for (size_t i = 0; i < m; i++) {
-            uint32_t u;
-            memcpy(&u, &f[b + i], sizeof u);
-            bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-        }
-        if (!bad) continue;
-        for (size_t i = 0; i < m; i++)
-            if (!isfinite(f[b + i])) return b + i;
-    }
-    return n;
 }
 
 /* Copies the queries (rows x dim floats, checked length) out of the spans
