@@ -211,15 +211,14 @@ static int reserve_shards(npvdb_collection *c, const batch *b,
                           const size_t *need)
 {
     shard_job j = {.c = c, .b = b, .need = need};
-    j.n_tasks = pool_size(c->pool);
+    j.n_tasks = b->n >= PARALLEL_APPLY_MIN ? pool_size(c->pool) : 1;
     atomic_init(&j.failed, 0);
-    if (b->n >= PARALLEL_APPLY_MIN &&
-        pool_run(c->pool, j.n_tasks, reserve_task, &j) == 0)
-        return atomic_load(&j.failed) ? -1 : 0;
-    for (uint32_t s = 0; s < c->n_shards; s++)
-        if (need[s] && shard_reserve(&c->shards[s], need[s], c->cfg.dim))
-            return -1;
-    return 0;
+    /* Inline for a small batch, or if pool_run failed (nothing ran then). */
+    if (j.n_tasks == 1 || pool_run(c->pool, j.n_tasks, reserve_task, &j)) {
+        j.n_tasks = 1;
+        reserve_task(&j, 0);
+    }
+    return atomic_load(&j.failed) ? -1 : 0;
 }
 
 /* Everything that can fail happens here, before the first row changes:
@@ -286,7 +285,6 @@ static int append_parallel(npvdb_collection *c, const batch *b,
 {
     shard_job j = {.c = c, .b = b, .ents = ents};
     j.n_tasks = pool_size(c->pool);
-    atomic_init(&j.failed, 0);
     if (pool_run(c->pool, j.n_tasks, append_task, &j)) return -1;
     c->n_vectors += b->n;
     return 0;
