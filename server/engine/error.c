@@ -42,6 +42,8 @@ const char *npvdb_code_name(npvdb_code code)
         return "limit exceeded";
     case NPVDB_EINTERNAL:
         return "internal error";
+    case NPVDB_EEXIST:
+        return "already exists";
     }
     return "unknown error";
 }

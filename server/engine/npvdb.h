@@ -47,6 +47,7 @@ typedef enum npvdb_code {
     NPVDB_ESTATE,    /* the call does not fit the collection's state */
     NPVDB_ELIMIT,    /* past a size limit (shards, k, total vectors) */
     NPVDB_EINTERNAL, /* a bug or a system failure (threads) */
+    NPVDB_EEXIST,    /* a collection that exists already (catalog) */
 } npvdb_code;
 
 typedef struct npvdb_error {
@@ -62,6 +63,13 @@ typedef enum npvdb_metric {
     NPVDB_METRIC_IP = 2, /* -dot(q, x) */
 } npvdb_metric;
 
+/* A pool of worker threads that many collections share (a server with 1,000
+ * collections must not run 1,000 pools). Create it before the collections
+ * that use it, free it after the last of them. */
+typedef struct npvdb_workers npvdb_workers;
+npvdb_workers *npvdb_workers_create(uint32_t n_workers, npvdb_error *err);
+void npvdb_workers_free(npvdb_workers *w); /* NULL is allowed */
+
 typedef struct npvdb_config {
     uint32_t dim;        /* 1..NPVDB_MAX_DIM, required */
     npvdb_metric metric; /* default (zero) is cosine */
@@ -72,7 +80,142 @@ typedef struct npvdb_config {
     uint32_t kmeans_iters;    /* Lloyd iterations; 0 = 10 */
     uint32_t default_nprobe;  /* used when a search passes nprobe 0; 0 = 8 */
     uint64_t seed; /* k-means sampling and seeding; 0 = fixed default */
+    /* Borrowed shared pool (must outlive the collection); NULL: the
+     * collection starts n_workers threads of its own. When set, n_workers
+     * is the pool's size. Never logged or snapshotted. */
+    npvdb_workers *workers;
 } npvdb_config;
+
+/* ---- payloads ----
+ *
+ * A payload is a set of named fields stored beside a vector, to filter on
+ * and to return with results. Every layer passes it as one canonical blob
+ * (npvdb_payload: data[0..len), len 0 = no payload), encoded as:
+ *
+ *   u16 n_fields (1..NPVDB_MAX_FIELDS), then n_fields fields in strictly
+ *   increasing order of name (memcmp of the bytes, a prefix first):
+ *     u8 type (npvdb_value_type), u8 name_len (1..255), name (UTF-8, no NUL)
+ *     STRING  u32 len (0..NPVDB_MAX_STRING), len bytes of UTF-8
+ *     INT     i64        DOUBLE  f64 (finite)        BOOL  u8 (0 or 1)
+ *     STRINGS u16 count (0..NPVDB_MAX_LIST), count x (u32 len, bytes)
+ *   integers and doubles little-endian; total len <= NPVDB_MAX_PAYLOAD.
+ *
+ * One encoding for the whole server: the transport builds it from the wire
+ * (npvdb_payload_build), the log stores it as is, snapshots write its fields
+ * as columns, and the engine hands copies back in results. Because it is
+ * canonical, two payloads with the same fields have the same bytes. */
+#define NPVDB_MAX_FIELDS 64
+#define NPVDB_MAX_FIELD_NAME 255
+#define NPVDB_MAX_STRING 65535
+#define NPVDB_MAX_LIST 1024
+#define NPVDB_MAX_PAYLOAD (1u << 20)
+
+typedef enum npvdb_value_type {
+    NPVDB_VALUE_STRING = 1,
+    NPVDB_VALUE_INT = 2,
+    NPVDB_VALUE_DOUBLE = 3,
+    NPVDB_VALUE_BOOL = 4,
+    NPVDB_VALUE_STRINGS = 5, /* a list of strings */
+} npvdb_value_type;
+
+typedef struct npvdb_payload {
+    const uint8_t *data;
+    uint32_t len; /* 0: no payload */
+} npvdb_payload;
+
+/* One field of a payload as read (npvdb_payload_next) or to be built
+ * (npvdb_payload_build). Strings are not NUL-terminated. STRINGS: items and
+ * item_lens hold n_items strings when building; when reading, walk them with
+ * npvdb_payload_item from `list_`. */
+typedef struct npvdb_field {
+    const char *name;
+    uint32_t name_len;
+    npvdb_value_type type;
+    int64_t i;                 /* INT */
+    double d;                  /* DOUBLE */
+    int b;                     /* BOOL */
+    const char *s;             /* STRING */
+    uint32_t s_len;            /* STRING */
+    uint32_t n_items;          /* STRINGS */
+    const char *const *items;  /* STRINGS, building only */
+    const uint32_t *item_lens; /* STRINGS, building only */
+    const uint8_t *list_;      /* STRINGS, reading: the encoded items */
+} npvdb_field;
+
+/* Checks that data[0..len) is a canonical payload blob (len 0 is "none"):
+ * the one validation of a payload, used by every decoder of one. */
+npvdb_code npvdb_payload_check(const uint8_t *data, size_t len,
+                               npvdb_error *err);
+
+/* Encodes n fields (any order; names must be distinct) into a canonical blob.
+ * On success *out owns a malloc'ed blob (free(out->data)); n 0 gives len 0.
+ * Refuses (NPVDB_EINVAL, naming the field) what npvdb_payload_check would. */
+npvdb_code npvdb_payload_build(const npvdb_field *fields, size_t n,
+                               npvdb_payload *out, npvdb_error *err);
+
+/* Walks a checked blob: *pos starts at 0; returns 1 and fills *f with the
+ * next field (pointers into the blob), 0 at the end. */
+int npvdb_payload_next(const npvdb_payload *p, size_t *pos, npvdb_field *f);
+/* Item j (< f->n_items) of a STRINGS field read by npvdb_payload_next. */
+void npvdb_payload_item(const npvdb_field *f, uint32_t j, const char **s,
+                        uint32_t *len);
+
+/* ---- filters ----
+ *
+ * A filter as a tree of conditions (Qdrant's shape). The caller builds it
+ * (the transport from the wire) and owns it; the engine only reads it for
+ * the duration of a call. A vector passes when all `must` hold, at least one
+ * `should` holds (when there are any) and no `must_not` holds; an empty
+ * filter passes everything. A condition on a field the vector lacks, or
+ * holding another type, does not hold. Bad shape (no values, a range with
+ * no bound, NaN bounds, nesting past NPVDB_MAX_FILTER_DEPTH, more than
+ * NPVDB_MAX_FILTER_CONDS conditions) is NPVDB_EINVAL. */
+#define NPVDB_MAX_FILTER_DEPTH 16
+#define NPVDB_MAX_FILTER_CONDS 4096
+
+typedef enum npvdb_cond_kind {
+    NPVDB_COND_MATCH = 1,     /* field equals one of values[] (a STRINGS
+                                 field: contains one of them) */
+    NPVDB_COND_RANGE = 2,     /* INT or DOUBLE field within the bounds */
+    NPVDB_COND_HAS_FIELD = 3, /* the field exists, any type */
+    NPVDB_COND_FILTER = 4,    /* the nested filter passes */
+} npvdb_cond_kind;
+
+/* A value to match: type STRING (s, s_len), INT (i) or BOOL (b). */
+typedef struct npvdb_match_value {
+    npvdb_value_type type;
+    const char *s;
+    uint32_t s_len;
+    int64_t i;
+    int b;
+} npvdb_match_value;
+
+typedef struct npvdb_filter npvdb_filter;
+
+typedef struct npvdb_cond {
+    npvdb_cond_kind kind;
+    const char *field; /* MATCH, RANGE, HAS_FIELD */
+    uint32_t field_len;
+    const npvdb_match_value *values; /* MATCH: 1..NPVDB_MAX_LIST */
+    uint32_t n_values;
+    /* RANGE: lower bound gt/gte, upper bound lt/lte; at least one set. */
+    int has_lower, lower_inclusive, has_upper, upper_inclusive;
+    double lower, upper;
+    const npvdb_filter *sub; /* FILTER */
+} npvdb_cond;
+
+struct npvdb_filter {
+    const npvdb_cond *must;
+    uint32_t n_must;
+    const npvdb_cond *should;
+    uint32_t n_should;
+    const npvdb_cond *must_not;
+    uint32_t n_must_not;
+};
+
+/* Checks the shape of a filter (what the search, count and scroll calls
+ * refuse), without a collection. */
+npvdb_code npvdb_filter_check(const npvdb_filter *f, npvdb_error *err);
 
 typedef struct npvdb_collection npvdb_collection;
 
@@ -86,7 +229,10 @@ typedef struct npvdb_results {
     float *distances;
     const char **keys;
     uint32_t *key_lens;
-    char *arena_; /* internal: storage of the key copies */
+    /* With npvdb_search_params.with_payload: nq*k payload copies beside the
+     * keys (len 0 for a hit without one); else NULL. */
+    npvdb_payload *payloads;
+    char *arena_; /* internal: storage of the key (and payload) copies */
 } npvdb_results;
 
 typedef struct npvdb_stats {
@@ -97,7 +243,7 @@ typedef struct npvdb_stats {
     uint32_t n_shards; /* 1 while untrained */
     uint32_t n_workers;
     uint32_t default_nprobe; /* what a search with nprobe 0 uses */
-    size_t memory_bytes;     /* vectors, keys, index and bookkeeping */
+    size_t memory_bytes;     /* vectors, keys, payloads, index, bookkeeping */
     uint64_t *shard_counts;  /* n_shards entries, malloc'ed; free with
                                 npvdb_stats_free */
 } npvdb_stats;
@@ -137,6 +283,19 @@ npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *b,
                                  size_t *n_replaced, npvdb_error *err);
 void npvdb_batch_free(npvdb_batch *b);
 
+/* npvdb_insert and npvdb_insert_prepare with payloads: payloads[i] (len 0 =
+ * none) goes with keys[i]; payloads NULL = none for the whole batch. An
+ * upsert replaces vector and payload together. Blobs are checked here
+ * (npvdb_payload_check) and copied by the apply, so they need only live
+ * until npvdb_batch_free. */
+npvdb_code npvdb_upsert(npvdb_collection *c, const char *const *keys,
+                        const float *rows, const npvdb_payload *payloads,
+                        size_t n, size_t *n_replaced, npvdb_error *err);
+npvdb_code npvdb_upsert_prepare(npvdb_collection *c, const char *const *keys,
+                                const float *rows,
+                                const npvdb_payload *payloads, size_t n,
+                                npvdb_batch **out, npvdb_error *err);
+
 /* Deletes keys; *n_deleted (may be NULL) counts those that existed. Unknown
  * keys are not an error. */
 npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
@@ -146,10 +305,15 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
  * this is the normalised vector. NPVDB_ENOTFOUND if absent. */
 npvdb_code npvdb_get(npvdb_collection *c, const char *key, float *out,
                      npvdb_error *err);
+/* npvdb_get that also copies the payload: *payload gets a malloc'ed copy
+ * (free(payload->data)), len 0 if the vector has none. out may be NULL. */
+npvdb_code npvdb_get_payload(npvdb_collection *c, const char *key, float *out,
+                             npvdb_payload *payload, npvdb_error *err);
 
 /* Finds the k nearest vectors of each of nq queries (nq*dim floats). nprobe 0
  * uses the collection's default; nprobe >= n_shards is an exact search.
- * k must be 1..min(NPVDB_MAX_K, vector count). On success *out owns its
+ * k must be 1..NPVDB_MAX_K; a collection holding fewer vectors gives short
+ * rows (counts[i] < k), an empty one rows of 0. On success *out owns its
  * arrays (npvdb_results_free); on error *out is zeroed. */
 npvdb_code npvdb_search(npvdb_collection *c, const float *queries, size_t nq,
                         uint32_t k, uint32_t nprobe, npvdb_results *out,
@@ -163,7 +327,49 @@ npvdb_code npvdb_search_inplace(npvdb_collection *c, float *queries, size_t nq,
                                 uint32_t k, uint32_t nprobe, npvdb_results *out,
                                 npvdb_error *err);
 
+/* The general search. A filter makes only passing vectors candidates: the
+ * answer is the k nearest among them, evaluated during the scan (never a
+ * post-filter). The planner scans exactly the passing vectors when they are
+ * few, and probes more shards when the probed ones hold fewer than k that
+ * pass; with nprobe >= n_shards the result equals brute force over the
+ * passing set. `inplace`: the queries are the caller's to overwrite
+ * (npvdb_search_inplace); else they are only read. */
+typedef struct npvdb_search_params {
+    uint32_t nprobe;            /* 0 = the collection's default */
+    const npvdb_filter *filter; /* NULL = none */
+    int with_payload;           /* fill out->payloads */
+    int inplace;
+} npvdb_search_params;
+npvdb_code npvdb_search_ex(npvdb_collection *c, float *queries, size_t nq,
+                           uint32_t k, const npvdb_search_params *p,
+                           npvdb_results *out, npvdb_error *err);
+
 void npvdb_results_free(npvdb_results *r);
+
+/* How many vectors pass `f` (NULL: all of them). */
+npvdb_code npvdb_count(npvdb_collection *c, const npvdb_filter *f,
+                       uint64_t *out, npvdb_error *err);
+
+/* Scroll: pages through the vectors passing `f` (NULL: all) in an order of
+ * the engine's choosing that survives concurrent writes: every vector stored
+ * for the whole scroll is seen at least once, one inserted or deleted
+ * meanwhile may or may not be. `cursor` 0 starts; *next gets the cursor of
+ * the following page and *done 1 after the last page. At most `limit` items
+ * (1..NPVDB_MAX_K) per page, fewer if the work bound of a page was reached
+ * first (a filter that passes little); a page may be empty without the
+ * scroll being done. on_item is called under the read lock with borrowed
+ * pointers (vector: dim floats as stored); non-zero stops with
+ * NPVDB_EINTERNAL. */
+typedef struct npvdb_scroll_item {
+    const char *key;
+    uint32_t key_len;
+    const float *vector;
+    npvdb_payload payload;
+} npvdb_scroll_item;
+typedef int (*npvdb_scroll_cb)(void *ctx, const npvdb_scroll_item *item);
+npvdb_code npvdb_scroll(npvdb_collection *c, uint64_t cursor, uint32_t limit,
+                        const npvdb_filter *f, npvdb_scroll_cb on_item,
+                        void *ctx, uint64_t *next, int *done, npvdb_error *err);
 
 /* Fills *out; out->shard_counts is malloc'ed (npvdb_stats_free). */
 npvdb_code npvdb_stats_get(npvdb_collection *c, npvdb_stats *out,
@@ -177,8 +383,9 @@ void npvdb_stats_free(npvdb_stats *s);
 typedef struct npvdb_shard_view {
     uint32_t shard;
     size_t n;
-    const float *rows;       /* n * dim */
-    const char *const *keys; /* n NUL-terminated keys */
+    const float *rows;             /* n * dim */
+    const char *const *keys;       /* n NUL-terminated keys */
+    const npvdb_payload *payloads; /* n (len 0 = none) */
 } npvdb_shard_view;
 
 /* Walks the collection: first `on_index` with the centroids (n_shards*dim
@@ -205,6 +412,13 @@ npvdb_code npvdb_restore_index(npvdb_collection *c, const float *centroids,
 npvdb_code npvdb_restore_shard(npvdb_collection *c, uint32_t shard,
                                const char *const *keys, const float *rows,
                                size_t n, npvdb_error *err);
+
+/* npvdb_restore_shard with payloads (NULL = none). */
+npvdb_code npvdb_restore_shard_payloads(npvdb_collection *c, uint32_t shard,
+                                        const char *const *keys,
+                                        const float *rows,
+                                        const npvdb_payload *payloads, size_t n,
+                                        npvdb_error *err);
 
 uint32_t npvdb_dim(const npvdb_collection *c);
 /* The configuration with every default resolved (n_shards stays 0 for

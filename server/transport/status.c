@@ -17,6 +17,8 @@ grpc_status_code nt_status_from_code(npvdb_code code)
         return GRPC_STATUS_RESOURCE_EXHAUSTED;
     case NPVDB_ENOTFOUND:
         return GRPC_STATUS_NOT_FOUND;
+    case NPVDB_EEXIST:
+        return GRPC_STATUS_ALREADY_EXISTS;
     case NPVDB_EINTERNAL:
     default:
         return GRPC_STATUS_INTERNAL;

@@ -698,7 +698,7 @@ static void test_empty_and_health(void **state)
 {
     npvdb_error err = {0};
     /* Unknown fields are fine in an empty request. */
-    const uint8_t unknown[] = {0x08, 0x01};
+    const uint8_t unknown[] = {0x78, 0x01}; /* field 15, varint */
     assert_int_equal(codec_decode_empty(unknown, sizeof unknown, &err),
                      NPVDB_OK);
     Grpc__Health__V1__HealthCheckRequest m =
