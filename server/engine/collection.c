@@ -18,6 +18,42 @@
 
 /* ---- configuration ---- */
 
+static uint32_t online_cores(void)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 && cores < MAX_WORKERS ? (uint32_t)cores : 1;
+}
+
+/* ---- shared workers ---- */
+
+npvdb_workers *npvdb_workers_create(uint32_t n_workers, npvdb_error *err)
+{
+    if (n_workers > MAX_WORKERS) {
+        npvdb_set_error(err, NPVDB_EINVAL, "n_workers must be <= %d, got %u",
+                        MAX_WORKERS, n_workers);
+        return NULL;
+    }
+    npvdb_workers *w = malloc(sizeof *w);
+    if (w) w->pool = pool_create(n_workers ? n_workers : online_cores());
+    if (!w || !w->pool) {
+        free(w);
+        npvdb_set_error(err, NPVDB_ENOMEM,
+                        "out of memory starting %u worker threads", n_workers);
+        return NULL;
+    }
+    /* Workers are our threads; BLAS inside them must not spawn its own. */
+    openblas_set_num_threads(1);
+    npvdb_ok(err);
+    return w;
+}
+
+void npvdb_workers_free(npvdb_workers *w)
+{
+    if (!w) return;
+    pool_destroy(w->pool);
+    free(w);
+}
+
 static npvdb_code resolve_config(const npvdb_config *in, npvdb_config *out,
                                  npvdb_error *err)
 {
@@ -34,15 +70,15 @@ static npvdb_code resolve_config(const npvdb_config *in, npvdb_config *out,
         return npvdb_set_error(err, NPVDB_ELIMIT,
                                "n_shards must be <= %d, got %u",
                                NPVDB_MAX_SHARDS, in->n_shards);
-    if (in->n_workers > MAX_WORKERS)
+    if (!in->workers && in->n_workers > MAX_WORKERS)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "n_workers must be <= %d, got %u", MAX_WORKERS,
                                in->n_workers);
     *out = *in;
-    if (!out->n_workers) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        out->n_workers = cores > 0 && cores < MAX_WORKERS ? (uint32_t)cores : 1;
-    }
+    if (in->workers)
+        out->n_workers = pool_size(in->workers->pool);
+    else if (!out->n_workers)
+        out->n_workers = online_cores();
     if (!out->train_per_shard) out->train_per_shard = DEFAULT_TRAIN_PER_SHARD;
     if (!out->kmeans_iters) out->kmeans_iters = DEFAULT_KMEANS_ITERS;
     if (!out->default_nprobe) out->default_nprobe = DEFAULT_NPROBE;
@@ -71,8 +107,16 @@ npvdb_collection *npvdb_create(const npvdb_config *cfg, npvdb_error *err)
     c->train_at = train_threshold(&rc);
     c->shards = calloc(1, sizeof *c->shards);
     if (!c->shards || keymap_init(&c->map)) goto oom;
-    c->pool = pool_create(rc.n_workers);
-    if (!c->pool) goto oom;
+    /* A borrowed pool costs the collection nothing: no threads, no stacks.
+     * What remains per collection is this struct, 64 key map buckets and
+     * one empty shard (about 1.5 KiB). */
+    if (rc.workers) {
+        c->pool = rc.workers->pool;
+    } else {
+        c->pool = pool_create(rc.n_workers);
+        if (!c->pool) goto oom;
+        c->owns_pool = true;
+    }
     /* Workers are our threads; BLAS inside them must not spawn its own. */
     openblas_set_num_threads(1);
     pthread_rwlockattr_t attr;
@@ -89,7 +133,7 @@ npvdb_collection *npvdb_create(const npvdb_config *cfg, npvdb_error *err)
     return c;
 oom:
     if (c) {
-        pool_destroy(c->pool);
+        if (c->owns_pool) pool_destroy(c->pool);
         keymap_destroy(&c->map);
         free(c->shards);
         free(c);
@@ -101,7 +145,7 @@ oom:
 void npvdb_free(npvdb_collection *c)
 {
     if (!c) return;
-    pool_destroy(c->pool);
+    if (c->owns_pool) pool_destroy(c->pool);
     for (uint32_t i = 0; i < c->n_shards; i++)
         shard_free(&c->shards[i]);
     free(c->shards);

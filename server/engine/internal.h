@@ -92,7 +92,14 @@ typedef void (*pool_fn)(void *ctx, uint32_t task);
 npvdb_pool *pool_create(uint32_t n_workers);
 void pool_destroy(npvdb_pool *p);
 uint32_t pool_size(const npvdb_pool *p);
+/* Safe from any number of threads at once (runs from many collections on a
+ * shared pool interleave in the FIFOs); fn must not call pool_run. */
 int pool_run(npvdb_pool *p, uint32_t n_tasks, pool_fn fn, void *ctx);
+
+/* The public handle of a shared pool (npvdb_workers_create). */
+struct npvdb_workers {
+    npvdb_pool *pool;
+};
 
 /* ---- topk.c: bounded max-heaps, one per query ---- */
 typedef struct npvdb_topk {
@@ -188,7 +195,8 @@ struct npvdb_collection {
     bool auto_train; /* train when n_vectors reaches train_at */
     size_t n_vectors;
     size_t train_at;
-    npvdb_pool *pool;
+    npvdb_pool *pool; /* own (owns_pool) or borrowed from cfg.workers */
+    bool owns_pool;
     /* Scratch for assigning inserted rows, kept between inserts (guarded by
      * write_mu): a fresh multi-megabyte buffer per insert was a new mapping
      * each time, and faulting its pages in cost a fifth of a bulk load. */
