@@ -146,8 +146,11 @@ void npvdb_free(npvdb_collection *c)
 {
     if (!c) return;
     if (c->owns_pool) pool_destroy(c->pool);
-    for (uint32_t i = 0; i < c->n_shards; i++)
+    for (uint32_t i = 0; i < c->n_shards; i++) {
+        shard_free_payloads(&c->shards[i]);
         shard_free(&c->shards[i]);
+    }
+    fieldmap_destroy(&c->fields);
     free(c->shards);
     free(c->centroids);
     free(c->cnorms);

@@ -57,11 +57,67 @@ void keymap_unlink(npvdb_keymap *m, npvdb_entry *e);
 npvdb_entry *entry_new(const char *key, size_t len, uint32_t hash);
 size_t keymap_memory(const npvdb_keymap *m);
 
+/* ---- payload.c: the canonical blob (format in npvdb.h) ---- */
+uint16_t rd_u16(const uint8_t *p);
+uint32_t rd_u32(const uint8_t *p);
+uint64_t rd_u64(const uint8_t *p);
+/* memcmp order of names, a prefix first. */
+int name_cmp(const char *a, uint32_t al, const char *b, uint32_t bl);
+/* npvdb_payload_check that also records each field's start offset in
+ * field_off (NPVDB_MAX_FIELDS entries; may be NULL). Messages start with
+ * "payload: ". Does not clear err on success. */
+npvdb_code payload_scan(const uint8_t *data, size_t len, uint32_t *field_off,
+                        npvdb_error *err);
+const uint8_t *payload_skip_value(const uint8_t *v, uint8_t type);
+void payload_read_value(const uint8_t *v, uint8_t type, npvdb_field *f);
+
+/* ---- fields.c: stored payloads and interned field names ---- */
+typedef struct npvdb_fieldmap {
+    char **names; /* id -> name (not NUL-terminated) */
+    uint32_t *lens;
+    uint32_t n, cap;
+    uint32_t *slots; /* open addressing: id or UINT32_MAX */
+    size_t mask;
+} npvdb_fieldmap;
+
+/* UINT32_MAX when no stored payload ever had the name. */
+uint32_t fieldmap_find(const npvdb_fieldmap *m, const char *name, size_t len);
+void fieldmap_destroy(npvdb_fieldmap *m);
+size_t fieldmap_memory(const npvdb_fieldmap *m);
+
+typedef struct npvdb_pslot {
+    uint32_t fid; /* field id (before pstore_resolve: the field's offset) */
+    uint32_t off; /* of the value in the blob */
+    uint8_t type; /* npvdb_value_type */
+} npvdb_pslot;
+
+/* A stored payload: slots in the blob's (name) order, then the blob. */
+typedef struct npvdb_pstore {
+    uint32_t len;
+    uint16_t n;
+    uint16_t resolved;
+    npvdb_pslot slot[];
+} npvdb_pstore;
+
+static inline const uint8_t *pstore_blob(const npvdb_pstore *p)
+{
+    return (const uint8_t *)(p->slot + p->n);
+}
+/* Checks blob (payload `row` of a batch, named in messages) and copies it;
+ * len must be > 0. Caller frees. */
+npvdb_pstore *pstore_new(const uint8_t *blob, uint32_t len, size_t row,
+                         npvdb_error *err);
+int pstore_resolve(npvdb_pstore *p, npvdb_fieldmap *m,
+                   const npvdb_pstore *prev);
+size_t pstore_bytes(const npvdb_pstore *p); /* 0 for NULL */
+
 /* ---- shard.c: the rows of one Voronoi cell ---- */
 typedef struct npvdb_shard {
     float *rows;           /* cap * dim, 64-byte aligned */
     float *sqnorms;        /* cap: |x|^2, used by L2 */
     npvdb_entry **entries; /* cap */
+    npvdb_pstore **pay;    /* cap: each row's payload or NULL; owned by the
+                              row (moves with it; shard_free leaves them) */
     size_t n, cap;
     size_t rows_bytes; /* allocated bytes of rows */
     bool mapped;       /* rows is an mmap'ed region (see shard.c) */
@@ -71,16 +127,19 @@ int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim);
 void shard_free(npvdb_shard *s);
 /* Appends (needs a prior reserve). Sets e->shard/e->row. */
 void shard_append(npvdb_shard *s, uint32_t id, uint32_t dim, npvdb_entry *e,
-                  const float *row, float sqnorm);
+                  const float *row, float sqnorm, npvdb_pstore *pay);
 /* Appends without touching the entry's location: for shards built aside
  * while searches still read the entries' current locations. */
 void shard_push(npvdb_shard *s, uint32_t dim, npvdb_entry *e, const float *row,
-                float sqnorm);
+                float sqnorm, npvdb_pstore *pay);
 /* sqnorm: |row|^2, computed by the caller for a whole batch at once. */
 void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v,
                float sqnorm);
-/* Removes a row by moving the last row into its place. */
+/* Removes a row by moving the last row into its place (the row's payload
+ * pointer is dropped, not freed). */
 void shard_remove(npvdb_shard *s, uint32_t dim, size_t row);
+/* Frees the payloads of every row (the collection's end). */
+void shard_free_payloads(npvdb_shard *s);
 size_t shard_memory(const npvdb_shard *s, uint32_t dim);
 
 /* ---- pool.c: the worker threads ---- */
@@ -201,9 +260,11 @@ struct npvdb_collection {
      * write_mu): a fresh multi-megabyte buffer per insert was a new mapping
      * each time, and faulting its pages in cost a fifth of a bulk load. */
     float *assign_tmp;
-    size_t assign_tmp_n;  /* floats */
-    npvdb_router router;  /* for the current centroids (writers only) */
-    uint32_t router_rest; /* batches to assign exactly (see write.c) */
+    size_t assign_tmp_n;   /* floats */
+    npvdb_fieldmap fields; /* payload field names (see fields.c) */
+    size_t payload_bytes;  /* pstore_bytes of every stored payload */
+    npvdb_router router;   /* for the current centroids (writers only) */
+    uint32_t router_rest;  /* batches to assign exactly (see write.c) */
 };
 
 /* Which centroid score a metric uses: L2 keeps the |c|^2 term. */

@@ -76,24 +76,41 @@ npvdb_code npvdb_search_inplace(npvdb_collection *c, float *queries, size_t nq,
     return search_prepared(c, queries, nq, k, nprobe, out, err);
 }
 
-npvdb_code npvdb_get(npvdb_collection *c, const char *key, float *out,
-                     npvdb_error *err)
+npvdb_code npvdb_get_payload(npvdb_collection *c, const char *key, float *out,
+                             npvdb_payload *payload, npvdb_error *err)
 {
+    if (payload) *payload = (npvdb_payload){0};
     size_t len;
     npvdb_code rc = check_key(key, 0, &len, err);
     if (rc) return rc;
     uint32_t h = keymap_hash(key, len);
+    uint8_t *copy = NULL;
     pthread_rwlock_rdlock(&c->rw);
     const npvdb_entry *e = keymap_find(&c->map, key, len, h);
-    if (e)
+    if (e && out)
         memcpy(out, c->shards[e->shard].rows + (size_t)e->row * c->cfg.dim,
                c->cfg.dim * sizeof *out);
+    const npvdb_pstore *p = e ? c->shards[e->shard].pay[e->row] : NULL;
+    if (p && payload && (copy = malloc(p->len)) != NULL) {
+        memcpy(copy, pstore_blob(p), p->len);
+        *payload = (npvdb_payload){.data = copy, .len = p->len};
+    }
     pthread_rwlock_unlock(&c->rw);
     if (!e)
         return npvdb_set_error(err, NPVDB_ENOTFOUND, "key '%.200s' not found",
                                key);
+    if (p && payload && !copy)
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory copying the payload of '%.200s'",
+                               key);
     npvdb_ok(err);
     return NPVDB_OK;
+}
+
+npvdb_code npvdb_get(npvdb_collection *c, const char *key, float *out,
+                     npvdb_error *err)
+{
+    return npvdb_get_payload(c, key, out, NULL, err);
 }
 
 /* Caller holds rw (either way). */
@@ -111,8 +128,9 @@ static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
     out->n_shards = c->n_shards;
     out->n_workers = c->cfg.n_workers;
     out->default_nprobe = c->cfg.default_nprobe;
-    size_t mem =
-        sizeof *c + c->n_shards * sizeof *c->shards + keymap_memory(&c->map);
+    size_t mem = sizeof *c + c->n_shards * sizeof *c->shards +
+                 keymap_memory(&c->map) + c->payload_bytes +
+                 fieldmap_memory(&c->fields);
     for (uint32_t i = 0; i < c->n_shards; i++) {
         out->shard_counts[i] = c->shards[i].n;
         mem += shard_memory(&c->shards[i], c->cfg.dim);
@@ -146,15 +164,23 @@ static int export_shard(npvdb_collection *c, uint32_t s, npvdb_shard_cb cb,
     pthread_rwlock_rdlock(&c->rw);
     const npvdb_shard *sh = &c->shards[s];
     const char **keys = malloc((sh->n ? sh->n : 1) * sizeof *keys);
+    npvdb_payload *pays = malloc((sh->n ? sh->n : 1) * sizeof *pays);
     int rc = -1;
-    if (!keys) {
+    if (!keys || !pays) {
         npvdb_set_error(err, NPVDB_ENOMEM, "out of memory exporting shard %u",
                         s);
     } else {
-        for (size_t i = 0; i < sh->n; i++)
+        for (size_t i = 0; i < sh->n; i++) {
             keys[i] = sh->entries[i]->key;
-        npvdb_shard_view v = {
-            .shard = s, .n = sh->n, .rows = sh->rows, .keys = keys};
+            const npvdb_pstore *p = sh->pay[i];
+            pays[i] = p ? (npvdb_payload){pstore_blob(p), p->len}
+                        : (npvdb_payload){0};
+        }
+        npvdb_shard_view v = {.shard = s,
+                              .n = sh->n,
+                              .rows = sh->rows,
+                              .keys = keys,
+                              .payloads = pays};
         rc = cb(ctx, &v);
         if (rc)
             npvdb_set_error(err, NPVDB_EINTERNAL,
@@ -162,6 +188,7 @@ static int export_shard(npvdb_collection *c, uint32_t s, npvdb_shard_cb cb,
     }
     pthread_rwlock_unlock(&c->rw);
     free(keys);
+    free(pays);
     return rc;
 }
 

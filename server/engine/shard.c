@@ -96,6 +96,9 @@ int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim)
     npvdb_entry **ents = realloc(s->entries, cap * sizeof *ents);
     if (!ents) return -1;
     s->entries = ents;
+    npvdb_pstore **pay = realloc(s->pay, cap * sizeof *pay);
+    if (!pay) return -1;
+    s->pay = pay;
     bool mapped = false;
     float *rows = rows_resize(s, s->n * rb, &bytes, &mapped);
     if (!rows) return -1;
@@ -111,7 +114,16 @@ void shard_free(npvdb_shard *s)
     if (s->rows) rows_release(s->rows, s->rows_bytes, s->mapped);
     free(s->sqnorms);
     free(s->entries);
+    free(s->pay);
     memset(s, 0, sizeof *s);
+}
+
+void shard_free_payloads(npvdb_shard *s)
+{
+    for (size_t r = 0; r < s->n; r++) {
+        free(s->pay[r]);
+        s->pay[r] = NULL;
+    }
 }
 
 void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v,
@@ -122,17 +134,18 @@ void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v,
 }
 
 void shard_push(npvdb_shard *s, uint32_t dim, npvdb_entry *e, const float *row,
-                float sqnorm)
+                float sqnorm, npvdb_pstore *pay)
 {
     size_t r = s->n++;
     shard_set(s, dim, r, row, sqnorm);
     s->entries[r] = e;
+    s->pay[r] = pay;
 }
 
 void shard_append(npvdb_shard *s, uint32_t id, uint32_t dim, npvdb_entry *e,
-                  const float *row, float sqnorm)
+                  const float *row, float sqnorm, npvdb_pstore *pay)
 {
-    shard_push(s, dim, e, row, sqnorm);
+    shard_push(s, dim, e, row, sqnorm, pay);
     e->shard = id;
     e->row = (uint32_t)(s->n - 1);
 }
@@ -144,6 +157,7 @@ void shard_remove(npvdb_shard *s, uint32_t dim, size_t row)
         memcpy(s->rows + row * dim, s->rows + last * dim, dim * sizeof(float));
         s->sqnorms[row] = s->sqnorms[last];
         s->entries[row] = s->entries[last];
+        s->pay[row] = s->pay[last];
         s->entries[row]->row = (uint32_t)row;
     }
 }
@@ -156,5 +170,6 @@ size_t shard_memory(const npvdb_shard *s, uint32_t dim)
         size_t page = (size_t)sysconf(_SC_PAGESIZE);
         rows = (s->n * dim * sizeof(float) + page - 1) / page * page;
     }
-    return rows + s->cap * (sizeof(float) + sizeof(npvdb_entry *));
+    return rows + s->cap * (sizeof(float) + sizeof(npvdb_entry *) +
+                            sizeof(npvdb_pstore *));
 }

@@ -95,7 +95,7 @@ static npvdb_code build_shards(npvdb_collection *c, const float *cent,
                     continue;
                 }
                 shard_push(&ns[asg[r]], dim, old->entries[r],
-                           old->rows + r * dim, old->sqnorms[r]);
+                           old->rows + r * dim, old->sqnorms[r], old->pay[r]);
             }
         }
         if (pass == 0)

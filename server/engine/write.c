@@ -20,10 +20,20 @@ typedef struct batch {
     float *sqn;      /* |row|^2 per row (of the rows below) */
     float *owned;    /* normalised copy (cosine), else NULL */
     const float *rows;
+    /* Each row's payload copy, made and checked by the prepare (NULL: none,
+     * or handed to the shards by a successful apply). The borrowed blobs
+     * stay so that a batch applied twice can copy them again. */
+    const npvdb_payload *payloads;
+    npvdb_pstore **pst;
+    bool consumed; /* pst were handed over */
 } batch;
 
 static void batch_free(batch *b)
 {
+    if (b->pst)
+        for (size_t i = 0; i < b->n; i++)
+            free(b->pst[i]);
+    free(b->pst);
     free(b->lens);
     free(b->hashes);
     free(b->shard);
@@ -47,21 +57,48 @@ static npvdb_code batch_keys(batch *b, npvdb_error *err)
     return NPVDB_OK;
 }
 
-/* Validates keys and rows; for cosine, rows are normalised into a copy
- * unless `as_stored` (restore: rows are already what the shard holds). */
+/* Checks and copies every row's payload (outside any lock): the apply only
+ * hands the copies over, so it cannot fail for them. */
+static npvdb_code batch_payloads(batch *b, npvdb_error *err)
+{
+    b->consumed = false;
+    if (!b->payloads) return NPVDB_OK;
+    if (!b->pst) b->pst = calloc(b->n ? b->n : 1, sizeof *b->pst);
+    if (!b->pst)
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory for %zu payloads", b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        const npvdb_payload *p = &b->payloads[i];
+        if (p->len == 0) continue;
+        b->pst[i] = pstore_new(p->data, p->len, i, err);
+        if (!b->pst[i]) return err ? err->code : NPVDB_EINVAL;
+    }
+    return NPVDB_OK;
+}
+
+/* Validates keys, rows and payloads; for cosine, rows are normalised into
+ * a copy unless `as_stored` (restore: rows are already what the shard
+ * holds). */
 static npvdb_code batch_prepare(npvdb_collection *c, batch *b,
                                 const char *const *keys, const float *rows,
-                                size_t n, int as_stored, npvdb_error *err)
+                                const npvdb_payload *payloads, size_t n,
+                                int as_stored, npvdb_error *err)
 {
     memset(b, 0, sizeof *b);
     b->keys = keys;
     b->n = n;
     b->rows = rows;
+    b->payloads = payloads;
     if (n && !keys) return npvdb_set_error(err, NPVDB_EINVAL, "no keys given");
     npvdb_code rc = as_stored ? check_rows(rows, n, c->cfg.dim, "vector", err)
                               : prepare_rows(c, rows, n, "vector", &b->owned,
                                              &b->rows, err);
     if (rc == NPVDB_OK) rc = batch_keys(b, err);
+    if (rc == NPVDB_OK && b->payloads) {
+        npvdb_error e;
+        /* A payload error names the row as npvdb_payload_check would. */
+        rc = batch_payloads(b, err ? err : &e);
+    }
     if (rc) return rc;
     /* Norms once here, outside the locks: the router and the shards (for
      * L2 scores) both need them. */
@@ -201,7 +238,8 @@ static void append_task(void *ctx, uint32_t t)
         uint32_t s = j->b->shard[i];
         if (s % j->n_tasks == t)
             shard_append(&j->c->shards[s], s, dim, j->ents[i],
-                         j->b->rows + i * dim, j->b->sqn[i]);
+                         j->b->rows + i * dim, j->b->sqn[i],
+                         j->b->pst ? j->b->pst[i] : NULL);
     }
 }
 
@@ -219,6 +257,19 @@ static int reserve_shards(npvdb_collection *c, const batch *b,
         reserve_task(&j, 0);
     }
     return atomic_load(&j.failed) ? -1 : 0;
+}
+
+/* Interns the batch's field names (the one allocation payloads need under
+ * the lock; names already interned stay if a later step fails). */
+static int resolve_payloads(npvdb_collection *c, const batch *b)
+{
+    const npvdb_pstore *prev = NULL;
+    for (size_t i = 0; b->pst && i < b->n; i++) {
+        if (!b->pst[i]) continue;
+        if (pstore_resolve(b->pst[i], &c->fields, prev)) return -1;
+        prev = b->pst[i];
+    }
+    return 0;
 }
 
 /* Everything that can fail happens here, before the first row changes:
@@ -248,7 +299,7 @@ static npvdb_code reserve_batch(npvdb_collection *c, const batch *b,
         ents[i] = e;
         if (e->shard != b->shard[i]) need[b->shard[i]]++;
     }
-    if (reserve_shards(c, b, need)) goto oom;
+    if (reserve_shards(c, b, need) || resolve_payloads(c, b)) goto oom;
     free(need);
     free(fresh);
     return NPVDB_OK;
@@ -260,22 +311,35 @@ oom:
                            "out of memory inserting %zu vectors", b->n);
 }
 
+/* Frees the payload of an entry's row (the vector is replaced or gone). */
+static void drop_payload(npvdb_collection *c, const npvdb_entry *e)
+{
+    npvdb_pstore **slot = &c->shards[e->shard].pay[e->row];
+    c->payload_bytes -= pstore_bytes(*slot);
+    free(*slot);
+    *slot = NULL;
+}
+
 static void upsert_row(npvdb_collection *c, const batch *b, size_t i,
                        npvdb_entry *e, size_t *replaced)
 {
     uint32_t dim = c->cfg.dim, s = b->shard[i];
     const float *row = b->rows + i * dim;
+    npvdb_pstore *pay = b->pst ? b->pst[i] : NULL;
+    c->payload_bytes += pstore_bytes(pay);
     if (e->shard == UNPLACED) {
         c->n_vectors++;
     } else {
-        (*replaced)++; /* existed, or repeated within the batch */
+        (*replaced)++;      /* existed, or repeated within the batch */
+        drop_payload(c, e); /* vector and payload are replaced together */
         if (e->shard == s) {
             shard_set(&c->shards[s], dim, e->row, row, b->sqn[i]);
+            c->shards[s].pay[e->row] = pay;
             return;
         }
         shard_remove(&c->shards[e->shard], dim, e->row);
     }
-    shard_append(&c->shards[s], s, dim, e, row, b->sqn[i]);
+    shard_append(&c->shards[s], s, dim, e, row, b->sqn[i], pay);
 }
 
 /* A batch of keys all new and distinct only appends, and rows of different
@@ -287,11 +351,20 @@ static int append_parallel(npvdb_collection *c, const batch *b,
     j.n_tasks = pool_size(c->pool);
     if (pool_run(c->pool, j.n_tasks, append_task, &j)) return -1;
     c->n_vectors += b->n;
+    for (size_t i = 0; b->pst && i < b->n; i++)
+        c->payload_bytes += pstore_bytes(b->pst[i]);
     return 0;
 }
 
-static npvdb_code apply_batch(npvdb_collection *c, const batch *b,
-                              size_t *replaced, npvdb_error *err)
+/* The shards own the batch's payloads now. */
+static void hand_over(batch *b)
+{
+    if (b->pst) memset(b->pst, 0, b->n * sizeof *b->pst);
+    b->consumed = true;
+}
+
+static npvdb_code apply_batch(npvdb_collection *c, batch *b, size_t *replaced,
+                              npvdb_error *err)
 {
     npvdb_entry **ents = malloc((b->n ? b->n : 1) * sizeof *ents);
     if (!ents)
@@ -305,6 +378,7 @@ static npvdb_code apply_batch(npvdb_collection *c, const batch *b,
                             append_parallel(c, b, ents) == 0))
         for (size_t i = 0; i < b->n; i++)
             upsert_row(c, b, i, ents[i], replaced);
+    if (rc == NPVDB_OK) hand_over(b);
     pthread_rwlock_unlock(&c->rw);
     free(ents);
     return rc;
@@ -328,16 +402,17 @@ struct npvdb_batch {
     const npvdb_collection *c;
 };
 
-npvdb_code npvdb_insert_prepare(npvdb_collection *c, const char *const *keys,
-                                const float *rows, size_t n, npvdb_batch **out,
-                                npvdb_error *err)
+npvdb_code npvdb_upsert_prepare(npvdb_collection *c, const char *const *keys,
+                                const float *rows,
+                                const npvdb_payload *payloads, size_t n,
+                                npvdb_batch **out, npvdb_error *err)
 {
     *out = NULL;
     npvdb_batch *pb = malloc(sizeof *pb);
     if (!pb)
         return npvdb_set_error(err, NPVDB_ENOMEM,
                                "out of memory preparing %zu vectors", n);
-    npvdb_code rc = batch_prepare(c, &pb->b, keys, rows, n, 0, err);
+    npvdb_code rc = batch_prepare(c, &pb->b, keys, rows, payloads, n, 0, err);
     if (rc) {
         batch_free(&pb->b);
         free(pb);
@@ -349,6 +424,13 @@ npvdb_code npvdb_insert_prepare(npvdb_collection *c, const char *const *keys,
     return NPVDB_OK;
 }
 
+npvdb_code npvdb_insert_prepare(npvdb_collection *c, const char *const *keys,
+                                const float *rows, size_t n, npvdb_batch **out,
+                                npvdb_error *err)
+{
+    return npvdb_upsert_prepare(c, keys, rows, NULL, n, out, err);
+}
+
 npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *pb,
                                  size_t *n_replaced, npvdb_error *err)
 {
@@ -358,7 +440,9 @@ npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *pb,
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "batch was prepared for another collection");
     batch *b = &pb->b;
-    npvdb_code rc;
+    /* Applied before: its payload copies belong to the collection now. */
+    npvdb_code rc = b->consumed ? batch_payloads(b, err) : NPVDB_OK;
+    if (rc) return rc;
     pthread_mutex_lock(&c->write_mu);
     if (assign_rows(c, b->rows, b->sqn, b->n, b->shard))
         rc = npvdb_set_error(err, NPVDB_ENOMEM,
@@ -380,17 +464,24 @@ void npvdb_batch_free(npvdb_batch *pb)
     free(pb);
 }
 
-npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
-                        const float *rows, size_t n, size_t *n_replaced,
-                        npvdb_error *err)
+npvdb_code npvdb_upsert(npvdb_collection *c, const char *const *keys,
+                        const float *rows, const npvdb_payload *payloads,
+                        size_t n, size_t *n_replaced, npvdb_error *err)
 {
     if (n_replaced) *n_replaced = 0;
     npvdb_batch *b;
-    npvdb_code rc = npvdb_insert_prepare(c, keys, rows, n, &b, err);
+    npvdb_code rc = npvdb_upsert_prepare(c, keys, rows, payloads, n, &b, err);
     if (rc) return rc;
     rc = npvdb_insert_prepared(c, b, n_replaced, err);
     npvdb_batch_free(b);
     return rc;
+}
+
+npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
+                        const float *rows, size_t n, size_t *n_replaced,
+                        npvdb_error *err)
+{
+    return npvdb_upsert(c, keys, rows, NULL, n, n_replaced, err);
 }
 
 npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
@@ -413,6 +504,7 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
     for (size_t i = 0; i < n; i++) {
         npvdb_entry *e = keymap_find(&c->map, keys[i], b.lens[i], b.hashes[i]);
         if (!e) continue;
+        drop_payload(c, e);
         shard_remove(&c->shards[e->shard], c->cfg.dim, e->row);
         keymap_unlink(&c->map, e);
         free(e);
@@ -471,8 +563,17 @@ npvdb_code npvdb_restore_shard(npvdb_collection *c, uint32_t shard,
                                const char *const *keys, const float *rows,
                                size_t n, npvdb_error *err)
 {
+    return npvdb_restore_shard_payloads(c, shard, keys, rows, NULL, n, err);
+}
+
+npvdb_code npvdb_restore_shard_payloads(npvdb_collection *c, uint32_t shard,
+                                        const char *const *keys,
+                                        const float *rows,
+                                        const npvdb_payload *payloads, size_t n,
+                                        npvdb_error *err)
+{
     batch b;
-    npvdb_code rc = batch_prepare(c, &b, keys, rows, n, 1, err);
+    npvdb_code rc = batch_prepare(c, &b, keys, rows, payloads, n, 1, err);
     if (rc == NPVDB_OK) {
         size_t replaced = 0;
         pthread_mutex_lock(&c->write_mu);
