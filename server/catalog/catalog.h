@@ -45,7 +45,9 @@ typedef struct catalog_config {
 } catalog_config;
 
 /* Creates the catalog; takes ownership of the collections the store
- * restored (npvdb_store_open hands them over). NULL and err on failure. */
+ * restored (npvdb_store_take_restored; so the store must be opened with
+ * out_coll NULL). The store's config should carry the same workers. NULL
+ * and err on failure. */
 npvdb_catalog *catalog_open(const catalog_config *cfg, npvdb_error *err);
 /* Frees every collection. No call may be running. NULL is allowed. */
 void catalog_close(npvdb_catalog *cat);
@@ -64,7 +66,9 @@ typedef struct catalog_ref {
     void *entry_;
 } catalog_ref;
 
-/* NPVDB_ENOTFOUND "collection 'NAME' not found" if absent. */
+/* NPVDB_ENOTFOUND "collection 'NAME' not found" if absent; a bad name
+ * NPVDB_EINVAL. The caller releases a held ref (catalog_release); releasing
+ * a zeroed ref is a no-op. */
 npvdb_code catalog_acquire(npvdb_catalog *cat, const char *name,
                            catalog_ref *ref, npvdb_error *err);
 void catalog_release(npvdb_catalog *cat, catalog_ref *ref);
@@ -72,20 +76,27 @@ void catalog_release(npvdb_catalog *cat, catalog_ref *ref);
 /* Init: creates collection `name` from cfg (training on the sample when
  * n_train > 0, outside every lock), logs it and installs it. With replace,
  * an existing one is dropped in the same step (*replaced = 1); without, it
- * is NPVDB_EEXIST. cfg->workers is filled in by the catalog. *seq gets the
- * log record to wait for. */
+ * is NPVDB_EEXIST "collection 'NAME' exists (dim D): pass replace=true to
+ * drop it". cfg->workers is filled in by the catalog (cfg is borrowed).
+ * *seq gets the log record to wait for. The caller must not hold `name`
+ * itself (the replace waits for every holder). */
 npvdb_code catalog_create(npvdb_catalog *cat, const char *name,
                           const npvdb_config *cfg, const float *train,
                           size_t n_train, int replace, int *replaced,
                           uint64_t *seq, npvdb_error *err);
 
-/* Drops `name`: logs it, frees the collection once no call holds it.
- * *vectors (may be NULL) gets how many it held. NPVDB_ENOTFOUND if absent. */
+/* Drops `name`: logs it, unlinks it at once (new calls get ENOTFOUND), and
+ * returns once no call holds it and it is freed; its disk goes once the
+ * snapshots that hold it are retired. *vectors (may be NULL) gets how many
+ * it held. NPVDB_ENOTFOUND if absent. The caller must not hold it. */
 npvdb_code catalog_drop(npvdb_catalog *cat, const char *name, uint64_t *vectors,
                         uint64_t *seq, npvdb_error *err);
 
 /* The write sequence for one prepared insert batch into a held collection
- * (keys/rows/payloads as given to npvdb_upsert_prepare, still alive). */
+ * (keys/rows/payloads as given to npvdb_upsert_prepare, still alive; the
+ * batch stays the caller's). The log record is encoded before any lock.
+ * A collection dropped or replaced since it was acquired is
+ * NPVDB_ENOTFOUND and nothing is logged or applied. n 0: nothing to do. */
 npvdb_code catalog_insert(npvdb_catalog *cat, catalog_ref *ref,
                           npvdb_batch *batch, const char *const *keys,
                           const float *rows, const npvdb_payload *payloads,
@@ -105,6 +116,7 @@ typedef struct catalog_info {
     uint32_t dim;
     npvdb_metric metric;
     uint64_t vectors;
+    uint64_t memory_bytes; /* the engine's (npvdb_stats) plus the entry's */
 } catalog_info;
 
 /* Every collection, sorted by name: *out is malloc'ed (free), *n entries. */

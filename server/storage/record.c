@@ -11,6 +11,7 @@
 
 #define INIT_FIXED 48u
 #define KEYS_FIXED 8u
+#define INS2_FIXED 16u
 
 static size_t align8(size_t n)
 {
@@ -74,9 +75,43 @@ static uint8_t *put_keys(uint8_t *p, const char *const *keys, size_t n)
     return p;
 }
 
-npvdb_code rec_encode_init(const npvdb_config *cfg, const float *train,
-                           size_t n_train, rec_buf *out, npvdb_error *err)
+int rec_name_valid(const char *name, size_t len)
 {
+    if (!name || len == 0 || len > REC_MAX_NAME) return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Checks an encoder's name; *len gets its length. */
+static npvdb_code name_arg(const char *name, size_t *len, npvdb_error *err)
+{
+    *len = name ? strnlen(name, REC_MAX_NAME + 1) : 0;
+    if (!rec_name_valid(name, *len))
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "log record: bad collection name");
+    return NPVDB_OK;
+}
+
+/* Writes name and its zero padding at p; returns the end. */
+static uint8_t *put_name(uint8_t *p, const char *name, size_t len)
+{
+    memcpy(p, name, len);
+    memset(p + len, 0, align8(len) - len);
+    return p + align8(len);
+}
+
+npvdb_code rec_encode_init(const char *name, const npvdb_config *cfg,
+                           const float *train, size_t n_train, rec_buf *out,
+                           npvdb_error *err)
+{
+    size_t nl;
+    npvdb_code rc = name_arg(name, &nl, err);
+    if (rc != NPVDB_OK) return rc;
     if (!cfg || cfg->dim == 0 || cfg->dim > NPVDB_MAX_DIM)
         return npvdb_set_error(err, NPVDB_EINVAL, "init record: bad dim");
     if (n_train > 0 && !train)
@@ -88,27 +123,56 @@ npvdb_code rec_encode_init(const npvdb_config *cfg, const float *train,
                                "are over the log's record size limit",
                                n_train);
     size_t rows_bytes = n_train * cfg->dim * sizeof(float);
-    npvdb_code rc = rec_alloc(INIT_FIXED + rows_bytes, out, err);
+    rc = rec_alloc(INIT_FIXED + align8(nl) + rows_bytes, out, err);
     if (rc != NPVDB_OK) return rc;
+    out->type = REC_INIT;
     uint8_t *p = out->buf + REC_HEADROOM;
-    st_put_u32(p, 1);
+    st_put_u32(p, 2);
     st_put_u32(p + 4, cfg->dim);
     st_put_u32(p + 8, (uint32_t)cfg->metric);
     st_put_u32(p + 12, cfg->n_shards);
     st_put_u32(p + 16, cfg->train_per_shard);
     st_put_u32(p + 20, cfg->kmeans_iters);
     st_put_u32(p + 24, cfg->default_nprobe);
-    st_put_u32(p + 28, 0);
+    st_put_u32(p + 28, (uint32_t)nl);
     st_put_u64(p + 32, cfg->seed);
     st_put_u64(p + 40, n_train);
-    if (rows_bytes) memcpy(p + INIT_FIXED, train, rows_bytes);
+    p = put_name(p + INIT_FIXED, name, nl);
+    if (rows_bytes) memcpy(p, train, rows_bytes);
     return NPVDB_OK;
 }
 
-npvdb_code rec_encode_insert(const char *const *keys, const float *rows,
+/* Bytes of the payload section of n rows: 0 when no row has one. */
+static npvdb_code payloads_size(const npvdb_payload *pl, size_t n,
+                                size_t *total, npvdb_error *err)
+{
+    size_t sum = 0;
+    int any = 0;
+    for (size_t i = 0; pl && i < n; i++) {
+        if (pl[i].len == 0) continue;
+        if (!pl[i].data || pl[i].len > NPVDB_MAX_PAYLOAD)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "insert record: payload %zu is malformed",
+                                   i);
+        any = 1;
+        sum += pl[i].len;
+        if (sum > REC_MAX_PAYLOAD)
+            return npvdb_set_error(err, NPVDB_ELIMIT,
+                                   "insert record: payloads are over %u bytes",
+                                   REC_MAX_PAYLOAD);
+    }
+    *total = any ? sum + 4 * n : 0;
+    return NPVDB_OK;
+}
+
+npvdb_code rec_encode_insert(const char *name, const char *const *keys,
+                             const float *rows, const npvdb_payload *payloads,
                              size_t n, uint32_t dim, rec_buf *out,
                              npvdb_error *err)
 {
+    size_t nl, kbytes = 0, pbytes = 0;
+    npvdb_code rc = name_arg(name, &nl, err);
+    if (rc != NPVDB_OK) return rc;
     if (dim == 0 || dim > NPVDB_MAX_DIM)
         return npvdb_set_error(err, NPVDB_EINVAL, "insert record: bad dim %u",
                                dim);
@@ -120,32 +184,67 @@ npvdb_code rec_encode_insert(const char *const *keys, const float *rows,
                                "insert record: %zu rows are over "
                                "the log's record size limit",
                                n);
-    size_t kbytes;
-    npvdb_code rc = keys_size(keys, n, &kbytes, err);
+    rc = keys_size(keys, n, &kbytes, err);
+    if (rc == NPVDB_OK) rc = payloads_size(payloads, n, &pbytes, err);
     if (rc != NPVDB_OK) return rc;
     size_t rows_bytes = n * dim * sizeof(float);
-    rc = rec_alloc(KEYS_FIXED + rows_bytes + kbytes, out, err);
+    size_t fixed = INS2_FIXED + align8(nl);
+    if (rows_bytes + kbytes + pbytes > REC_MAX_PAYLOAD - fixed)
+        return npvdb_set_error(err, NPVDB_ELIMIT,
+                               "insert record: %zu rows are over "
+                               "the log's record size limit",
+                               n);
+    rc = rec_alloc(fixed + rows_bytes + kbytes + pbytes, out, err);
     if (rc != NPVDB_OK) return rc;
+    out->type = REC_INSERT2;
     uint8_t *p = out->buf + REC_HEADROOM;
     st_put_u32(p, dim);
     st_put_u32(p + 4, (uint32_t)n);
-    if (rows_bytes) memcpy(p + KEYS_FIXED, rows, rows_bytes);
-    put_keys(p + KEYS_FIXED + rows_bytes, keys, n);
+    st_put_u32(p + 8, pbytes ? 1u : 0u);
+    st_put_u32(p + 12, (uint32_t)nl);
+    p = put_name(p + INS2_FIXED, name, nl);
+    if (rows_bytes) memcpy(p, rows, rows_bytes);
+    p = put_keys(p + rows_bytes, keys, n);
+    if (!pbytes) return NPVDB_OK;
+    for (size_t i = 0; i < n; i++)
+        st_put_u32(p + 4 * i, payloads[i].len);
+    p += 4 * n;
+    for (size_t i = 0; i < n; i++) {
+        if (payloads[i].len) memcpy(p, payloads[i].data, payloads[i].len);
+        p += payloads[i].len;
+    }
     return NPVDB_OK;
 }
 
-npvdb_code rec_encode_delete(const char *const *keys, size_t n, rec_buf *out,
-                             npvdb_error *err)
+npvdb_code rec_encode_delete(const char *name, const char *const *keys,
+                             size_t n, rec_buf *out, npvdb_error *err)
 {
-    size_t kbytes;
-    npvdb_code rc = keys_size(keys, n, &kbytes, err);
+    size_t nl, kbytes;
+    npvdb_code rc = name_arg(name, &nl, err);
+    if (rc == NPVDB_OK) rc = keys_size(keys, n, &kbytes, err);
     if (rc != NPVDB_OK) return rc;
-    rc = rec_alloc(KEYS_FIXED + kbytes, out, err);
+    rc = rec_alloc(KEYS_FIXED + align8(nl) + kbytes, out, err);
     if (rc != NPVDB_OK) return rc;
+    out->type = REC_DELETE2;
     uint8_t *p = out->buf + REC_HEADROOM;
     st_put_u32(p, (uint32_t)n);
-    st_put_u32(p + 4, 0);
-    put_keys(p + KEYS_FIXED, keys, n);
+    st_put_u32(p + 4, (uint32_t)nl);
+    p = put_name(p + KEYS_FIXED, name, nl);
+    put_keys(p, keys, n);
+    return NPVDB_OK;
+}
+
+npvdb_code rec_encode_drop(const char *name, rec_buf *out, npvdb_error *err)
+{
+    size_t nl;
+    npvdb_code rc = name_arg(name, &nl, err);
+    if (rc == NPVDB_OK) rc = rec_alloc(8 + align8(nl), out, err);
+    if (rc != NPVDB_OK) return rc;
+    out->type = REC_DROP;
+    uint8_t *p = out->buf + REC_HEADROOM;
+    st_put_u32(p, 0);
+    st_put_u32(p + 4, (uint32_t)nl);
+    put_name(p + 8, name, nl);
     return NPVDB_OK;
 }
 
@@ -172,6 +271,29 @@ static npvdb_code rows_view(const uint8_t *p, size_t nbytes, const float **rows,
     return NPVDB_OK;
 }
 
+/* Reads the name of name_len bytes at p[0..avail) with its zero padding
+ * into out; *used gets the bytes taken. */
+static npvdb_code get_name(const uint8_t *p, size_t avail, uint32_t name_len,
+                           char out[REC_MAX_NAME + 1], size_t *used,
+                           npvdb_error *err)
+{
+    if (name_len == 0 || name_len > REC_MAX_NAME || align8(name_len) > avail)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "record: collection name length %u is bad",
+                               name_len);
+    if (!rec_name_valid((const char *)p, name_len))
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "record: collection name is malformed");
+    for (size_t i = name_len; i < align8(name_len); i++)
+        if (p[i] != 0)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "record: name padding is not zero");
+    memcpy(out, p, name_len);
+    out[name_len] = '\0';
+    *used = align8(name_len);
+    return NPVDB_OK;
+}
+
 npvdb_code rec_decode_init(const uint8_t *p, size_t len, rec_init *out,
                            npvdb_error *err)
 {
@@ -179,17 +301,29 @@ npvdb_code rec_decode_init(const uint8_t *p, size_t len, rec_init *out,
     if (len < INIT_FIXED)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "init record: %zu bytes is short", len);
-    if (st_get_u32(p) != 1)
+    uint32_t version = st_get_u32(p);
+    if (version != 1 && version != 2)
         return npvdb_set_error(err, NPVDB_EINVAL,
-                               "init record: unknown version %u",
-                               st_get_u32(p));
+                               "init record: unknown version %u", version);
     uint32_t dim = st_get_u32(p + 4);
     uint32_t metric = st_get_u32(p + 8);
     if (dim == 0 || dim > NPVDB_MAX_DIM || metric > NPVDB_METRIC_IP)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "init record: bad dim or metric");
+    size_t at = INIT_FIXED, used = 0;
+    if (version == 1) {
+        if (st_get_u32(p + 28) != 0)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "init record: v1 reserved field is set");
+        memcpy(out->name, REC_DEFAULT_NAME, sizeof REC_DEFAULT_NAME);
+    } else {
+        npvdb_code rc = get_name(p + at, len - at, st_get_u32(p + 28),
+                                 out->name, &used, err);
+        if (rc != NPVDB_OK) return rc;
+        at += used;
+    }
     uint64_t n_train = st_get_u64(p + 40);
-    size_t rest = len - INIT_FIXED;
+    size_t rest = len - at;
     /* Division first: n_train * dim * 4 could overflow for a corrupt count. */
     if (rest % ((size_t)dim * 4) != 0 || n_train != rest / ((size_t)dim * 4))
         return npvdb_set_error(
@@ -204,12 +338,13 @@ npvdb_code rec_decode_init(const uint8_t *p, size_t len, rec_init *out,
     out->cfg.default_nprobe = st_get_u32(p + 24);
     out->cfg.seed = st_get_u64(p + 32);
     out->n_train = (size_t)n_train;
-    return rows_view(p + INIT_FIXED, rest, &out->train, &out->owned_, err);
+    return rows_view(p + at, rest, &out->train, &out->owned_, err);
 }
 
-/* Decodes n keys filling exactly p[0..len). */
-static npvdb_code decode_keys(const uint8_t *p, size_t len, size_t n,
-                              rec_keys *out, npvdb_error *err)
+/* Decodes n keys from p[0..len), which they must fill exactly when exact;
+ * *end gets the bytes they take. */
+static npvdb_code decode_keys(const uint8_t *p, size_t len, size_t n, int exact,
+                              size_t *end, rec_keys *out, npvdb_error *err)
 {
     /* Each key takes at least 5 bytes: bounds n before allocating. */
     if (n > len / 5)
@@ -238,56 +373,150 @@ static npvdb_code decode_keys(const uint8_t *p, size_t len, size_t n,
         out->keys[i] = k;
         pos += kl + 1;
     }
-    if (pos != len)
+    if (exact && pos != len)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "record: %zu bytes after the keys", len - pos);
+    *end = pos;
     out->n = n;
     return NPVDB_OK;
 }
 
-npvdb_code rec_decode_insert(const uint8_t *p, size_t len, rec_keys *out,
-                             npvdb_error *err)
+/* Decodes the payload section of n rows filling exactly p[0..len). */
+static npvdb_code decode_payloads(const uint8_t *p, size_t len, size_t n,
+                                  rec_keys *out, npvdb_error *err)
 {
-    memset(out, 0, sizeof *out);
-    if (len < KEYS_FIXED)
+    if (n > len / 4)
         return npvdb_set_error(err, NPVDB_EINVAL,
-                               "insert record: %zu bytes is short", len);
-    uint32_t dim = st_get_u32(p);
-    uint32_t n = st_get_u32(p + 4);
-    if (dim == 0 || dim > NPVDB_MAX_DIM)
-        return npvdb_set_error(err, NPVDB_EINVAL, "insert record: bad dim %u",
-                               dim);
-    size_t rest = len - KEYS_FIXED;
-    /* n < 2^32 and dim <= 4096: the product fits in 64 bits. */
-    uint64_t rows_bytes = (uint64_t)n * dim * 4;
-    if (rows_bytes > rest)
-        return npvdb_set_error(err, NPVDB_EINVAL,
-                               "insert record: %u rows of dim %u "
-                               "do not fit in %zu bytes",
-                               n, dim, rest);
-    npvdb_code rc = decode_keys(p + KEYS_FIXED + rows_bytes,
-                                rest - (size_t)rows_bytes, n, out, err);
-    if (rc == NPVDB_OK)
-        rc = rows_view(p + KEYS_FIXED, (size_t)rows_bytes, &out->rows,
-                       &out->owned_, err);
-    if (rc != NPVDB_OK) {
-        rec_keys_free(out);
-        return rc;
+                               "insert record: %zu payload lengths cannot fit "
+                               "in %zu bytes",
+                               n, len);
+    out->payloads = calloc(n ? n : 1, sizeof *out->payloads);
+    if (!out->payloads)
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for %zu payloads",
+                               n);
+    size_t pos = 4 * n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t pl = st_get_u32(p + 4 * i);
+        if (pl > len - pos)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "insert record: payload %zu is past the end",
+                                   i);
+        npvdb_error e = {0};
+#ifdef NPVDB_HAVE_PAYLOADS
+        if (pl && npvdb_payload_check(p + pos, pl, &e) != NPVDB_OK)
+#else /* until the engine's payload functions land */
+        if (pl && npvdb_set_error(&e, NPVDB_EINVAL, "no payload support"))
+#endif
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "insert record: payload %zu: %s", i, e.msg);
+        out->payloads[i].data = pl ? p + pos : NULL;
+        out->payloads[i].len = pl;
+        pos += pl;
     }
-    out->dim = dim;
+    if (pos != len)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "insert record: %zu bytes after the payloads",
+                               len - pos);
     return NPVDB_OK;
 }
 
-npvdb_code rec_decode_delete(const uint8_t *p, size_t len, rec_keys *out,
-                             npvdb_error *err)
+/* After the fixed part and name: rows[n*dim], keys, then payloads when
+ * has_payloads. Keys end where the payload section starts, which the key
+ * walk finds itself (decode_keys is told the bytes to the end). */
+static npvdb_code decode_insert_body(const uint8_t *p, size_t len, uint32_t dim,
+                                     uint32_t n, int has_payloads,
+                                     rec_keys *out, npvdb_error *err)
+{
+    if (dim == 0 || dim > NPVDB_MAX_DIM)
+        return npvdb_set_error(err, NPVDB_EINVAL, "insert record: bad dim %u",
+                               dim);
+    /* n < 2^32 and dim <= 4096: the product fits in 64 bits. */
+    uint64_t rows_bytes = (uint64_t)n * dim * 4;
+    if (rows_bytes > len)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "insert record: %u rows of dim %u "
+                               "do not fit in %zu bytes",
+                               n, dim, len);
+    size_t kend;
+    npvdb_code rc = decode_keys(p + rows_bytes, len - (size_t)rows_bytes, n,
+                                !has_payloads, &kend, out, err);
+    if (rc == NPVDB_OK && has_payloads)
+        rc = decode_payloads(p + rows_bytes + kend,
+                             len - (size_t)rows_bytes - kend, n, out, err);
+    if (rc == NPVDB_OK)
+        rc = rows_view(p, (size_t)rows_bytes, &out->rows, &out->owned_, err);
+    if (rc == NPVDB_OK) out->dim = dim;
+    return rc;
+}
+
+static npvdb_code decode_keys_rec(uint8_t type, const uint8_t *p, size_t len,
+                                  rec_keys *out, npvdb_error *err)
+{
+    const char *what =
+        type == REC_INSERT || type == REC_INSERT2 ? "insert" : "delete";
+    size_t fixed = type == REC_INSERT2 ? INS2_FIXED : KEYS_FIXED;
+    if (len < fixed)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s record: %zu bytes is short", what, len);
+    size_t at = fixed, used = 0, kend;
+    npvdb_code rc = NPVDB_OK;
+    if (type == REC_INSERT || type == REC_DELETE)
+        memcpy(out->name, REC_DEFAULT_NAME, sizeof REC_DEFAULT_NAME);
+    else
+        rc = get_name(p + at, len - at,
+                      st_get_u32(p + (type == REC_INSERT2 ? 12 : 4)), out->name,
+                      &used, err);
+    if (rc != NPVDB_OK) return rc;
+    at += used;
+    switch (type) {
+    case REC_INSERT:
+        return decode_insert_body(p + at, len - at, st_get_u32(p),
+                                  st_get_u32(p + 4), 0, out, err);
+    case REC_INSERT2: {
+        uint32_t flags = st_get_u32(p + 8);
+        if (flags > 1)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "insert record: unknown flags %u", flags);
+        return decode_insert_body(p + at, len - at, st_get_u32(p),
+                                  st_get_u32(p + 4), (int)flags, out, err);
+    }
+    case REC_DELETE:
+        if (st_get_u32(p + 4) != 0)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "delete record: reserved field is set");
+        /* fallthrough */
+    default:
+        return decode_keys(p + at, len - at, st_get_u32(p), 1, &kend, out, err);
+    }
+}
+
+npvdb_code rec_decode_keys(uint8_t type, const uint8_t *p, size_t len,
+                           rec_keys *out, npvdb_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (len < KEYS_FIXED)
+    if (type != REC_INSERT && type != REC_INSERT2 && type != REC_DELETE &&
+        type != REC_DELETE2)
         return npvdb_set_error(err, NPVDB_EINVAL,
-                               "delete record: %zu bytes is short", len);
-    npvdb_code rc =
-        decode_keys(p + KEYS_FIXED, len - KEYS_FIXED, st_get_u32(p), out, err);
+                               "record type %u holds no keys", type);
+    npvdb_code rc = decode_keys_rec(type, p, len, out, err);
     if (rc != NPVDB_OK) rec_keys_free(out);
+    return rc;
+}
+
+npvdb_code rec_decode_drop(const uint8_t *p, size_t len,
+                           char name[REC_MAX_NAME + 1], npvdb_error *err)
+{
+    size_t used;
+    name[0] = '\0';
+    if (len < 8 || st_get_u32(p) != 0)
+        return npvdb_set_error(err, NPVDB_EINVAL, "drop record is malformed");
+    npvdb_code rc =
+        get_name(p + 8, len - 8, st_get_u32(p + 4), name, &used, err);
+    if (rc == NPVDB_OK && 8 + used != len)
+        rc = npvdb_set_error(err, NPVDB_EINVAL,
+                             "drop record: %zu bytes after the name",
+                             len - 8 - used);
+    if (rc != NPVDB_OK) name[0] = '\0';
     return rc;
 }
 
@@ -302,6 +531,7 @@ void rec_keys_free(rec_keys *r)
 {
     if (!r) return;
     free(r->keys);
+    free(r->payloads);
     free(r->owned_);
     memset(r, 0, sizeof *r);
 }

@@ -1,20 +1,25 @@
 /*
  * snapshot.c -- writes and reads the HDF5 snapshot (layout in snapshot.h).
  *
- * Writing walks the engine with npvdb_export: each shard's rows go straight
- * from the engine's memory into a hyperslab of the extendible /vectors
- * dataset (no copy of the collection), while CRCs are accumulated. Reading
- * goes shard by shard in bounded batches into npvdb_restore_shard, so a
- * restart neither re-trains nor re-assigns, and memory stays bounded.
+ * Writing walks each collection with npvdb_export: each shard's rows go
+ * straight from the engine's memory into a hyperslab of the extendible
+ * vectors dataset of the collection's group (no copy of the collection),
+ * while CRCs are accumulated. Reading goes collection by collection (one
+ * group open at a time, iterated in name order: linear in the number of
+ * collections) and shard by shard in bounded batches into
+ * npvdb_restore_shard, so a restart neither re-trains nor re-assigns, and
+ * memory stays bounded.
  */
 #include "snapshot.h"
 #include "crc32c.h"
+#include "record.h"
 #include "util.h"
 
 #include <hdf5.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -69,7 +74,7 @@ static int attr_get_u64(hid_t loc, const char *name, uint64_t *v)
 /* ---- writing ----------------------------------------------------------- */
 
 typedef struct writer {
-    hid_t file, vectors, keys;
+    hid_t loc, vectors, keys; /* loc: the collection's group */
     hid_t str_type;
     uint32_t dim, n_shards;
     int trained;
@@ -93,12 +98,15 @@ static hid_t vlen_str_type(void)
 
 /* An extendible, chunked dataset of rows x cols (cols 0: one dimension). */
 static hid_t create_growing(hid_t file, const char *name, hid_t type,
-                            hsize_t cols)
+                            hsize_t cols, uint64_t expect)
 {
     int rank = cols ? 2 : 1;
     hsize_t dims[2] = {0, cols}, max[2] = {H5S_UNLIMITED, cols};
-    /* ~1 MiB chunks of rows: large sequential writes, cheap partial reads. */
+    /* ~1 MiB chunks of rows: large sequential writes, cheap partial reads;
+     * no larger than the rows expected, since a chunk takes its full size
+     * on disk (1,000 small collections must not cost 1 GB). */
     hsize_t rows = cols ? (1u << 20) / (cols * 4) : 8192;
+    if (rows > expect) rows = expect;
     hsize_t chunk[2] = {rows ? rows : 1, cols};
     hid_t sp = H5Screate_simple(rank, dims, max);
     hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
@@ -142,7 +150,7 @@ static int on_index(void *ctx, const npvdb_stats *st, const float *centroids)
     }
     hsize_t dims[2] = {w->trained ? w->n_shards : 0, w->dim};
     hid_t sp = H5Screate_simple(2, dims, NULL);
-    hid_t d = H5Dcreate2(w->file, "centroids", H5T_IEEE_F32LE, sp, H5P_DEFAULT,
+    hid_t d = H5Dcreate2(w->loc, "centroids", H5T_IEEE_F32LE, sp, H5P_DEFAULT,
                          H5P_DEFAULT, H5P_DEFAULT);
     int ok = d >= 0;
     if (ok && w->trained) {
@@ -153,8 +161,11 @@ static int on_index(void *ctx, const npvdb_stats *st, const float *centroids)
     }
     if (d >= 0) H5Dclose(d);
     H5Sclose(sp);
-    w->vectors = create_growing(w->file, "vectors", H5T_IEEE_F32LE, w->dim);
-    w->keys = create_growing(w->file, "keys", w->str_type, 0);
+    /* A little headroom over the count now: the export may see inserts. */
+    uint64_t expect = st->n_vectors + st->n_vectors / 8 + 1;
+    w->vectors =
+        create_growing(w->loc, "vectors", H5T_IEEE_F32LE, w->dim, expect);
+    w->keys = create_growing(w->loc, "keys", w->str_type, 0, expect);
     if (!ok || w->vectors < 0 || w->keys < 0) {
         npvdb_set_error(w->err, NPVDB_EINTERNAL,
                         "cannot create snapshot datasets");
@@ -199,7 +210,7 @@ static int write_offsets(writer *w, uint32_t *crc)
         w->offsets[s] = w->n;
     hsize_t dims[1] = {(hsize_t)w->n_shards + 1};
     hid_t sp = H5Screate_simple(1, dims, NULL);
-    hid_t d = H5Dcreate2(w->file, "shard_offsets", H5T_STD_U64LE, sp,
+    hid_t d = H5Dcreate2(w->loc, "shard_offsets", H5T_STD_U64LE, sp,
                          H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL,
                                 H5P_DEFAULT, w->offsets) >= 0;
@@ -209,22 +220,22 @@ static int write_offsets(writer *w, uint32_t *crc)
     return ok ? 0 : -1;
 }
 
-static int write_attrs(writer *w, const npvdb_config *cfg, uint64_t seq,
+static int write_attrs(writer *w, const char *name, const npvdb_config *cfg,
                        uint32_t crc_offsets)
 {
     /* The creation config is only meaningful for the same collection. */
     npvdb_config k = *cfg;
     if (k.dim != w->dim || k.metric != w->metric) memset(&k, 0, sizeof k);
-    hid_t f = w->file;
+    hid_t f = w->loc;
     int bad = 0;
-    bad |= attr_put_u64(f, "format_version", SNAP_FORMAT_VERSION);
+    bad |= attr_put_str(f, "name", name);
     bad |= attr_put_str(f, "metric", npvdb_metric_name(w->metric));
     bad |= attr_put_u64(f, "metric_id", (uint64_t)w->metric);
     bad |= attr_put_u64(f, "dim", w->dim);
     bad |= attr_put_u64(f, "n_shards", w->n_shards);
     bad |= attr_put_u64(f, "trained", (uint64_t)w->trained);
     bad |= attr_put_u64(f, "n_vectors", w->n);
-    bad |= attr_put_u64(f, "sequence", seq);
+    bad |= attr_put_u64(f, "n_payload_columns", 0);
     bad |= attr_put_u64(f, "config_n_shards", k.n_shards);
     bad |= attr_put_u64(f, "train_per_shard", k.train_per_shard);
     bad |= attr_put_u64(f, "kmeans_iters", k.kmeans_iters);
@@ -301,68 +312,151 @@ static npvdb_code check_room(const char *tmp_path, npvdb_collection *c,
     return NPVDB_OK;
 }
 
-npvdb_code snap_write(const char *tmp_path, npvdb_collection *c,
-                      const npvdb_config *cfg, uint64_t seq,
-                      npvdb_snapshot_info *info, npvdb_error *err)
+struct snap_writer {
+    char *path;
+    hid_t file, colls, str_type;
+    uint64_t seq, n_colls, n_vectors;
+};
+
+void snap_abort(snap_writer *sw)
+{
+    if (!sw) return;
+    if (sw->file >= 0) discard_file(sw->file);
+    if (sw->colls >= 0) H5Gclose(sw->colls);
+    if (sw->file >= 0) H5Fclose(sw->file);
+    if (sw->str_type >= 0) H5Tclose(sw->str_type);
+    free(sw->path);
+    free(sw);
+}
+
+npvdb_code snap_begin(const char *tmp_path, uint64_t seq, snap_writer **out,
+                      npvdb_error *err)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are values, not spam */
-    writer w = {.file = -1, .vectors = -1, .keys = -1, .err = err};
-    npvdb_error xerr = {0};
-    if (!err) w.err = &xerr;
-    w.err->code = NPVDB_OK;
-    npvdb_code rc = check_room(tmp_path, c, err);
-    if (rc != NPVDB_OK) return rc;
-    w.str_type = vlen_str_type();
-    w.file = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (w.file < 0 || w.str_type < 0) {
-        rc =
-            npvdb_set_error(err, NPVDB_EINTERNAL, "cannot create %s", tmp_path);
-        goto out;
+    *out = NULL;
+    snap_writer *sw = calloc(1, sizeof *sw);
+    if (!sw || !(sw->path = strdup(tmp_path))) {
+        free(sw);
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a snapshot");
     }
+    sw->seq = seq;
+    sw->colls = -1;
+    sw->str_type = vlen_str_type();
+    sw->file = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (sw->file >= 0)
+        sw->colls = H5Gcreate2(sw->file, "collections", H5P_DEFAULT,
+                               H5P_DEFAULT, H5P_DEFAULT);
+    if (sw->file < 0 || sw->colls < 0 || sw->str_type < 0) {
+        snap_abort(sw);
+        return npvdb_set_error(err, NPVDB_EINTERNAL, "cannot create %s",
+                               tmp_path);
+    }
+    *out = sw;
+    return NPVDB_OK;
+}
+
+/* The group name of a collection: its name, but "." (which HDF5 reserves)
+ * as "%2E" ('%' is never in a name). */
+static const char *group_name(const char *name)
+{
+    return strcmp(name, ".") == 0 ? "%2E" : name;
+}
+
+/* Exports c into the open group w->loc. */
+static npvdb_code write_collection(writer *w, const char *name,
+                                   npvdb_collection *c, const npvdb_config *cfg,
+                                   npvdb_error *err)
+{
     npvdb_error eerr;
-    rc = npvdb_export(c, on_index, on_shard, &w, &eerr);
+    npvdb_code rc = npvdb_export(c, on_index, on_shard, w, &eerr);
     if (rc != NPVDB_OK) {
-        if (w.err->code == NPVDB_OK) /* the engine failed, not a callback */
-            npvdb_set_error(w.err, rc, "%s", eerr.msg);
-        rc = w.err->code;
-        goto out;
+        if (w->err->code == NPVDB_OK) /* the engine failed, not a callback */
+            npvdb_set_error(w->err, rc, "%s", eerr.msg);
+        return w->err->code;
     }
     uint32_t crc_offsets;
-    if (!w.offsets || write_offsets(&w, &crc_offsets) < 0 ||
-        write_attrs(&w, cfg, seq, crc_offsets) < 0) {
+    if (!w->offsets || write_offsets(w, &crc_offsets) < 0 ||
+        write_attrs(w, name, cfg, crc_offsets) < 0)
+        return npvdb_set_error(err, NPVDB_EINTERNAL,
+                               "cannot write the metadata of collection '%s'",
+                               name);
+    return NPVDB_OK;
+}
+
+npvdb_code snap_add(snap_writer *sw, const char *name, npvdb_collection *c,
+                    const npvdb_config *cfg, npvdb_error *err)
+{
+    npvdb_error xerr = {0};
+    writer w = {.loc = -1,
+                .vectors = -1,
+                .keys = -1,
+                .err = err ? err : &xerr,
+                .str_type = sw->str_type};
+    w.err->code = NPVDB_OK;
+    npvdb_code rc = check_room(sw->path, c, err);
+    if (rc != NPVDB_OK) return rc;
+    w.loc = H5Gcreate2(sw->colls, group_name(name), H5P_DEFAULT, H5P_DEFAULT,
+                       H5P_DEFAULT);
+    if (w.loc < 0)
         rc = npvdb_set_error(err, NPVDB_EINTERNAL,
-                             "cannot write snapshot metadata");
-        goto out;
-    }
-    if (H5Fflush(w.file, H5F_SCOPE_GLOBAL) < 0)
-        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot flush %s", tmp_path);
-out:
-    if (rc != NPVDB_OK && w.file >= 0) discard_file(w.file);
+                             "cannot create the group of collection '%s' "
+                             "(added twice?)",
+                             name);
+    else
+        rc = write_collection(&w, name, c, cfg, err);
     if (w.vectors >= 0) H5Dclose(w.vectors);
     if (w.keys >= 0) H5Dclose(w.keys);
-    if (w.file >= 0 && H5Fclose(w.file) < 0 && rc == NPVDB_OK)
-        rc = npvdb_set_error(err, NPVDB_EINTERNAL,
-                             "cannot close %s (disk full?)", tmp_path);
-    if (w.str_type >= 0) H5Tclose(w.str_type);
+    if (w.loc >= 0) H5Gclose(w.loc);
     free(w.offsets);
-    if (rc == NPVDB_OK && fsync_path(tmp_path) != 0)
+    if (rc == NPVDB_OK) {
+        sw->n_colls++;
+        sw->n_vectors += w.n;
+    }
+    return rc;
+}
+
+npvdb_code snap_finish(snap_writer *sw, npvdb_snapshot_info *info,
+                       npvdb_error *err)
+{
+    npvdb_code rc = NPVDB_OK;
+    hid_t f = sw->file;
+    if (attr_put_u64(f, "format_version", SNAP_FORMAT_VERSION) < 0 ||
+        attr_put_u64(f, "sequence", sw->seq) < 0 ||
+        attr_put_u64(f, "n_collections", sw->n_colls) < 0 ||
+        attr_put_u64(f, "n_vectors", sw->n_vectors) < 0)
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL,
+                             "cannot write snapshot metadata");
+    if (rc == NPVDB_OK && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot flush %s", sw->path);
+    if (rc != NPVDB_OK) {
+        snap_abort(sw);
+        return rc;
+    }
+    H5Gclose(sw->colls);
+    sw->colls = -1;
+    if (H5Fclose(f) < 0)
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL,
+                             "cannot close %s (disk full?)", sw->path);
+    sw->file = -1;
+    if (rc == NPVDB_OK && fsync_path(sw->path) != 0)
         rc = npvdb_set_error(err, st_errno_code(errno), "cannot fsync %s: %s",
-                             tmp_path, strerror(errno));
+                             sw->path, strerror(errno));
     if (rc == NPVDB_OK && info) {
         struct stat st;
-        info->vectors = w.n;
-        info->bytes = stat(tmp_path, &st) == 0 ? (uint64_t)st.st_size : 0;
+        info->vectors = sw->n_vectors;
+        info->collections = sw->n_colls;
+        info->bytes = stat(sw->path, &st) == 0 ? (uint64_t)st.st_size : 0;
     }
+    snap_abort(sw); /* frees what is left */
     return rc;
 }
 
 /* ---- reading ----------------------------------------------------------- */
 
 typedef struct reader {
-    hid_t file, vectors, keys, str_type;
+    hid_t loc, vectors, keys, str_type; /* loc: root (v1) or a group */
     uint64_t dim, n_shards, trained, n;
     npvdb_config cfg;
-    uint64_t seq;
     uint64_t *offsets;
     float *centroids;
     uint64_t crc[4]; /* centroids, vectors, keys, shard_offsets */
@@ -384,17 +478,13 @@ static int check_shape(hid_t d, uint64_t rows, uint64_t cols)
 
 static npvdb_code read_attrs(reader *r, npvdb_error *err)
 {
-    uint64_t ver, metric, v[5];
-    hid_t f = r->file;
-    if (attr_get_u64(f, "format_version", &ver) < 0 || ver != 1)
-        return npvdb_set_error(err, NPVDB_EINVAL,
-                               "missing or unknown format_version");
+    uint64_t metric, v[5];
+    hid_t f = r->loc;
     if (attr_get_u64(f, "metric_id", &metric) < 0 ||
         attr_get_u64(f, "dim", &r->dim) < 0 ||
         attr_get_u64(f, "n_shards", &r->n_shards) < 0 ||
         attr_get_u64(f, "trained", &r->trained) < 0 ||
         attr_get_u64(f, "n_vectors", &r->n) < 0 ||
-        attr_get_u64(f, "sequence", &r->seq) < 0 ||
         attr_get_u64(f, "config_n_shards", &v[0]) < 0 ||
         attr_get_u64(f, "train_per_shard", &v[1]) < 0 ||
         attr_get_u64(f, "kmeans_iters", &v[2]) < 0 ||
@@ -422,7 +512,7 @@ static npvdb_code read_attrs(reader *r, npvdb_error *err)
 
 static npvdb_code read_small(reader *r, npvdb_error *err)
 {
-    hid_t d = H5Dopen2(r->file, "shard_offsets", H5P_DEFAULT);
+    hid_t d = H5Dopen2(r->loc, "shard_offsets", H5P_DEFAULT);
     size_t nb = ((size_t)r->n_shards + 1) * sizeof(uint64_t);
     r->offsets = malloc(nb);
     int ok = d >= 0 && r->offsets && check_shape(d, r->n_shards + 1, 0) == 0 &&
@@ -440,7 +530,7 @@ static npvdb_code read_small(reader *r, npvdb_error *err)
     for (uint64_t s = 0; s < r->n_shards; s++)
         if (r->offsets[s] > r->offsets[s + 1])
             return npvdb_set_error(err, NPVDB_EINVAL, "shard_offsets decrease");
-    d = H5Dopen2(r->file, "centroids", H5P_DEFAULT);
+    d = H5Dopen2(r->loc, "centroids", H5P_DEFAULT);
     uint64_t rows = r->trained ? r->n_shards : 0;
     ok = d >= 0 && check_shape(d, rows, r->dim) == 0;
     if (ok && rows) {
@@ -456,8 +546,8 @@ static npvdb_code read_small(reader *r, npvdb_error *err)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "centroids unreadable or checksum "
                                "mismatch");
-    r->vectors = H5Dopen2(r->file, "vectors", H5P_DEFAULT);
-    r->keys = H5Dopen2(r->file, "keys", H5P_DEFAULT);
+    r->vectors = H5Dopen2(r->loc, "vectors", H5P_DEFAULT);
+    r->keys = H5Dopen2(r->loc, "keys", H5P_DEFAULT);
     if (r->vectors < 0 || r->keys < 0 ||
         check_shape(r->vectors, r->n, r->dim) < 0 ||
         check_shape(r->keys, r->n, 0) < 0)
@@ -544,43 +634,164 @@ static npvdb_code restore_all(reader *r, npvdb_collection *c, npvdb_error *err)
     return rc;
 }
 
-npvdb_code snap_read(const char *path, uint32_t n_workers,
-                     npvdb_collection **out, uint64_t *seq, npvdb_config *cfg,
-                     npvdb_error *err)
+/* Reads one collection at r->loc (attributes, then every row); on success
+ * *out owns it. */
+static npvdb_code read_collection(reader *r, uint32_t n_workers,
+                                  npvdb_workers *workers,
+                                  npvdb_collection **out, npvdb_error *err)
 {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    *out = NULL;
-    reader r = {.file = -1, .vectors = -1, .keys = -1};
     npvdb_collection *c = NULL;
-    r.str_type = vlen_str_type();
-    r.file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    npvdb_code rc = NPVDB_OK;
-    if (r.file < 0 || r.str_type < 0)
-        rc = npvdb_set_error(err, NPVDB_EINVAL,
-                             "not a readable HDF5 file (truncated?)");
-    if (rc == NPVDB_OK) rc = read_attrs(&r, err);
-    if (rc == NPVDB_OK) rc = read_small(&r, err);
+    npvdb_code rc = read_attrs(r, err);
+    if (rc == NPVDB_OK) rc = read_small(r, err);
     if (rc == NPVDB_OK) {
-        npvdb_config k = r.cfg;
+        npvdb_config k = r->cfg;
         k.n_workers = n_workers;
+        k.workers = workers;
         c = npvdb_create(&k, err);
         if (!c) rc = err ? err->code : NPVDB_EINTERNAL;
     }
-    if (rc == NPVDB_OK && r.trained)
-        rc = npvdb_restore_index(c, r.centroids, (uint32_t)r.n_shards, err);
-    if (rc == NPVDB_OK) rc = restore_all(&r, c, err);
-    if (r.vectors >= 0) H5Dclose(r.vectors);
-    if (r.keys >= 0) H5Dclose(r.keys);
-    if (r.file >= 0) H5Fclose(r.file);
-    if (r.str_type >= 0) H5Tclose(r.str_type);
-    free(r.offsets);
-    free(r.centroids);
+    if (rc == NPVDB_OK && r->trained)
+        rc = npvdb_restore_index(c, r->centroids, (uint32_t)r->n_shards, err);
+    if (rc == NPVDB_OK) rc = restore_all(r, c, err);
+    if (r->vectors >= 0) H5Dclose(r->vectors);
+    if (r->keys >= 0) H5Dclose(r->keys);
+    r->vectors = r->keys = -1;
+    free(r->offsets);
+    free(r->centroids);
+    r->offsets = NULL;
+    r->centroids = NULL;
     if (rc != NPVDB_OK) {
         npvdb_free(c); /* never hand out a half-read collection */
         return rc;
     }
     *out = c;
-    *seq = r.seq;
-    *cfg = r.cfg;
     return NPVDB_OK;
+}
+
+/* Reads a string attribute into buf[0..size) (NUL-terminated); -1 if
+ * missing, not a string, or too long. */
+static int attr_get_str(hid_t loc, const char *name, char *buf, size_t size)
+{
+    if (H5Aexists(loc, name) <= 0) return -1;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    if (a < 0) return -1;
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+    int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == H5T_STRING &&
+             !H5Tis_variable_str(t) && H5Sget_simple_extent_npoints(sp) == 1;
+    size_t len = ok ? H5Tget_size(t) : 0;
+    ok = ok && len > 0 && len < size;
+    hid_t mt = -1;
+    if (ok) {
+        mt = H5Tcopy(H5T_C_S1);
+        H5Tset_size(mt, len + 1);
+        H5Tset_cset(mt, H5Tget_cset(t));
+        memset(buf, 0, len + 1);
+        ok = mt >= 0 && H5Aread(a, mt, buf) >= 0;
+    }
+    if (mt >= 0) H5Tclose(mt);
+    if (sp >= 0) H5Sclose(sp);
+    if (t >= 0) H5Tclose(t);
+    H5Aclose(a);
+    if (ok) buf[len] = '\0';
+    return ok ? 0 : -1;
+}
+
+typedef struct read_ctx {
+    reader *r;
+    uint32_t n_workers;
+    npvdb_workers *workers;
+    snap_coll_fn fn;
+    void *ctx;
+    uint64_t n_colls;
+    npvdb_error *err;
+    npvdb_code rc;
+} read_ctx;
+
+/* One /collections member: checks its name, reads it, hands it over. */
+static herr_t read_member(hid_t g, const char *link, const H5L_info_t *info,
+                          void *arg)
+{
+    (void)info;
+    read_ctx *x = arg;
+    char name[NPVDB_STORE_MAX_NAME + 2];
+    x->r->loc = H5Gopen2(g, link, H5P_DEFAULT);
+    if (x->r->loc < 0 ||
+        attr_get_str(x->r->loc, "name", name, sizeof name) < 0 ||
+        !rec_name_valid(name, strlen(name)) ||
+        strcmp(group_name(name), link) != 0) {
+        x->rc = npvdb_set_error(x->err, NPVDB_EINVAL,
+                                "collection group '%.64s' is not a collection "
+                                "or misnamed",
+                                link);
+    } else {
+        npvdb_collection *c = NULL;
+        x->rc = read_collection(x->r, x->n_workers, x->workers, &c, x->err);
+        if (x->rc == NPVDB_OK) {
+            x->n_colls++;
+            x->rc = x->fn(x->ctx, name, c, &x->r->cfg, x->err);
+        } else if (x->err) {
+            char why[NPVDB_ERRMSG_LEN];
+            snprintf(why, sizeof why, "%s", x->err->msg);
+            npvdb_set_error(x->err, x->rc, "collection '%s': %s", name, why);
+        }
+    }
+    if (x->r->loc >= 0) H5Gclose(x->r->loc);
+    x->r->loc = -1;
+    return x->rc == NPVDB_OK ? 0 : 1;
+}
+
+static npvdb_code read_v2(hid_t file, read_ctx *x, npvdb_error *err)
+{
+    uint64_t n_colls;
+    if (attr_get_u64(file, "n_collections", &n_colls) < 0)
+        return npvdb_set_error(err, NPVDB_EINVAL, "missing n_collections");
+    hid_t g = H5Gopen2(file, "collections", H5P_DEFAULT);
+    if (g < 0)
+        return npvdb_set_error(err, NPVDB_EINVAL, "no /collections group");
+    hsize_t idx = 0;
+    herr_t h = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, read_member, x);
+    H5Gclose(g);
+    if (x->rc != NPVDB_OK) return x->rc;
+    if (h < 0)
+        return npvdb_set_error(err, NPVDB_EINVAL, "cannot list /collections");
+    if (x->n_colls != n_colls)
+        return npvdb_set_error(
+            err, NPVDB_EINVAL, "%llu collections, n_collections says %llu",
+            (unsigned long long)x->n_colls, (unsigned long long)n_colls);
+    return NPVDB_OK;
+}
+
+npvdb_code snap_read(const char *path, uint32_t n_workers,
+                     npvdb_workers *workers, snap_coll_fn fn, void *ctx,
+                     uint64_t *seq, npvdb_error *err)
+{
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    reader r = {.loc = -1, .vectors = -1, .keys = -1};
+    read_ctx x = {.r = &r,
+                  .n_workers = n_workers,
+                  .workers = workers,
+                  .fn = fn,
+                  .ctx = ctx,
+                  .err = err};
+    r.str_type = vlen_str_type();
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    npvdb_code rc = NPVDB_OK;
+    uint64_t ver = 0;
+    if (file < 0 || r.str_type < 0)
+        rc = npvdb_set_error(err, NPVDB_EINVAL,
+                             "not a readable HDF5 file (truncated?)");
+    else if (attr_get_u64(file, "format_version", &ver) < 0 ||
+             (ver != 1 && ver != 2) || attr_get_u64(file, "sequence", seq) < 0)
+        rc = npvdb_set_error(err, NPVDB_EINVAL,
+                             "missing or unknown format_version or sequence");
+    if (rc == NPVDB_OK && ver == 2) rc = read_v2(file, &x, err);
+    if (rc == NPVDB_OK && ver == 1) {
+        npvdb_collection *c = NULL;
+        r.loc = file;
+        rc = read_collection(&r, n_workers, workers, &c, err);
+        if (rc == NPVDB_OK) rc = fn(ctx, NPVDB_STORE_DEFAULT, c, &r.cfg, err);
+    }
+    if (file >= 0) H5Fclose(file);
+    if (r.str_type >= 0) H5Tclose(r.str_type);
+    return rc;
 }

@@ -1,14 +1,17 @@
 /*
- * storage.h -- durability for the server's one collection: snapshots (one HDF5
- * file each) and the write-ahead log. Depends on the engine's public header
- * only; knows nothing of gRPC.
+ * storage.h -- durability for the server's named collections: snapshots (one
+ * HDF5 file each, covering every collection) and the write-ahead log, whose
+ * records name their collection. Depends on the engine's public header only;
+ * knows nothing of gRPC, and nothing of how collections are looked up (the
+ * catalog's job, server/catalog).
  *
- * Protocol the transport follows for every write (Init, Insert message,
- * Delete), holding its own write lock so that log order == apply order:
- *   1. validate the request (npvdb_insert_prepare etc.), 2. npvdb_store_log_*
- *   (append, returns the record's sequence number), 3. apply to the engine,
- *   4. release the lock, 5. npvdb_store_wait_durable(seq) before replying.
- * Step 5 is the group commit: many concurrent calls share one fsync.
+ * Protocol for every write (create, insert message, delete, drop), which the
+ * catalog runs: 1. validate and prepare, and encode the log record
+ * (npvdb_store_encode_*), outside every lock; 2. under the collection's write
+ * lock: npvdb_store_append (returns the record's sequence number), then apply
+ * to the engine, so per collection log order == apply order; 3. release;
+ * 4. npvdb_store_wait_durable(seq) before replying (group commit: many calls
+ * share one fsync).
  *
  * Thread safety: every function except open/close may be called from any
  * thread concurrently. Ownership is stated at each function.
@@ -27,37 +30,94 @@ typedef enum npvdb_sync_mode {
     NPVDB_SYNC_NONE = 2,     /* leave it to the OS; a crash may lose writes */
 } npvdb_sync_mode;
 
+#define NPVDB_STORE_MAX_NAME 255
+#define NPVDB_STORE_DEFAULT "default"
+
 typedef struct npvdb_store_config {
     const char *data_dir; /* created if missing */
     npvdb_sync_mode sync;
     unsigned sync_interval_ms; /* for NPVDB_SYNC_INTERVAL; 0 = 100 */
     unsigned keep_snapshots;   /* newest N kept; 0 = 2 */
-    unsigned n_workers;        /* passed to restored collections; 0 = cores */
+    unsigned n_workers;        /* restored collections without workers */
+    npvdb_workers *workers;    /* borrowed; NULL: each restored collection
+                                  starts n_workers threads of its own */
 } npvdb_store_config;
 
 typedef struct npvdb_snapshot_info {
     char path[4096];
-    uint64_t vectors;
+    uint64_t vectors; /* over every collection */
     uint64_t bytes;
     double seconds;
-    uint64_t sequence; /* last log record the snapshot covers */
+    uint64_t sequence;    /* last log record the snapshot covers */
+    uint64_t collections; /* how many it holds */
 } npvdb_snapshot_info;
 
 typedef struct npvdb_store npvdb_store;
 
-/* Opens (creating) the data directory, restores the newest valid snapshot,
- * replays the log after it, and opens the log for appending. *out_coll gets
- * the restored collection (caller owns it, npvdb_free) or NULL if there was
- * never an Init. Problems found (corrupt snapshot, torn log tail) are logged
- * to stderr and recovered from; only unusable directories are errors. */
+/* A collection restored by npvdb_store_open. */
+typedef struct npvdb_store_coll {
+    char name[NPVDB_STORE_MAX_NAME + 1];
+    npvdb_collection *coll;
+    npvdb_config cfg; /* creation config as logged (n_workers 0, workers
+                         NULL): what a snapshot records for it */
+} npvdb_store_coll;
+
+/* 1 if name[0..len) is a valid collection name: 1..255 bytes of
+ * [A-Za-z0-9_.-]. */
+int npvdb_store_name_valid(const char *name, size_t len);
+
+/* Opens (creating) the data directory, restores the newest valid snapshot
+ * (every collection in it), replays the log after it per collection, and
+ * opens the log for appending. The restored collections stay in the store
+ * until npvdb_store_take_restored. For callers of one collection (until the
+ * transport uses the catalog): when out_coll is not NULL it gets collection
+ * "default" (caller owns it, npvdb_free; NULL if there is none) and any
+ * other restored collection is freed. Problems found (corrupt snapshot, torn
+ * log tail) are logged to stderr and recovered from; only unusable
+ * directories are errors. */
 npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
                               npvdb_collection **out_coll, npvdb_error *err);
 
-/* Syncs the log and frees the store. NULL is allowed. */
+/* Hands over the restored collections, sorted by name: *out is malloc'ed
+ * (free) with *n entries whose collections the caller now owns. A second
+ * call gives none. */
+void npvdb_store_take_restored(npvdb_store *s, npvdb_store_coll **out,
+                               size_t *n);
+
+/* Syncs the log and frees the store (and restored collections nobody
+ * took). NULL is allowed. */
 void npvdb_store_close(npvdb_store *s);
 
-/* Appends one record; *seq gets its sequence number. The record is durable
- * only after npvdb_store_wait_durable(seq). Arguments are borrowed. */
+/* An encoded log record, made outside any lock. Owned by the caller
+ * (npvdb_store_rec_free); appending does not consume it. */
+typedef struct npvdb_store_rec npvdb_store_rec;
+
+/* Encoders. Arguments are borrowed for the call; a bad name or argument is
+ * NPVDB_EINVAL, a record past the log's 1 GiB record limit NPVDB_ELIMIT.
+ * payloads NULL = none (else n canonical blobs, len 0 = none, stored as
+ * is). On error *out is NULL. */
+npvdb_code npvdb_store_encode_init(const char *name, const npvdb_config *cfg,
+                                   const float *train, size_t n_train,
+                                   npvdb_store_rec **out, npvdb_error *err);
+npvdb_code npvdb_store_encode_insert(const char *name, const char *const *keys,
+                                     const float *rows,
+                                     const npvdb_payload *payloads, size_t n,
+                                     uint32_t dim, npvdb_store_rec **out,
+                                     npvdb_error *err);
+npvdb_code npvdb_store_encode_delete(const char *name, const char *const *keys,
+                                     size_t n, npvdb_store_rec **out,
+                                     npvdb_error *err);
+npvdb_code npvdb_store_encode_drop(const char *name, npvdb_store_rec **out,
+                                   npvdb_error *err);
+void npvdb_store_rec_free(npvdb_store_rec *r); /* NULL is allowed */
+
+/* Appends one encoded record; *seq gets its sequence number. The record is
+ * durable only after npvdb_store_wait_durable(seq). */
+npvdb_code npvdb_store_append(npvdb_store *s, npvdb_store_rec *r, uint64_t *seq,
+                              npvdb_error *err);
+
+/* Encode + append for collection "default", for one-collection callers
+ * until the transport uses the catalog. Arguments are borrowed. */
 npvdb_code npvdb_store_log_init(npvdb_store *s, const npvdb_config *cfg,
                                 const float *train, size_t n_train,
                                 uint64_t *seq, npvdb_error *err);
@@ -78,12 +138,40 @@ uint64_t npvdb_store_last_seq(npvdb_store *s);
  * what a restart would have to replay. Drives automatic snapshots. */
 uint64_t npvdb_store_log_bytes(npvdb_store *s);
 
-/* Writes a snapshot of `c` covering every record up to `covered_seq` (the
- * caller reads npvdb_store_last_seq under its write lock, then calls this
- * without the lock: the engine's export is consistent per shard and replaying
- * the log after covered_seq repairs the rest). Written to a temporary name,
- * fsynced, renamed, directory fsynced; then old snapshots beyond
- * keep_snapshots and the log segments it covers are removed. */
+/* A snapshot being written: begin, add each collection, commit.
+ *
+ * covered_seq: a log position that every applied record is at or before,
+ * and every record after it is not yet applied to the state the snapshot
+ * started from (the caller reads npvdb_store_last_seq while no write is
+ * between its append and its apply). Collections are then added without
+ * any lock: each engine export is consistent per shard, and replaying the
+ * log after covered_seq repairs the rest (records are idempotent per
+ * collection: INIT recreates, INSERT upserts, DELETE and DROP of absent
+ * things are no-ops). So a collection created after covered_seq may be
+ * left out, and one replaced after it may be added in either version.
+ *
+ * One snapshot at a time: begin waits for a running one to commit. The
+ * file is written to a temporary name; commit fsyncs it, renames it into
+ * place, fsyncs the directory, then removes snapshots beyond keep_snapshots
+ * and the log segments the oldest kept one covers. Commit and abort free w.
+ */
+typedef struct npvdb_snapshot npvdb_snapshot;
+npvdb_code npvdb_store_snapshot_begin(npvdb_store *s, uint64_t covered_seq,
+                                      npvdb_snapshot **out, npvdb_error *err);
+/* Writes one collection (name valid and not added before; cfg its creation
+ * config). Borrowed for the call; the collection must stay alive until it
+ * returns. */
+npvdb_code npvdb_store_snapshot_add(npvdb_snapshot *w, const char *name,
+                                    npvdb_collection *c,
+                                    const npvdb_config *cfg, npvdb_error *err);
+npvdb_code npvdb_store_snapshot_commit(npvdb_snapshot *w,
+                                       npvdb_snapshot_info *info,
+                                       npvdb_error *err);
+void npvdb_store_snapshot_abort(npvdb_snapshot *w); /* NULL is allowed */
+
+/* A snapshot of `c` alone as collection "default" (its config from the last
+ * npvdb_store_log_init), for one-collection callers until the transport
+ * uses the catalog. */
 npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
                                 uint64_t covered_seq, npvdb_snapshot_info *info,
                                 npvdb_error *err);

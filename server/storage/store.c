@@ -3,12 +3,16 @@
  * (snap-<seq>.h5) and the write-ahead log (wal-<seq>.log), guarded by a LOCK
  * file so that two servers never share it.
  *
- * Open = restore the newest snapshot that verifies, then replay the log
- * records after the sequence it covers. Snapshot = write to a temporary name,
- * fsync, rename, fsync the directory, then apply retention: keep the newest
- * keep_snapshots files, and remove log segments covered by the OLDEST kept
- * snapshot, so that falling back to an older snapshot (when the newest is
- * found corrupt) still has every log record it needs.
+ * Open = restore the newest snapshot that verifies (every collection in
+ * it), then replay the log records after the sequence it covers, each on
+ * its collection: INIT creates or replaces, DROP removes, INSERT and DELETE
+ * apply; a record naming a collection that does not exist at that point is
+ * skipped, as the live server refused it too. The restored collections
+ * wait in a name-sorted array until the catalog takes them. Snapshot = write to
+ * a temporary name, fsync, rename, fsync the directory, then apply retention:
+ * keep the newest keep_snapshots files, and remove log segments covered by the
+ * OLDEST kept snapshot, so that falling back to an older snapshot (when the
+ * newest is found corrupt) still has every log record it needs.
  */
 #include "storage.h"
 #include "record.h"
@@ -30,13 +34,21 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Collections by name, sorted: restore and replay look names up in
+ * O(log n); creates and drops (rare) move the tail. */
+typedef struct coll_table {
+    npvdb_store_coll *v;
+    size_t n, cap;
+} coll_table;
+
 struct npvdb_store {
     char *dir;
     npvdb_store_config cfg;
     int lock_fd;
     wal *wal;
-    pthread_mutex_t mu;      /* guards coll_cfg */
-    npvdb_config coll_cfg;   /* creation config of the current collection */
+    coll_table restored;     /* until npvdb_store_take_restored */
+    pthread_mutex_t mu;      /* guards legacy_cfg */
+    npvdb_config legacy_cfg; /* "default"'s config, for npvdb_store_snapshot */
     pthread_mutex_t snap_mu; /* one snapshot at a time */
     /* Log bytes appended since open, and that count when the last
      * snapshot started: their difference is what a restart would replay. */
@@ -158,17 +170,97 @@ static npvdb_code list_snaps(const char *dir, int clean_tmp, uint64_t **out,
     return rc;
 }
 
+/* ---- the collection table ---------------------------------------------- */
+
+static void table_free(coll_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        npvdb_free(t->v[i].coll);
+    free(t->v);
+    memset(t, 0, sizeof *t);
+}
+
+/* Index of name, or where it would go (with *found 0). */
+static size_t table_find(const coll_table *t, const char *name, int *found)
+{
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(t->v[mid].name, name);
+        if (c == 0) {
+            *found = 1;
+            return mid;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    *found = 0;
+    return lo;
+}
+
+static npvdb_collection *table_get(const coll_table *t, const char *name)
+{
+    int found;
+    size_t i = table_find(t, name, &found);
+    return found ? t->v[i].coll : NULL;
+}
+
+/* Installs c under name, freeing a collection it replaces. Takes c even
+ * on failure. */
+static npvdb_code table_put(coll_table *t, const char *name,
+                            npvdb_collection *c, const npvdb_config *cfg,
+                            npvdb_error *err)
+{
+    int found;
+    size_t i = table_find(t, name, &found);
+    if (!found) {
+        if (t->n == t->cap) {
+            size_t cap = t->cap ? t->cap * 2 : 8;
+            npvdb_store_coll *v = realloc(t->v, cap * sizeof *v);
+            if (!v) {
+                npvdb_free(c);
+                return npvdb_set_error(err, NPVDB_ENOMEM,
+                                       "no memory for %zu collections", cap);
+            }
+            t->v = v;
+            t->cap = cap;
+        }
+        memmove(t->v + i + 1, t->v + i, (t->n - i) * sizeof *t->v);
+        t->n++;
+        snprintf(t->v[i].name, sizeof t->v[i].name, "%s", name);
+    } else {
+        npvdb_free(t->v[i].coll);
+    }
+    t->v[i].coll = c;
+    t->v[i].cfg = *cfg;
+    t->v[i].cfg.n_workers = 0;
+    t->v[i].cfg.workers = NULL;
+    return NPVDB_OK;
+}
+
+static int table_remove(coll_table *t, const char *name)
+{
+    int found;
+    size_t i = table_find(t, name, &found);
+    if (!found) return 0;
+    npvdb_free(t->v[i].coll);
+    memmove(t->v + i, t->v + i + 1, (t->n - i - 1) * sizeof *t->v);
+    t->n--;
+    return 1;
+}
+
 /* ---- recovery ---------------------------------------------------------- */
 
 typedef struct replay_ctx {
     npvdb_store *s;
-    npvdb_collection *coll;
     uint64_t applied, skipped;
 } replay_ctx;
 
 /* A record the live server could not apply either (bad for the collection
- * of the moment) is skipped, which reproduces the live state; anything else
- * (no memory) stops the recovery. */
+ * of the moment, or for one that did not exist) is skipped, which
+ * reproduces the live state; anything else (no memory) stops the recovery. */
 static npvdb_code replay_outcome(replay_ctx *r, const wal_record *rec,
                                  npvdb_code rc, const char *msg,
                                  npvdb_error *err)
@@ -197,20 +289,32 @@ static npvdb_code replay_init(replay_ctx *r, const wal_record *rec,
     if (rc == NPVDB_OK) {
         npvdb_config cfg = in.cfg;
         cfg.n_workers = r->s->cfg.n_workers;
+        cfg.workers = r->s->cfg.workers;
         c = npvdb_create(&cfg, &e);
         rc = c ? NPVDB_OK : e.code;
     }
     if (rc == NPVDB_OK && in.n_train > 0)
         rc = npvdb_train(c, in.train, in.n_train, &e);
     if (rc == NPVDB_OK) {
-        npvdb_free(r->coll);
-        r->coll = c;
+        rc = table_put(&r->s->restored, in.name, c, &in.cfg, &e);
         c = NULL;
-        r->s->coll_cfg = in.cfg;
     }
+    if (rc == NPVDB_OK && strcmp(in.name, NPVDB_STORE_DEFAULT) == 0)
+        r->s->legacy_cfg = in.cfg;
     npvdb_free(c);
     rec_init_free(&in);
     return replay_outcome(r, rec, rc, e.msg, err);
+}
+
+static npvdb_code apply_keys(npvdb_collection *c, uint8_t type,
+                             const rec_keys *k, npvdb_error *e)
+{
+    if (type == REC_DELETE || type == REC_DELETE2)
+        return npvdb_delete(c, k->keys, k->n, NULL, e);
+    if (k->dim != npvdb_dim(c))
+        return npvdb_set_error(e, NPVDB_EINVAL,
+                               "dim %u is not the collection's", k->dim);
+    return npvdb_insert(c, k->keys, k->rows, k->n, NULL, e);
 }
 
 static npvdb_code replay_keys(replay_ctx *r, const wal_record *rec,
@@ -218,21 +322,25 @@ static npvdb_code replay_keys(replay_ctx *r, const wal_record *rec,
 {
     rec_keys k;
     npvdb_error e = {0};
-    npvdb_code rc = rec->type == REC_INSERT
-                        ? rec_decode_insert(rec->payload, rec->len, &k, &e)
-                        : rec_decode_delete(rec->payload, rec->len, &k, &e);
-    if (rc == NPVDB_OK && !r->coll)
-        rc = npvdb_set_error(&e, NPVDB_ESTATE,
-                             "no collection (no Init before it)");
-    if (rc == NPVDB_OK && rec->type == REC_INSERT &&
-        k.dim != npvdb_dim(r->coll))
-        rc = npvdb_set_error(&e, NPVDB_EINVAL, "dim %u is not the collection's",
-                             k.dim);
-    if (rc == NPVDB_OK && rec->type == REC_INSERT)
-        rc = npvdb_insert(r->coll, k.keys, k.rows, k.n, NULL, &e);
-    else if (rc == NPVDB_OK)
-        rc = npvdb_delete(r->coll, k.keys, k.n, NULL, &e);
+    npvdb_code rc = rec_decode_keys(rec->type, rec->payload, rec->len, &k, &e);
+    npvdb_collection *c = NULL;
+    if (rc == NPVDB_OK && !(c = table_get(&r->s->restored, k.name)))
+        rc = npvdb_set_error(&e, NPVDB_ENOTFOUND,
+                             "collection '%s' does not exist", k.name);
+    if (rc == NPVDB_OK) rc = apply_keys(c, rec->type, &k, &e);
     rec_keys_free(&k);
+    return replay_outcome(r, rec, rc, e.msg, err);
+}
+
+static npvdb_code replay_drop(replay_ctx *r, const wal_record *rec,
+                              npvdb_error *err)
+{
+    char name[REC_MAX_NAME + 1];
+    npvdb_error e = {0};
+    npvdb_code rc = rec_decode_drop(rec->payload, rec->len, name, &e);
+    if (rc == NPVDB_OK && !table_remove(&r->s->restored, name))
+        rc = npvdb_set_error(&e, NPVDB_ENOTFOUND,
+                             "collection '%s' does not exist", name);
     return replay_outcome(r, rec, rc, e.msg, err);
 }
 
@@ -240,18 +348,43 @@ static npvdb_code replay_apply(void *ctx, const wal_record *rec,
                                npvdb_error *err)
 {
     replay_ctx *r = ctx;
-    if (rec->type == REC_INIT) return replay_init(r, rec, err);
-    return replay_keys(r, rec, err);
+    switch (rec->type) {
+    case REC_INIT:
+        return replay_init(r, rec, err);
+    case REC_DROP:
+        return replay_drop(r, rec, err);
+    case REC_INSERT:
+    case REC_INSERT2:
+    case REC_DELETE:
+    case REC_DELETE2:
+        return replay_keys(r, rec, err);
+    default:
+        return replay_outcome(r, rec, NPVDB_EINVAL, "unknown record type", err);
+    }
 }
 
-/* Restores the newest snapshot that verifies; *seq 0 and *coll NULL if none.
- * A refused file is logged and left in place for inspection. */
-static npvdb_code restore_newest(npvdb_store *s, npvdb_collection **coll,
-                                 uint64_t *seq, npvdb_error *err)
+static npvdb_code restore_one(void *ctx, const char *name, npvdb_collection *c,
+                              const npvdb_config *cfg, npvdb_error *err)
+{
+    npvdb_store *s = ctx;
+    int found;
+    table_find(&s->restored, name, &found);
+    if (found) {
+        npvdb_free(c);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "collection '%s' appears twice", name);
+    }
+    if (strcmp(name, NPVDB_STORE_DEFAULT) == 0) s->legacy_cfg = *cfg;
+    return table_put(&s->restored, name, c, cfg, err);
+}
+
+/* Restores the newest snapshot that verifies; *seq 0 and no collection if
+ * none. A refused file is logged and left in place for inspection. */
+static npvdb_code restore_newest(npvdb_store *s, uint64_t *seq,
+                                 npvdb_error *err)
 {
     uint64_t *seqs;
     size_t n;
-    *coll = NULL;
     *seq = 0;
     npvdb_code rc = list_snaps(s->dir, 1, &seqs, &n, err);
     for (size_t i = 0; rc == NPVDB_OK && i < n; i++) {
@@ -265,19 +398,21 @@ static npvdb_code restore_newest(npvdb_store *s, npvdb_collection **coll,
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         npvdb_error e = {0};
-        npvdb_config cfg;
-        npvdb_code r = snap_read(path, s->cfg.n_workers, coll, seq, &cfg, &e);
+        npvdb_code r = snap_read(path, s->cfg.n_workers, s->cfg.workers,
+                                 restore_one, s, seq, &e);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         if (r == NPVDB_OK) {
-            s->coll_cfg = cfg;
-            st_log("restored snapshot %s (covers log record %" PRIu64
-                   ") in %.2f s",
-                   path, *seq,
+            st_log("restored snapshot %s (%zu collections, covers log record "
+                   "%" PRIu64 ") in %.2f s",
+                   path, s->restored.n, *seq,
                    (double)(t1.tv_sec - t0.tv_sec) +
                        (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
             free(path);
             break;
         }
+        table_free(&s->restored); /* a file is taken whole or not at all */
+        memset(&s->legacy_cfg, 0, sizeof s->legacy_cfg);
+        *seq = 0;
         if (r == NPVDB_ENOMEM)
             rc = npvdb_set_error(err, r, "restoring %s: %s", path, e.msg);
         else
@@ -289,10 +424,15 @@ static npvdb_code restore_newest(npvdb_store *s, npvdb_collection **coll,
     return rc;
 }
 
+int npvdb_store_name_valid(const char *name, size_t len)
+{
+    return rec_name_valid(name, len);
+}
+
 npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
                               npvdb_collection **out_coll, npvdb_error *err)
 {
-    *out_coll = NULL;
+    if (out_coll) *out_coll = NULL;
     if (!cfg || !cfg->data_dir || !cfg->data_dir[0]) {
         npvdb_set_error(err, NPVDB_EINVAL, "no data directory given");
         return NULL;
@@ -312,7 +452,7 @@ npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
     replay_ctx r = {.s = s};
     uint64_t snap_seq = 0;
     if (lock_dir(s, err) != NPVDB_OK ||
-        restore_newest(s, &r.coll, &snap_seq, err) != NPVDB_OK)
+        restore_newest(s, &snap_seq, err) != NPVDB_OK)
         goto fail;
     wal_options wo = {
         .dir = s->dir, .sync = cfg->sync, .interval_ms = cfg->sync_interval_ms};
@@ -323,18 +463,34 @@ npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
                " (%" PRIu64 " skipped); next record is %" PRIu64,
                r.applied + r.skipped, snap_seq, r.skipped,
                wal_last_seq(s->wal) + 1);
-    *out_coll = r.coll;
+    if (out_coll) {
+        int found;
+        size_t i = table_find(&s->restored, NPVDB_STORE_DEFAULT, &found);
+        if (found) {
+            *out_coll = s->restored.v[i].coll;
+            s->restored.v[i].coll = NULL;
+        }
+        table_free(&s->restored);
+    }
     return s;
 fail:
-    npvdb_free(r.coll);
     npvdb_store_close(s);
     return NULL;
+}
+
+void npvdb_store_take_restored(npvdb_store *s, npvdb_store_coll **out,
+                               size_t *n)
+{
+    *out = s->restored.v;
+    *n = s->restored.n;
+    memset(&s->restored, 0, sizeof s->restored);
 }
 
 void npvdb_store_close(npvdb_store *s)
 {
     if (!s) return;
     wal_close(s->wal);
+    table_free(&s->restored);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->snap_mu);
@@ -344,13 +500,83 @@ void npvdb_store_close(npvdb_store *s)
 
 /* ---- logging ----------------------------------------------------------- */
 
-static npvdb_code append(npvdb_store *s, uint8_t type, npvdb_code enc,
-                         rec_buf *b, uint64_t *seq, npvdb_error *err)
+struct npvdb_store_rec {
+    rec_buf b;
+};
+
+/* Wraps an encoder's outcome into a heap record. */
+static npvdb_code wrap_rec(npvdb_code enc, rec_buf *b, npvdb_store_rec **out,
+                           npvdb_error *err)
 {
+    *out = NULL;
     if (enc != NPVDB_OK) return enc;
-    npvdb_code rc = wal_append(s->wal, type, b, seq, err);
-    if (rc == NPVDB_OK) atomic_fetch_add(&s->log_bytes, b->len);
-    free(b->buf);
+    npvdb_store_rec *r = malloc(sizeof *r);
+    if (!r) {
+        free(b->buf);
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a record");
+    }
+    r->b = *b;
+    *out = r;
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_store_encode_init(const char *name, const npvdb_config *cfg,
+                                   const float *train, size_t n_train,
+                                   npvdb_store_rec **out, npvdb_error *err)
+{
+    rec_buf b = {0};
+    return wrap_rec(rec_encode_init(name, cfg, train, n_train, &b, err), &b,
+                    out, err);
+}
+
+npvdb_code npvdb_store_encode_insert(const char *name, const char *const *keys,
+                                     const float *rows,
+                                     const npvdb_payload *payloads, size_t n,
+                                     uint32_t dim, npvdb_store_rec **out,
+                                     npvdb_error *err)
+{
+    rec_buf b = {0};
+    return wrap_rec(
+        rec_encode_insert(name, keys, rows, payloads, n, dim, &b, err), &b, out,
+        err);
+}
+
+npvdb_code npvdb_store_encode_delete(const char *name, const char *const *keys,
+                                     size_t n, npvdb_store_rec **out,
+                                     npvdb_error *err)
+{
+    rec_buf b = {0};
+    return wrap_rec(rec_encode_delete(name, keys, n, &b, err), &b, out, err);
+}
+
+npvdb_code npvdb_store_encode_drop(const char *name, npvdb_store_rec **out,
+                                   npvdb_error *err)
+{
+    rec_buf b = {0};
+    return wrap_rec(rec_encode_drop(name, &b, err), &b, out, err);
+}
+
+void npvdb_store_rec_free(npvdb_store_rec *r)
+{
+    if (!r) return;
+    free(r->b.buf);
+    free(r);
+}
+
+npvdb_code npvdb_store_append(npvdb_store *s, npvdb_store_rec *r, uint64_t *seq,
+                              npvdb_error *err)
+{
+    npvdb_code rc = wal_append(s->wal, r->b.type, &r->b, seq, err);
+    if (rc == NPVDB_OK) atomic_fetch_add(&s->log_bytes, r->b.len);
+    return rc;
+}
+
+/* Appends and frees an encoded record (the one-collection wrappers). */
+static npvdb_code append_once(npvdb_store *s, npvdb_store_rec *r, uint64_t *seq,
+                              npvdb_error *err)
+{
+    npvdb_code rc = npvdb_store_append(s, r, seq, err);
+    npvdb_store_rec_free(r);
     return rc;
 }
 
@@ -358,13 +584,13 @@ npvdb_code npvdb_store_log_init(npvdb_store *s, const npvdb_config *cfg,
                                 const float *train, size_t n_train,
                                 uint64_t *seq, npvdb_error *err)
 {
-    rec_buf b = {0};
-    npvdb_code rc =
-        append(s, REC_INIT, rec_encode_init(cfg, train, n_train, &b, err), &b,
-               seq, err);
+    npvdb_store_rec *r;
+    npvdb_code rc = npvdb_store_encode_init(NPVDB_STORE_DEFAULT, cfg, train,
+                                            n_train, &r, err);
+    if (rc == NPVDB_OK) rc = append_once(s, r, seq, err);
     if (rc == NPVDB_OK) {
         pthread_mutex_lock(&s->mu);
-        s->coll_cfg = *cfg;
+        s->legacy_cfg = *cfg;
         pthread_mutex_unlock(&s->mu);
     }
     return rc;
@@ -374,17 +600,19 @@ npvdb_code npvdb_store_log_insert(npvdb_store *s, const char *const *keys,
                                   const float *rows, size_t n, uint32_t dim,
                                   uint64_t *seq, npvdb_error *err)
 {
-    rec_buf b = {0};
-    return append(s, REC_INSERT, rec_encode_insert(keys, rows, n, dim, &b, err),
-                  &b, seq, err);
+    npvdb_store_rec *r;
+    npvdb_code rc = npvdb_store_encode_insert(NPVDB_STORE_DEFAULT, keys, rows,
+                                              NULL, n, dim, &r, err);
+    return rc == NPVDB_OK ? append_once(s, r, seq, err) : rc;
 }
 
 npvdb_code npvdb_store_log_delete(npvdb_store *s, const char *const *keys,
                                   size_t n, uint64_t *seq, npvdb_error *err)
 {
-    rec_buf b = {0};
-    return append(s, REC_DELETE, rec_encode_delete(keys, n, &b, err), &b, seq,
-                  err);
+    npvdb_store_rec *r;
+    npvdb_code rc =
+        npvdb_store_encode_delete(NPVDB_STORE_DEFAULT, keys, n, &r, err);
+    return rc == NPVDB_OK ? append_once(s, r, seq, err) : rc;
 }
 
 npvdb_code npvdb_store_wait_durable(npvdb_store *s, uint64_t seq,
@@ -435,55 +663,119 @@ static npvdb_code retain(npvdb_store *s, npvdb_error *err)
     return rc;
 }
 
+struct npvdb_snapshot {
+    npvdb_store *s;
+    snap_writer *w;
+    char *path, *tmp;
+    uint64_t seq, base;
+    struct timespec t0;
+};
+
+npvdb_code npvdb_store_snapshot_begin(npvdb_store *s, uint64_t covered_seq,
+                                      npvdb_snapshot **out, npvdb_error *err)
+{
+    *out = NULL;
+    npvdb_snapshot *sn = calloc(1, sizeof *sn);
+    if (!sn) return npvdb_set_error(err, NPVDB_ENOMEM, "no memory");
+    clock_gettime(CLOCK_MONOTONIC, &sn->t0);
+    pthread_mutex_lock(&s->snap_mu);
+    sn->s = s;
+    sn->seq = covered_seq;
+    sn->base = atomic_load(&s->log_bytes);
+    char name[64], tmp_name[80];
+    snap_name(name, sizeof name, covered_seq);
+    snprintf(tmp_name, sizeof tmp_name, "%s.tmp", name);
+    sn->path = st_path(s->dir, name);
+    sn->tmp = st_path(s->dir, tmp_name);
+    npvdb_code rc = NPVDB_OK;
+    if (!sn->path || !sn->tmp)
+        rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
+    if (rc == NPVDB_OK) rc = snap_begin(sn->tmp, covered_seq, &sn->w, err);
+    if (rc != NPVDB_OK) {
+        npvdb_store_snapshot_abort(sn);
+        return rc;
+    }
+    *out = sn;
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_store_snapshot_add(npvdb_snapshot *sn, const char *name,
+                                    npvdb_collection *c,
+                                    const npvdb_config *cfg, npvdb_error *err)
+{
+    if (!name || !rec_name_valid(name, strnlen(name, REC_MAX_NAME + 1)))
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "snapshot: bad collection name");
+    if (!c || !cfg)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "snapshot: no collection '%s'", name);
+    return snap_add(sn->w, name, c, cfg, err);
+}
+
+void npvdb_store_snapshot_abort(npvdb_snapshot *sn)
+{
+    if (!sn) return;
+    if (sn->w) snap_abort(sn->w);
+    if (sn->tmp) unlink(sn->tmp);
+    pthread_mutex_unlock(&sn->s->snap_mu);
+    free(sn->path);
+    free(sn->tmp);
+    free(sn);
+}
+
+npvdb_code npvdb_store_snapshot_commit(npvdb_snapshot *sn,
+                                       npvdb_snapshot_info *info,
+                                       npvdb_error *err)
+{
+    npvdb_store *s = sn->s;
+    npvdb_snapshot_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
+    npvdb_code rc = snap_finish(sn->w, info, err);
+    sn->w = NULL;
+    /* rename is the commit point: before it, the old snapshots rule. */
+    if (rc == NPVDB_OK && rename(sn->tmp, sn->path) != 0)
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot rename %s: %s",
+                             sn->tmp, strerror(errno));
+    if (rc == NPVDB_OK && st_fsync_dir(s->dir) != 0)
+        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot fsync %s: %s",
+                             s->dir, strerror(errno));
+    if (rc == NPVDB_OK) {
+        snprintf(info->path, sizeof info->path, "%s", sn->path);
+        info->sequence = sn->seq;
+        atomic_store(&s->snap_base, sn->base);
+        rc = retain(s, err);
+    }
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    info->seconds = (double)(t1.tv_sec - sn->t0.tv_sec) +
+                    (double)(t1.tv_nsec - sn->t0.tv_nsec) / 1e9;
+    if (rc == NPVDB_OK)
+        st_log("snapshot %s: %" PRIu64 " collections, %" PRIu64
+               " vectors, %" PRIu64 " bytes, covers log record %" PRIu64
+               ", %.2f s",
+               info->path, info->collections, info->vectors, info->bytes,
+               sn->seq, info->seconds);
+    npvdb_store_snapshot_abort(sn); /* unlinks tmp if the rename failed */
+    return rc;
+}
+
 npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
                                 uint64_t covered_seq, npvdb_snapshot_info *info,
                                 npvdb_error *err)
 {
     if (!c)
         return npvdb_set_error(err, NPVDB_ESTATE, "no collection to snapshot");
-    npvdb_snapshot_info local;
-    if (!info) info = &local;
-    memset(info, 0, sizeof *info);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    pthread_mutex_lock(&s->snap_mu);
-    uint64_t base = atomic_load(&s->log_bytes);
     pthread_mutex_lock(&s->mu);
-    npvdb_config cfg = s->coll_cfg;
+    npvdb_config cfg = s->legacy_cfg;
     pthread_mutex_unlock(&s->mu);
-    char name[64], tmp_name[80];
-    snap_name(name, sizeof name, covered_seq);
-    snprintf(tmp_name, sizeof tmp_name, "%s.tmp", name);
-    char *path = st_path(s->dir, name);
-    char *tmp = st_path(s->dir, tmp_name);
-    npvdb_code rc = NPVDB_OK;
-    if (!path || !tmp)
-        rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a path");
-    if (rc == NPVDB_OK) rc = snap_write(tmp, c, &cfg, covered_seq, info, err);
-    /* rename is the commit point: before it, the old snapshots rule. */
-    if (rc == NPVDB_OK && rename(tmp, path) != 0)
-        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot rename %s: %s", tmp,
-                             strerror(errno));
-    if (rc == NPVDB_OK && st_fsync_dir(s->dir) != 0)
-        rc = npvdb_set_error(err, NPVDB_EINTERNAL, "cannot fsync %s: %s",
-                             s->dir, strerror(errno));
-    if (rc != NPVDB_OK && tmp) unlink(tmp);
-    if (rc == NPVDB_OK) {
-        snprintf(info->path, sizeof info->path, "%s", path);
-        info->sequence = covered_seq;
-        atomic_store(&s->snap_base, base);
-        rc = retain(s, err);
+    npvdb_snapshot *sn;
+    npvdb_code rc = npvdb_store_snapshot_begin(s, covered_seq, &sn, err);
+    if (rc != NPVDB_OK) return rc;
+    rc = npvdb_store_snapshot_add(sn, NPVDB_STORE_DEFAULT, c, &cfg, err);
+    if (rc != NPVDB_OK) {
+        npvdb_store_snapshot_abort(sn);
+        return rc;
     }
-    pthread_mutex_unlock(&s->snap_mu);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    info->seconds = (double)(t1.tv_sec - t0.tv_sec) +
-                    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    if (rc == NPVDB_OK)
-        st_log("snapshot %s: %" PRIu64 " vectors, %" PRIu64
-               " bytes, covers log record %" PRIu64 ", %.2f s",
-               info->path, info->vectors, info->bytes, covered_seq,
-               info->seconds);
-    free(path);
-    free(tmp);
-    return rc;
+    return npvdb_store_snapshot_commit(sn, info, err);
 }

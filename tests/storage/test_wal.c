@@ -35,9 +35,10 @@ static npvdb_code collect(void *ctx, const wal_record *rec, npvdb_error *err)
 {
     seen *s = ctx;
     rec_keys k;
-    assert_int_equal(rec->type, REC_INSERT);
-    assert_int_equal(rec_decode_insert(rec->payload, rec->len, &k, err),
-                     NPVDB_OK);
+    assert_int_equal(rec->type, REC_INSERT2);
+    assert_int_equal(
+        rec_decode_keys(rec->type, rec->payload, rec->len, &k, err), NPVDB_OK);
+    assert_string_equal(k.name, "c");
     assert_true(s->n < 4096);
     s->seqs[s->n] = rec->seq;
     s->first_val[s->n] = k.rows[0];
@@ -72,9 +73,10 @@ static npvdb_code append_insert(wal *w, float val, size_t n_keys, uint64_t *seq,
             rows[i * DIM + d] = val;
     }
     rec_buf b;
-    npvdb_code rc = rec_encode_insert(keys, rows, n_keys, DIM, &b, err);
+    npvdb_code rc =
+        rec_encode_insert("c", keys, rows, NULL, n_keys, DIM, &b, err);
     if (rc != NPVDB_OK) return rc;
-    rc = wal_append(w, REC_INSERT, &b, seq, err);
+    rc = wal_append(w, b.type, &b, seq, err);
     free(b.buf);
     return rc;
 }
@@ -462,38 +464,72 @@ static void test_record_codecs(void **state)
         rows[i] = (float)i * 0.5f;
     rec_buf b;
     npvdb_error err;
-    assert_int_equal(rec_encode_insert(keys, rows, 3, DIM, &b, &err), NPVDB_OK);
+    assert_int_equal(
+        rec_encode_insert("my.coll-1", keys, rows, NULL, 3, DIM, &b, &err),
+        NPVDB_OK);
+    assert_int_equal(b.type, REC_INSERT2);
     rec_keys k;
-    assert_int_equal(rec_decode_insert(b.buf + REC_HEADROOM, b.len, &k, &err),
-                     NPVDB_OK);
+    assert_int_equal(
+        rec_decode_keys(b.type, b.buf + REC_HEADROOM, b.len, &k, &err),
+        NPVDB_OK);
+    assert_string_equal(k.name, "my.coll-1");
     assert_int_equal(k.n, 3);
     assert_int_equal(k.dim, DIM);
+    assert_null(k.payloads);
     for (int i = 0; i < 3; i++)
         assert_string_equal(k.keys[i], keys[i]);
     assert_memory_equal(k.rows, rows, sizeof rows);
+    /* Rows are 8-aligned in the record: used in place, not copied. */
+    assert_null(k.owned_);
     rec_keys_free(&k);
     /* Every truncation of the payload is refused, never read past. */
     for (size_t cut = 0; cut < b.len; cut++) {
         uint8_t *copy = malloc(cut ? cut : 1);
         memcpy(copy, b.buf + REC_HEADROOM, cut);
-        assert_int_equal(rec_decode_insert(copy, cut, &k, &err), NPVDB_EINVAL);
+        assert_int_equal(rec_decode_keys(b.type, copy, cut, &k, &err),
+                         NPVDB_EINVAL);
         free(copy);
     }
     /* Unaligned payloads decode too (rows copied). */
     uint8_t *odd = malloc(b.len + 1);
     memcpy(odd + 1, b.buf + REC_HEADROOM, b.len);
-    assert_int_equal(rec_decode_insert(odd + 1, b.len, &k, &err), NPVDB_OK);
+    assert_int_equal(rec_decode_keys(b.type, odd + 1, b.len, &k, &err),
+                     NPVDB_OK);
     assert_memory_equal(k.rows, rows, sizeof rows);
     rec_keys_free(&k);
     free(odd);
+    /* A name byte outside the alphabet, or padding that is not zero. */
+    b.buf[REC_HEADROOM + 16 + 2] = '/';
+    assert_int_equal(
+        rec_decode_keys(b.type, b.buf + REC_HEADROOM, b.len, &k, &err),
+        NPVDB_EINVAL);
+    b.buf[REC_HEADROOM + 16 + 2] = '.';
+    b.buf[REC_HEADROOM + 16 + 9] = 1;
+    assert_int_equal(
+        rec_decode_keys(b.type, b.buf + REC_HEADROOM, b.len, &k, &err),
+        NPVDB_EINVAL);
     free(b.buf);
 
-    assert_int_equal(rec_encode_delete(keys, 3, &b, &err), NPVDB_OK);
-    assert_int_equal(rec_decode_delete(b.buf + REC_HEADROOM, b.len, &k, &err),
-                     NPVDB_OK);
+    assert_int_equal(rec_encode_delete("d", keys, 3, &b, &err), NPVDB_OK);
+    assert_int_equal(
+        rec_decode_keys(b.type, b.buf + REC_HEADROOM, b.len, &k, &err),
+        NPVDB_OK);
+    assert_int_equal(b.type, REC_DELETE2);
+    assert_string_equal(k.name, "d");
     assert_int_equal(k.n, 3);
     assert_string_equal(k.keys[2], keys[2]);
     rec_keys_free(&k);
+    free(b.buf);
+
+    char name[REC_MAX_NAME + 1];
+    assert_int_equal(rec_encode_drop("gone", &b, &err), NPVDB_OK);
+    assert_int_equal(b.type, REC_DROP);
+    assert_int_equal(rec_decode_drop(b.buf + REC_HEADROOM, b.len, name, &err),
+                     NPVDB_OK);
+    assert_string_equal(name, "gone");
+    for (size_t cut = 0; cut < b.len; cut++)
+        assert_int_equal(rec_decode_drop(b.buf + REC_HEADROOM, cut, name, &err),
+                         NPVDB_EINVAL);
     free(b.buf);
 
     npvdb_config cfg = {.dim = DIM,
@@ -503,10 +539,11 @@ static void test_record_codecs(void **state)
                         .kmeans_iters = 4,
                         .default_nprobe = 2,
                         .seed = 0x1234567890ull};
-    assert_int_equal(rec_encode_init(&cfg, rows, 3, &b, &err), NPVDB_OK);
+    assert_int_equal(rec_encode_init("abc", &cfg, rows, 3, &b, &err), NPVDB_OK);
     rec_init in;
     assert_int_equal(rec_decode_init(b.buf + REC_HEADROOM, b.len, &in, &err),
                      NPVDB_OK);
+    assert_string_equal(in.name, "abc");
     assert_int_equal(in.cfg.n_shards, 7);
     assert_int_equal(in.cfg.seed, cfg.seed);
     assert_int_equal(in.cfg.metric, NPVDB_METRIC_L2);
@@ -519,12 +556,70 @@ static void test_record_codecs(void **state)
                      NPVDB_EINVAL);
     free(b.buf);
 
+    /* Bad names are refused by every encoder. */
+    char long_name[REC_MAX_NAME + 2];
+    memset(long_name, 'a', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    const char *bad[] = {"", "a b", "a/b", long_name, NULL};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(rec_encode_drop(bad[i], &b, &err), NPVDB_EINVAL);
+        assert_int_equal(rec_encode_init(bad[i], &cfg, NULL, 0, &b, &err),
+                         NPVDB_EINVAL);
+    }
+    long_name[REC_MAX_NAME] = 0; /* exactly 255 bytes is fine */
+    assert_int_equal(rec_encode_drop(long_name, &b, &err), NPVDB_OK);
+    assert_int_equal(rec_decode_drop(b.buf + REC_HEADROOM, b.len, name, &err),
+                     NPVDB_OK);
+    assert_string_equal(name, long_name);
+    free(b.buf);
+
     /* A key count far beyond the bytes: refused before allocating. */
     uint8_t evil[12] = {4, 0, 0, 0, 0xff, 0xff, 0xff, 0x0f};
-    assert_int_equal(rec_decode_insert(evil, sizeof evil, &k, &err),
+    assert_int_equal(rec_decode_keys(REC_INSERT, evil, sizeof evil, &k, &err),
                      NPVDB_EINVAL);
     const char *big[] = {NULL};
-    assert_int_equal(rec_encode_delete(big, 1, &b, &err), NPVDB_EINVAL);
+    assert_int_equal(rec_encode_delete("x", big, 1, &b, &err), NPVDB_EINVAL);
+}
+
+/* Version 1 payloads (as cef0ef2 wrote them) decode as collection
+ * "default". */
+static void test_record_v1(void **state)
+{
+    (void)state;
+    /* INSERT v1: dim 2, n 1, rows {1, 2}, key "k". */
+    uint8_t ins[8 + 8 + 6] = {2, 0, 0, 0, 1, 0, 0, 0};
+    float r[2] = {1.0f, 2.0f};
+    memcpy(ins + 8, r, 8);
+    uint8_t key[6] = {1, 0, 0, 0, 'k', 0};
+    memcpy(ins + 16, key, 6);
+    rec_keys k;
+    npvdb_error err;
+    assert_int_equal(rec_decode_keys(REC_INSERT, ins, sizeof ins, &k, &err),
+                     NPVDB_OK);
+    assert_string_equal(k.name, "default");
+    assert_int_equal(k.n, 1);
+    assert_string_equal(k.keys[0], "k");
+    assert_memory_equal(k.rows, r, sizeof r);
+    rec_keys_free(&k);
+    /* DELETE v1: n 1, 0, key "k". */
+    uint8_t del[8 + 6] = {1, 0, 0, 0, 0, 0, 0, 0};
+    memcpy(del + 8, key, 6);
+    assert_int_equal(rec_decode_keys(REC_DELETE, del, sizeof del, &k, &err),
+                     NPVDB_OK);
+    assert_string_equal(k.name, "default");
+    assert_string_equal(k.keys[0], "k");
+    rec_keys_free(&k);
+    /* INIT v1: version 1, dim 2, L2, no training rows. */
+    uint8_t init[48] = {1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 3};
+    rec_init in;
+    assert_int_equal(rec_decode_init(init, sizeof init, &in, &err), NPVDB_OK);
+    assert_string_equal(in.name, "default");
+    assert_int_equal(in.cfg.dim, 2);
+    assert_int_equal(in.cfg.n_shards, 3);
+    rec_init_free(&in);
+    init[0] = 3; /* unknown version */
+    assert_int_equal(rec_decode_init(init, sizeof init, &in, &err),
+                     NPVDB_EINVAL);
 }
 
 int main(void)
@@ -542,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_group_commit),
         cmocka_unit_test(test_interval_mode),
         cmocka_unit_test(test_record_codecs),
+        cmocka_unit_test(test_record_v1),
     };
     /* TEST_FILTER=test_name (globs allowed) runs a subset. */
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));

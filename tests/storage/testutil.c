@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 char *tu_tempdir(void)
 {
@@ -113,4 +114,45 @@ char *tu_find(const char *dir, const char *prefix, const char *suffix,
     }
     closedir(d);
     return best[0] ? tu_join(dir, best) : NULL;
+}
+
+/* Gunzips src into dst. */
+static int gunzip_to(const char *src, const char *dst)
+{
+    gzFile in = gzopen(src, "rb");
+    FILE *out = fopen(dst, "wb");
+    int rc = in && out ? 0 : -1;
+    char buf[65536];
+    int n;
+    while (rc == 0 && (n = gzread(in, buf, sizeof buf)) > 0)
+        if (fwrite(buf, 1, (size_t)n, out) != (size_t)n) rc = -1;
+    if (rc == 0 && n < 0) rc = -1;
+    if (in) gzclose(in);
+    if (out && fclose(out) != 0) rc = -1;
+    return rc;
+}
+
+int tu_copy_fixture(const char *src, const char *dst)
+{
+    DIR *d = opendir(src);
+    if (!d) return -1;
+    mkdir(dst, 0755);
+    struct dirent *e;
+    int rc = 0;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        size_t len = strlen(e->d_name);
+        char *from = tu_join(src, e->d_name);
+        char *to = tu_join(dst, e->d_name);
+        if (len > 3 && strcmp(e->d_name + len - 3, ".gz") == 0) {
+            to[strlen(to) - 3] = '\0';
+            rc = gunzip_to(from, to);
+        } else {
+            rc = tu_copy(from, to);
+        }
+        free(from);
+        free(to);
+    }
+    closedir(d);
+    return rc;
 }

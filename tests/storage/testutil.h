@@ -25,4 +25,8 @@ int tu_count(const char *dir, const char *prefix);
 char *tu_find(const char *dir, const char *prefix, const char *suffix,
               int newest);
 
+/* Copies the fixture directory src into dst (created), gunzipping *.gz
+ * files (the name loses .gz). Returns 0 on success. */
+int tu_copy_fixture(const char *src, const char *dst);
+
 #endif

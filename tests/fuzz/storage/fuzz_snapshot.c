@@ -58,11 +58,33 @@ static void put_ds(hid_t f, const char *name, hid_t ftype, hid_t mtype,
     H5Sclose(sp);
 }
 
+typedef struct got {
+    uint32_t n;
+    int colls;
+} got;
+
+/* Each restored collection: never more rows than the file holds. */
+static npvdb_code on_coll(void *ctx, const char *name, npvdb_collection *c,
+                          const npvdb_config *cfg, npvdb_error *err)
+{
+    got *g = ctx;
+    (void)cfg;
+    if (!name[0]) abort();
+    npvdb_stats stats;
+    if (npvdb_stats_get(c, &stats, err) == NPVDB_OK) {
+        if (stats.n_vectors > g->n) abort();
+        npvdb_stats_free(&stats);
+    }
+    g->colls++;
+    npvdb_free(c);
+    return NPVDB_OK;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     src s = {data, size};
-    uint64_t flags = take(&s, 2);
+    uint64_t flags = take(&s, 3);
     uint32_t dim = 1 + (uint32_t)take(&s, 1) % 4;
     uint32_t n_shards = 1 + (uint32_t)take(&s, 1) % 3;
     uint32_t n = (uint32_t)take(&s, 1) % 12;
@@ -104,17 +126,51 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     char path[64];
     snprintf(path, sizeof path, "/tmp/npvdb-fuzz-snap-%d.h5", (int)getpid());
-    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-    if (f < 0) return 0;
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (file < 0) return 0;
     /* Each attribute is right unless its flag bit says fuzz it. */
     uint64_t raw = take(&s, 8);
-    put_u64(f, "format_version", (flags & 8) ? raw % 3 : 1);
+    /* Version 2 (flag 65536): the collection in /collections/<name>, the
+     * name attribute right, or fuzzed bytes, or missing. */
+    int v2 = (flags & 65536) != 0;
+    hid_t f = file, colls = -1;
+    put_u64(file, "format_version", (flags & 8) ? raw % 4 : (v2 ? 2 : 1));
+    put_u64(file, "sequence", raw);
+    if (v2) {
+        char name[8] = "c";
+        if (flags & 131072) {
+            for (int i = 0; i < 7; i++)
+                name[i] = (char)(take(&s, 1) | 1);
+            name[7] = 0;
+        }
+        put_u64(file, "n_collections", (flags & 262144) ? raw % 3 : 1);
+        colls = H5Gcreate2(file, "collections", H5P_DEFAULT, H5P_DEFAULT,
+                           H5P_DEFAULT);
+        f = H5Gcreate2(colls, (flags & 524288) ? "other" : name, H5P_DEFAULT,
+                       H5P_DEFAULT, H5P_DEFAULT);
+        if (f < 0) { /* a name HDF5 itself refuses ("." or a slash) */
+            H5Gclose(colls);
+            H5Fclose(file);
+            unlink(path);
+            return 0;
+        }
+        if (!(flags & 1048576)) {
+            hid_t t = H5Tcopy(H5T_C_S1);
+            H5Tset_size(t, strlen(name) + 1);
+            H5Tset_cset(t, H5T_CSET_UTF8);
+            hid_t sp = H5Screate(H5S_SCALAR);
+            hid_t a = H5Acreate2(f, "name", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+            H5Awrite(a, t, name);
+            H5Aclose(a);
+            H5Sclose(sp);
+            H5Tclose(t);
+        }
+    }
     put_u64(f, "metric_id", (flags & 16) ? raw % 5 : 1);
     put_u64(f, "dim", (flags & 32) ? raw % 6 : dim);
     put_u64(f, "n_shards", (flags & 64) ? raw % 5 : n_shards);
     put_u64(f, "trained", (flags & 128) ? raw % 3 : (uint64_t)trained);
     put_u64(f, "n_vectors", (flags & 256) ? raw % 16 : n);
-    put_u64(f, "sequence", raw);
     if (!(flags & 512)) {
         put_u64(f, "config_n_shards", n_shards);
         put_u64(f, "train_per_shard", raw >> 60);
@@ -139,21 +195,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     H5Tset_size(st, H5T_VARIABLE);
     put_ds(f, "keys", st, st, 1, n, 1, keys);
     H5Tclose(st);
-    H5Fclose(f);
-
-    npvdb_collection *c = NULL;
-    uint64_t seq;
-    npvdb_config cfg;
-    npvdb_error err;
-    if (snap_read(path, 1, &c, &seq, &cfg, &err) == NPVDB_OK) {
-        npvdb_stats stats;
-        if (npvdb_stats_get(c, &stats, &err) == NPVDB_OK) {
-            if (stats.n_vectors > n)
-                abort(); /* restored more than the file holds */
-            npvdb_stats_free(&stats);
-        }
-        npvdb_free(c);
+    if (v2) {
+        H5Gclose(f);
+        H5Gclose(colls);
     }
+    H5Fclose(file);
+
+    uint64_t seq;
+    npvdb_error err;
+    got g = {.n = n};
+    npvdb_code rc = snap_read(path, 1, NULL, on_coll, &g, &seq, &err);
+    /* At most the one collection written (none when a fuzzed name put the
+     * group outside /collections). */
+    if (rc == NPVDB_OK && g.colls > 1) abort();
     unlink(path);
     return 0;
 }

@@ -2,7 +2,8 @@
  * fuzz_wal.c -- libFuzzer target for the log reader: any bytes, read as a
  * segment body, must give records or a clean stop, never a crash, an
  * over-read or a huge allocation; every record that passes the CRC is fed to
- * its payload decoder, and the payload decoders also get the raw input.
+ * its payload decoder, and every payload decoder (v1 and named records, the
+ * payload blobs inside inserts) also gets the raw input.
  */
 #include "record.h"
 #include "wal.h"
@@ -20,18 +21,28 @@ static void decode(uint8_t type, const uint8_t *p, size_t len)
         if (rec_decode_init(p, len, &in, &err) == NPVDB_OK) {
             volatile float sink = 0;
             if (in.n_train) sink += in.train[in.n_train * in.cfg.dim - 1];
+            sink += (float)strlen(in.name);
             (void)sink;
             rec_init_free(&in);
         }
         return;
     }
+    if (type == REC_DROP) {
+        char name[REC_MAX_NAME + 1];
+        if (rec_decode_drop(p, len, name, &err) == NPVDB_OK &&
+            !rec_name_valid(name, strlen(name)))
+            abort(); /* a decoded name is always valid */
+        return;
+    }
     rec_keys k;
-    npvdb_code rc = type == REC_INSERT ? rec_decode_insert(p, len, &k, &err)
-                                       : rec_decode_delete(p, len, &k, &err);
-    if (rc != NPVDB_OK) return;
+    if (rec_decode_keys(type, p, len, &k, &err) != NPVDB_OK) return;
+    if (!rec_name_valid(k.name, strlen(k.name))) abort();
     volatile size_t sink = 0;
     for (size_t i = 0; i < k.n; i++)
         sink += strlen(k.keys[i]);
+    for (size_t i = 0; k.payloads && i < k.n; i++)
+        if (k.payloads[i].len)
+            sink += k.payloads[i].data[k.payloads[i].len - 1];
     if (k.rows && k.n) sink += (size_t)k.rows[k.n * k.dim - 1];
     (void)sink;
     rec_keys_free(&k);
@@ -57,10 +68,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, size);
     wal_scan_buffer(buf, size, expect, 0, on_record, NULL, &out, &err);
     if (out.good_end > size) abort();
-    for (uint8_t t = REC_INIT; t <= REC_DELETE; t++)
+    for (uint8_t t = REC_INIT; t <= REC_DROP; t++)
         decode(t, buf, size);
     /* And at an odd address: the decoders must copy unaligned rows. */
-    if (size > 1) decode(REC_INSERT, buf + 1, size - 1);
+    if (size > 1) {
+        decode(REC_INSERT, buf + 1, size - 1);
+        decode(REC_INSERT2, buf + 1, size - 1);
+    }
     free(buf);
     return 0;
 }

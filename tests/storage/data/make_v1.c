@@ -4,7 +4,8 @@
  * the record; it does not build against later storage.h. See README.md.
  *
  *   cc -I server/engine -I server/storage make_v1.c \
- *      build/server/storage/libnpvdb_storage.a build/server/engine/libnpvdb_engine.a build/server/engine/libnpvdb_base.a \
+ *      build/server/storage/libnpvdb_storage.a
+ * build/server/engine/libnpvdb_engine.a build/server/engine/libnpvdb_base.a \
  *      $(pkg-config --libs hdf5) -lopenblas -lpthread -lm
  *   ./a.out tests/storage/data
  */
@@ -85,8 +86,7 @@ static void snapshot(fx *f)
 {
     npvdb_error e = {0};
     npvdb_snapshot_info info;
-    if (npvdb_store_snapshot(f->s, f->c, npvdb_store_last_seq(f->s), &info,
-                             &e))
+    if (npvdb_store_snapshot(f->s, f->c, npvdb_store_last_seq(f->s), &info, &e))
         die("snapshot", &e);
 }
 
@@ -116,9 +116,14 @@ int main(int argc, char **argv)
     /* Trained: L2, 2 shards trained on 8 sample rows; t0..t11, snapshot;
      * then t12..t15 and t3 again (salt 1), delete t0 t5 and "nope". */
     fx f = open_dir(root, "v1-trained");
-    npvdb_config tc = {.dim = 4, .metric = NPVDB_METRIC_L2, .n_shards = 2,
-                       .train_per_shard = 4, .kmeans_iters = 5,
-                       .default_nprobe = 2, .seed = 7, .n_workers = 1};
+    npvdb_config tc = {.dim = 4,
+                       .metric = NPVDB_METRIC_L2,
+                       .n_shards = 2,
+                       .train_per_shard = 4,
+                       .kmeans_iters = 5,
+                       .default_nprobe = 2,
+                       .seed = 7,
+                       .n_workers = 1};
     init(&f, &tc, 8);
     insert(&f, "t", 0, 12, 0.0f);
     snapshot(&f);
@@ -130,8 +135,12 @@ int main(int argc, char **argv)
     /* Untrained: cosine, dim 3, n_shards 4 never reached; u0..u5, delete
      * u1, snapshot; then u6 u7, delete u2. */
     f = open_dir(root, "v1-untrained");
-    npvdb_config uc = {.dim = 3, .metric = NPVDB_METRIC_COSINE, .n_shards = 4,
-                       .train_per_shard = 64, .seed = 3, .n_workers = 1};
+    npvdb_config uc = {.dim = 3,
+                       .metric = NPVDB_METRIC_COSINE,
+                       .n_shards = 4,
+                       .train_per_shard = 64,
+                       .seed = 3,
+                       .n_workers = 1};
     init(&f, &uc, 0);
     insert(&f, "u", 0, 6, 0.0f);
     del(&f, (const char *[]){"u1"}, 1);
@@ -147,8 +156,8 @@ int main(int argc, char **argv)
     init(&f, &rc, 0);
     insert(&f, "r", 0, 4, 0.0f);
     snapshot(&f);
-    npvdb_config wc = {.dim = 2, .metric = NPVDB_METRIC_IP, .n_shards = 1,
-                       .n_workers = 1};
+    npvdb_config wc = {
+        .dim = 2, .metric = NPVDB_METRIC_IP, .n_shards = 1, .n_workers = 1};
     init(&f, &wc, 0);
     insert(&f, "w", 0, 4, 0.5f);
     del(&f, (const char *[]){"w2"}, 1);

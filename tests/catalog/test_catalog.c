@@ -1,0 +1,764 @@
+/*
+ * test_catalog.c -- the catalog over a real store in a temporary directory:
+ * create / list / drop / replace and their errors, bad names, contents that
+ * survive a restart from the log, from a snapshot and from both, a dropped
+ * collection's data leaving the disk, 1,000 small collections, concurrent
+ * writers with snapshots, holders that a drop waits for, and the v1 fixture
+ * opening as "default".
+ */
+#include "catalog.h"
+#include "testutil.h"
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+/* ---- fixtures -------------------------------------------------------------
+ */
+
+typedef struct db {
+    char *dir;
+    npvdb_store *store;
+    npvdb_catalog *cat;
+    unsigned keep;
+    npvdb_sync_mode sync;
+} db;
+
+static void db_open(db *d)
+{
+    npvdb_store_config sc = {.data_dir = d->dir,
+                             .sync = d->sync,
+                             .keep_snapshots = d->keep,
+                             .n_workers = 1};
+    npvdb_error err = {0};
+    d->store = npvdb_store_open(&sc, NULL, &err);
+    if (!d->store) fail_msg("store_open: %s", err.msg);
+    catalog_config cc = {.store = d->store, .workers = NULL};
+    d->cat = catalog_open(&cc, &err);
+    if (!d->cat) fail_msg("catalog_open: %s", err.msg);
+}
+
+static void db_close(db *d)
+{
+    catalog_close(d->cat);
+    npvdb_store_close(d->store);
+    d->cat = NULL;
+    d->store = NULL;
+}
+
+static db *db_new(unsigned keep, npvdb_sync_mode sync)
+{
+    db *d = calloc(1, sizeof *d);
+    d->dir = tu_tempdir();
+    d->keep = keep;
+    d->sync = sync;
+    db_open(d);
+    return d;
+}
+
+static void db_free(db *d)
+{
+    if (d->cat) db_close(d);
+    tu_rmtree(d->dir);
+    free(d->dir);
+    free(d);
+}
+
+static void db_reopen(db *d)
+{
+    db_close(d);
+    db_open(d);
+}
+
+static void create(db *d, const char *name, uint32_t dim, npvdb_metric m)
+{
+    npvdb_config cfg = {.dim = dim, .metric = m, .n_shards = 2, .seed = 5};
+    npvdb_error err = {0};
+    uint64_t seq;
+    int replaced;
+    if (catalog_create(d->cat, name, &cfg, NULL, 0, 0, &replaced, &seq, &err) !=
+        NPVDB_OK)
+        fail_msg("create %s: %s", name, err.msg);
+    assert_false(replaced);
+    assert_int_equal(catalog_wait_durable(d->cat, seq, &err), NPVDB_OK);
+}
+
+/* Row of key i in a collection with salt s. */
+static void row_of(float *r, uint32_t dim, unsigned i, float s)
+{
+    for (uint32_t j = 0; j < dim; j++)
+        r[j] = (float)((i * 13 + j * 7) % 17) - 8.0f + s * (float)(j + 1);
+}
+
+/* Inserts keys <p><from..to) with row_of(i, s) through the catalog. */
+static npvdb_code insert(db *d, const char *name, const char *p, unsigned from,
+                         unsigned to, float s, npvdb_error *err)
+{
+    catalog_ref ref;
+    npvdb_code rc = catalog_acquire(d->cat, name, &ref, err);
+    if (rc != NPVDB_OK) return rc;
+    uint32_t dim = npvdb_dim(ref.coll);
+    size_t n = to - from;
+    char(*kb)[24] = malloc(n * sizeof *kb);
+    const char **keys = malloc(n * sizeof *keys);
+    float *rows = malloc(n * dim * sizeof *rows);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(kb[i], sizeof kb[i], "%s%zu", p, from + i);
+        keys[i] = kb[i];
+        row_of(rows + i * dim, dim, (unsigned)(from + i), s);
+    }
+    npvdb_batch *b = NULL;
+    uint64_t seq = 0;
+    rc = npvdb_insert_prepare(ref.coll, keys, rows, n, &b, err);
+    if (rc == NPVDB_OK)
+        rc = catalog_insert(d->cat, &ref, b, keys, rows, NULL, n, NULL, &seq,
+                            err);
+    npvdb_batch_free(b);
+    catalog_release(d->cat, &ref);
+    if (rc == NPVDB_OK) rc = catalog_wait_durable(d->cat, seq, err);
+    free(kb);
+    free(keys);
+    free(rows);
+    return rc;
+}
+
+static void insert_ok(db *d, const char *name, const char *p, unsigned from,
+                      unsigned to, float s)
+{
+    npvdb_error err = {0};
+    if (insert(d, name, p, from, to, s, &err) != NPVDB_OK)
+        fail_msg("insert %s: %s", name, err.msg);
+}
+
+static void delete_ok(db *d, const char *name, const char *const *keys,
+                      size_t n, size_t expect_deleted)
+{
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    size_t deleted;
+    uint64_t seq;
+    assert_int_equal(
+        catalog_delete(d->cat, &ref, keys, n, &deleted, &seq, &err), NPVDB_OK);
+    assert_int_equal(deleted, expect_deleted);
+    catalog_release(d->cat, &ref);
+    assert_int_equal(catalog_wait_durable(d->cat, seq, &err), NPVDB_OK);
+}
+
+/* ---- dumps: every key, vector and payload of every collection -------------
+ */
+
+/* One line per vector: key, NUL, row bytes, payload bytes; sorted by key
+ * within each collection, which starts with a "@name" and a "#dim ..."
+ * line. Comparing two dumps compares every key, vector and payload. */
+typedef struct line {
+    char *p;
+    size_t len;
+} line;
+
+typedef struct dump {
+    line *v;
+    size_t n, cap;
+    uint32_t dim;
+} dump;
+
+static void dump_push(dump *d, const void *a, size_t la, const void *b,
+                      size_t lb, const void *c, size_t lc)
+{
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 64;
+        d->v = realloc(d->v, d->cap * sizeof *d->v);
+        assert_non_null(d->v);
+    }
+    char *l = malloc(la + lb + lc + 1);
+    assert_non_null(l);
+    memcpy(l, a, la);
+    if (lb) memcpy(l + la, b, lb);
+    if (lc) memcpy(l + la + lb, c, lc);
+    l[la + lb + lc] = 0;
+    d->v[d->n].p = l;
+    d->v[d->n++].len = la + lb + lc;
+}
+
+static int dump_index(void *ctx, const npvdb_stats *st, const float *cent)
+{
+    (void)cent;
+    dump *d = ctx;
+    d->dim = st->dim;
+    char h[64];
+    int n = snprintf(h, sizeof h, "#dim %u metric %d trained %d", st->dim,
+                     (int)st->metric, st->trained);
+    dump_push(d, h, (size_t)n + 1, NULL, 0, NULL, 0);
+    return 0;
+}
+
+static int dump_shard(void *ctx, const npvdb_shard_view *v)
+{
+    dump *d = ctx;
+    for (size_t i = 0; i < v->n; i++) {
+        const npvdb_payload *p = v->payloads ? &v->payloads[i] : NULL;
+        dump_push(d, v->keys[i], strlen(v->keys[i]) + 1, v->rows + i * d->dim,
+                  d->dim * sizeof(float), p && p->len ? p->data : NULL,
+                  p ? p->len : 0);
+    }
+    return 0;
+}
+
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(((const line *)a)->p, ((const line *)b)->p);
+}
+
+static void dump_coll(dump *d, const char *name, npvdb_collection *c)
+{
+    char h[300];
+    int n = snprintf(h, sizeof h, "@%s", name);
+    dump_push(d, h, (size_t)n + 1, NULL, 0, NULL, 0);
+    size_t first = d->n + 1; /* after the "#dim" line */
+    npvdb_error err;
+    assert_int_equal(npvdb_export(c, dump_index, dump_shard, d, &err),
+                     NPVDB_OK);
+    /* Keys are unique in a collection: sorting by key is total. */
+    qsort(d->v + first, d->n - first, sizeof *d->v, cmp_line);
+}
+
+/* Dumps every collection in name order. */
+static dump dump_all(db *d)
+{
+    dump out = {0};
+    catalog_info *info;
+    size_t n;
+    npvdb_error err;
+    assert_int_equal(catalog_list(d->cat, &info, &n, &err), NPVDB_OK);
+    for (size_t i = 0; i < n; i++) {
+        catalog_ref ref;
+        assert_int_equal(catalog_acquire(d->cat, info[i].name, &ref, &err),
+                         NPVDB_OK);
+        dump_coll(&out, info[i].name, ref.coll);
+        catalog_release(d->cat, &ref);
+    }
+    free(info);
+    return out;
+}
+
+static void dump_free(dump *d)
+{
+    for (size_t i = 0; i < d->n; i++)
+        free(d->v[i].p);
+    free(d->v);
+    memset(d, 0, sizeof *d);
+}
+
+static void dump_equal(const dump *a, const dump *b)
+{
+    assert_int_equal(a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->v[i].len != b->v[i].len ||
+            memcmp(a->v[i].p, b->v[i].p, a->v[i].len) != 0)
+            fail_msg("line %zu differs: '%s' vs '%s'", i, a->v[i].p, b->v[i].p);
+    }
+}
+
+/* ---- tests ------------------------------------------------------------------
+ */
+
+static void test_create_list_drop(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_ALWAYS);
+    npvdb_error err = {0};
+    catalog_ref ref;
+    /* "" and NULL are "default"; absent at first. */
+    assert_int_equal(catalog_acquire(d->cat, "", &ref, &err), NPVDB_ENOTFOUND);
+    assert_string_equal(err.msg, "collection 'default' not found");
+    create(d, "", 3, NPVDB_METRIC_L2);
+    assert_int_equal(catalog_acquire(d->cat, NULL, &ref, &err), NPVDB_OK);
+    assert_string_equal(ref.name, "default");
+    assert_int_equal(npvdb_dim(ref.coll), 3);
+    uint64_t gen1 = ref.gen;
+    catalog_release(d->cat, &ref);
+    create(d, "b-2.x_y", 4, NPVDB_METRIC_IP);
+    create(d, "a", 2, NPVDB_METRIC_COSINE);
+    assert_int_equal(catalog_count(d->cat), 3);
+
+    /* EEXIST names the collection and says how to replace. */
+    npvdb_config cfg = {.dim = 5};
+    int replaced = 7;
+    uint64_t seq = 9;
+    assert_int_equal(
+        catalog_create(d->cat, "a", &cfg, NULL, 0, 0, &replaced, &seq, &err),
+        NPVDB_EEXIST);
+    assert_non_null(strstr(err.msg, "collection 'a' exists (dim 2)"));
+    assert_non_null(strstr(err.msg, "replace"));
+    assert_int_equal(seq, 0);
+
+    insert_ok(d, "a", "k", 0, 5, 0.0f);
+    catalog_info *info;
+    size_t n;
+    assert_int_equal(catalog_list(d->cat, &info, &n, &err), NPVDB_OK);
+    assert_int_equal(n, 3);
+    assert_string_equal(info[0].name, "a");
+    assert_string_equal(info[1].name, "b-2.x_y");
+    assert_string_equal(info[2].name, "default");
+    assert_int_equal(info[0].vectors, 5);
+    assert_int_equal(info[0].metric, NPVDB_METRIC_COSINE);
+    assert_int_equal(info[1].dim, 4);
+    assert_int_equal(info[2].vectors, 0);
+    free(info);
+
+    /* Replace: a new generation, empty, another dim. */
+    assert_int_equal(catalog_create(d->cat, "default", &cfg, NULL, 0, 1,
+                                    &replaced, &seq, &err),
+                     NPVDB_OK);
+    assert_true(replaced);
+    assert_true(seq > 0);
+    assert_int_equal(catalog_acquire(d->cat, "default", &ref, &err), NPVDB_OK);
+    assert_int_equal(npvdb_dim(ref.coll), 5);
+    assert_true(ref.gen != gen1);
+    catalog_release(d->cat, &ref);
+
+    /* Drop: counts what it held; then it is gone, and a second drop is
+     * ENOTFOUND naming it. */
+    uint64_t vectors = 0;
+    assert_int_equal(catalog_drop(d->cat, "a", &vectors, &seq, &err), NPVDB_OK);
+    assert_int_equal(vectors, 5);
+    assert_int_equal(catalog_count(d->cat), 2);
+    assert_int_equal(catalog_drop(d->cat, "a", &vectors, &seq, &err),
+                     NPVDB_ENOTFOUND);
+    assert_string_equal(err.msg, "collection 'a' not found");
+    assert_int_equal(insert(d, "a", "k", 0, 1, 0, &err), NPVDB_ENOTFOUND);
+    assert_string_equal(err.msg, "collection 'a' not found");
+    db_free(d);
+}
+
+static void test_bad_names(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_ALWAYS);
+    npvdb_error err = {0};
+    char long_name[CATALOG_MAX_NAME + 2];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    const char *bad[] = {"a b", "a/b", "ü", "x\ty", "semi;colon", long_name};
+    npvdb_config cfg = {.dim = 2};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        assert_int_equal(catalog_check_name(bad[i], strlen(bad[i]), &err),
+                         NPVDB_EINVAL);
+        catalog_ref ref;
+        assert_int_equal(catalog_acquire(d->cat, bad[i], &ref, &err),
+                         NPVDB_EINVAL);
+        assert_int_equal(
+            catalog_create(d->cat, bad[i], &cfg, NULL, 0, 0, NULL, NULL, &err),
+            NPVDB_EINVAL);
+        assert_int_equal(catalog_drop(d->cat, bad[i], NULL, NULL, &err),
+                         NPVDB_EINVAL);
+    }
+    assert_non_null(strstr(err.msg, "over 255"));
+    assert_int_equal(catalog_check_name("a b", 3, &err), NPVDB_EINVAL);
+    assert_non_null(strstr(err.msg, "'a b'"));
+    /* A name with a NUL inside (len counts bytes) is refused too. */
+    assert_int_equal(catalog_check_name("ab\0c", 4, &err), NPVDB_EINVAL);
+    /* Exactly 255 bytes, "." and "-" alone are fine names. */
+    long_name[CATALOG_MAX_NAME] = 0;
+    assert_int_equal(catalog_check_name(long_name, CATALOG_MAX_NAME, &err),
+                     NPVDB_OK);
+    assert_int_equal(catalog_check_name("", 0, &err), NPVDB_OK);
+    create(d, long_name, 2, NPVDB_METRIC_L2);
+    create(d, ".", 2, NPVDB_METRIC_L2);
+    create(d, "-", 2, NPVDB_METRIC_L2);
+    insert_ok(d, ".", "dot", 0, 3, 0.0f);
+    npvdb_snapshot_info info;
+    assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
+    assert_int_equal(info.collections, 3);
+    dump before = dump_all(d);
+    db_reopen(d);
+    dump after = dump_all(d);
+    dump_equal(&before, &after);
+    dump_free(&before);
+    dump_free(&after);
+    assert_int_equal(catalog_count(d->cat), 3);
+    db_free(d);
+}
+
+/* Three collections, every kind of write, then compare a full dump across
+ * restarts from the log only, snapshot + log, and snapshot only. */
+static void write_mix(db *d)
+{
+    create(d, "alpha", 4, NPVDB_METRIC_L2);
+    create(d, "beta", 3, NPVDB_METRIC_COSINE);
+    create(d, "gamma", 2, NPVDB_METRIC_IP);
+    insert_ok(d, "alpha", "a", 0, 300, 0.0f); /* trains (2 shards) */
+    insert_ok(d, "beta", "b", 0, 40, 0.5f);
+    insert_ok(d, "gamma", "g", 0, 10, 0.25f);
+    insert_ok(d, "alpha", "a", 100, 120, 2.0f); /* upserts */
+    const char *del[] = {"a1", "a2", "a999"};
+    delete_ok(d, "alpha", del, 3, 2);
+    const char *delb[] = {"b0"};
+    delete_ok(d, "beta", delb, 1, 1);
+}
+
+static void test_restart_identical(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_ALWAYS);
+    write_mix(d);
+    dump want = dump_all(d);
+    /* Log only. */
+    db_reopen(d);
+    dump got = dump_all(d);
+    dump_equal(&want, &got);
+    dump_free(&got);
+    /* Snapshot, then more writes: snapshot + log. */
+    npvdb_error err = {0};
+    npvdb_snapshot_info info;
+    assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
+    assert_int_equal(info.collections, 3);
+    assert_int_equal(info.vectors, 298 + 39 + 10);
+    insert_ok(d, "gamma", "g", 10, 20, 0.25f);
+    uint64_t seq;
+    assert_int_equal(catalog_drop(d->cat, "beta", NULL, &seq, &err), NPVDB_OK);
+    create(d, "beta", 3, NPVDB_METRIC_L2);
+    insert_ok(d, "beta", "nb", 0, 3, 1.0f);
+    dump_free(&want);
+    want = dump_all(d);
+    db_reopen(d);
+    got = dump_all(d);
+    dump_equal(&want, &got);
+    dump_free(&got);
+    /* Snapshot only. */
+    assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
+    assert_int_equal(npvdb_store_log_bytes(d->store), 0);
+    db_reopen(d);
+    got = dump_all(d);
+    dump_equal(&want, &got);
+    dump_free(&got);
+    dump_free(&want);
+    db_free(d);
+}
+
+/* 1 if any file in dir contains the bytes of s. */
+static int disk_holds(const char *dir, const char *s)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "grep -rqa -- '%s' '%s'", s, dir);
+    return system(cmd) == 0;
+}
+
+static void test_drop_leaves_disk(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_ALWAYS);
+    create(d, "keep", 2, NPVDB_METRIC_L2);
+    create(d, "doomed", 2, NPVDB_METRIC_L2);
+    insert_ok(d, "keep", "k", 0, 5, 0.0f);
+    insert_ok(d, "doomed", "zz-marker-", 0, 5, 0.0f);
+    npvdb_error err = {0};
+    npvdb_snapshot_info info;
+    assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
+    assert_true(disk_holds(d->dir, "zz-marker-3"));
+    uint64_t seq;
+    assert_int_equal(catalog_drop(d->cat, "doomed", NULL, &seq, &err),
+                     NPVDB_OK);
+    assert_int_equal(catalog_wait_durable(d->cat, seq, &err), NPVDB_OK);
+    /* Gone on reopen, from the log. */
+    db_reopen(d);
+    catalog_ref ref;
+    assert_int_equal(catalog_acquire(d->cat, "doomed", &ref, &err),
+                     NPVDB_ENOTFOUND);
+    /* Two snapshots retire the ones that held it (keep 2) and the log
+     * segments with its records. */
+    insert_ok(d, "keep", "k", 5, 6, 0.0f);
+    assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
+    insert_ok(d, "keep", "k", 6, 7, 0.0f);
+    assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
+    assert_int_equal(info.collections, 1);
+    assert_false(disk_holds(d->dir, "zz-marker-"));
+    assert_false(disk_holds(d->dir, "doomed"));
+    db_reopen(d);
+    assert_int_equal(catalog_acquire(d->cat, "doomed", &ref, &err),
+                     NPVDB_ENOTFOUND);
+    assert_int_equal(catalog_acquire(d->cat, "keep", &ref, &err), NPVDB_OK);
+    npvdb_stats st;
+    assert_int_equal(npvdb_stats_get(ref.coll, &st, &err), NPVDB_OK);
+    assert_int_equal(st.n_vectors, 7);
+    npvdb_stats_free(&st);
+    catalog_release(d->cat, &ref);
+    db_free(d);
+}
+
+#define MANY 1000
+
+static void test_thousand_collections(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_NONE);
+    char name[32];
+    for (int i = 0; i < MANY; i++) {
+        snprintf(name, sizeof name, "c%04d", i);
+        create(d, name, 4, NPVDB_METRIC_L2);
+    }
+    /* Fixed memory per empty collection: engine plus catalog entry. */
+    catalog_info *info;
+    size_t n;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_list(d->cat, &info, &n, &err), NPVDB_OK);
+    assert_int_equal(n, MANY);
+    uint64_t max_mem = 0;
+    for (size_t i = 0; i < n; i++)
+        if (info[i].memory_bytes > max_mem) max_mem = info[i].memory_bytes;
+    free(info);
+    print_message("fixed memory per empty collection: %llu bytes\n",
+                  (unsigned long long)max_mem);
+    assert_true(max_mem <= 8 * 1024);
+    for (int i = 0; i < MANY; i++) {
+        snprintf(name, sizeof name, "c%04d", i);
+        insert_ok(d, name, name, 0, 3, (float)i);
+    }
+    /* Half in a snapshot, the rest from the log. */
+    npvdb_snapshot_info si;
+    assert_int_equal(catalog_snapshot(d->cat, &si, &err), NPVDB_OK);
+    assert_int_equal(si.collections, MANY);
+    assert_int_equal(si.vectors, 3 * MANY);
+    print_message("snapshot of %d collections: %llu bytes\n", MANY,
+                  (unsigned long long)si.bytes);
+    assert_true(si.bytes < 64u << 20);
+    for (int i = 0; i < MANY; i += 2) {
+        snprintf(name, sizeof name, "c%04d", i);
+        insert_ok(d, name, "late", 0, 1, (float)i);
+    }
+    db_reopen(d);
+    assert_int_equal(catalog_count(d->cat), MANY);
+    for (int i = 0; i < MANY; i++) {
+        snprintf(name, sizeof name, "c%04d", i);
+        catalog_ref ref;
+        assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+        float q[4];
+        row_of(q, 4, 1, (float)i);
+        npvdb_results res;
+        assert_int_equal(npvdb_search(ref.coll, q, 1, 2, 0, &res, &err),
+                         NPVDB_OK);
+        char want[40];
+        snprintf(want, sizeof want, "%s1", name);
+        assert_string_equal(res.keys[0], want);
+        assert_float_equal(res.distances[0], 0.0f, 1e-5);
+        npvdb_results_free(&res);
+        npvdb_stats st;
+        assert_int_equal(npvdb_stats_get(ref.coll, &st, &err), NPVDB_OK);
+        assert_int_equal(st.n_vectors, i % 2 == 0 ? 4 : 3);
+        npvdb_stats_free(&st);
+        catalog_release(d->cat, &ref);
+    }
+    db_free(d);
+}
+
+/* ---- concurrency
+ * ------------------------------------------------------------- */
+
+typedef struct writer_arg {
+    db *d;
+    const char *name;
+    int rounds;
+} writer_arg;
+
+static void *writer_main(void *p)
+{
+    writer_arg *w = p;
+    npvdb_error err = {0};
+    for (int r = 0; r < w->rounds; r++)
+        if (insert(w->d, w->name, "w", (unsigned)r * 20, (unsigned)r * 20 + 20,
+                   0.0f, &err) != NPVDB_OK) {
+            fprintf(stderr, "writer %s: %s\n", w->name, err.msg);
+            return (void *)1;
+        }
+    return NULL;
+}
+
+typedef struct snapper_arg {
+    db *d;
+    volatile int stop;
+    int taken;
+} snapper_arg;
+
+static void *snapper_main(void *p)
+{
+    snapper_arg *s = p;
+    npvdb_error err = {0};
+    npvdb_snapshot_info info;
+    while (!s->stop) {
+        if (catalog_snapshot(s->d->cat, &info, &err) != NPVDB_OK) {
+            fprintf(stderr, "snapshot: %s\n", err.msg);
+            return (void *)1;
+        }
+        s->taken++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_writers_and_snapshots(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_ALWAYS);
+    create(d, "one", 4, NPVDB_METRIC_L2);
+    create(d, "two", 4, NPVDB_METRIC_L2);
+    writer_arg w1 = {d, "one", 40}, w2 = {d, "two", 40};
+    snapper_arg sa = {.d = d};
+    pthread_t t1, t2, t3, t4;
+    snapper_arg sb = {.d = d};
+    assert_int_equal(pthread_create(&t1, NULL, writer_main, &w1), 0);
+    assert_int_equal(pthread_create(&t2, NULL, writer_main, &w2), 0);
+    assert_int_equal(pthread_create(&t3, NULL, snapper_main, &sa), 0);
+    assert_int_equal(pthread_create(&t4, NULL, snapper_main, &sb), 0);
+    void *r1, *r2, *r3, *r4;
+    pthread_join(t1, &r1);
+    pthread_join(t2, &r2);
+    sa.stop = sb.stop = 1;
+    pthread_join(t3, &r3);
+    pthread_join(t4, &r4);
+    assert_null(r1);
+    assert_null(r2);
+    assert_null(r3);
+    assert_null(r4);
+    assert_true(sa.taken + sb.taken > 0);
+    dump want = dump_all(d);
+    assert_int_equal(want.n, 2 * 2 + 2 * 800);
+    db_reopen(d);
+    dump got = dump_all(d);
+    dump_equal(&want, &got);
+    dump_free(&got);
+    dump_free(&want);
+    db_free(d);
+}
+
+typedef struct dropper_arg {
+    db *d;
+    volatile int done;
+    npvdb_code rc;
+} dropper_arg;
+
+static void *dropper_main(void *p)
+{
+    dropper_arg *a = p;
+    npvdb_error err;
+    uint64_t seq;
+    a->rc = catalog_drop(a->d->cat, "held", NULL, &seq, &err);
+    a->done = 1;
+    return NULL;
+}
+
+/* A drop waits for the call holding the collection; the holder's write
+ * after the drop is refused and not logged. */
+static void test_drop_waits_for_holder(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_ALWAYS);
+    create(d, "held", 2, NPVDB_METRIC_L2);
+    npvdb_error err = {0};
+    catalog_ref ref;
+    assert_int_equal(catalog_acquire(d->cat, "held", &ref, &err), NPVDB_OK);
+    const char *keys[] = {"x"};
+    float row[2] = {1, 2};
+    npvdb_batch *b;
+    assert_int_equal(npvdb_insert_prepare(ref.coll, keys, row, 1, &b, &err),
+                     NPVDB_OK);
+    dropper_arg a = {.d = d};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, dropper_main, &a), 0);
+    /* The drop unlinks at once... */
+    for (int i = 0; i < 200 && catalog_count(d->cat) != 0; i++)
+        usleep(5000);
+    assert_int_equal(catalog_count(d->cat), 0);
+    usleep(50000);
+    assert_false(a.done); /* ...but waits for us to release */
+    uint64_t last = npvdb_store_last_seq(d->store), seq = 0;
+    assert_int_equal(
+        catalog_insert(d->cat, &ref, b, keys, row, NULL, 1, NULL, &seq, &err),
+        NPVDB_ENOTFOUND);
+    assert_non_null(strstr(err.msg, "'held'"));
+    assert_int_equal(npvdb_store_last_seq(d->store), last);
+    npvdb_batch_free(b);
+    catalog_release(d->cat, &ref);
+    pthread_join(t, NULL);
+    assert_true(a.done);
+    assert_int_equal(a.rc, NPVDB_OK);
+    db_free(d);
+}
+
+static void test_v1_fixture_as_default(void **state)
+{
+    (void)state;
+    db *d = calloc(1, sizeof *d);
+    d->dir = tu_tempdir();
+    d->keep = 2;
+    char *src = tu_join(NPVDB_FIXTURES, "v1-trained");
+    assert_int_equal(tu_copy_fixture(src, d->dir), 0);
+    free(src);
+    db_open(d);
+    assert_int_equal(catalog_count(d->cat), 1);
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, "", &ref, &err), NPVDB_OK);
+    assert_string_equal(ref.name, "default");
+    npvdb_stats st;
+    assert_int_equal(npvdb_stats_get(ref.coll, &st, &err), NPVDB_OK);
+    assert_int_equal(st.n_vectors, 14);
+    assert_true(st.trained);
+    npvdb_stats_free(&st);
+    float got[4];
+    assert_int_equal(npvdb_get(ref.coll, "t0", got, &err), NPVDB_ENOTFOUND);
+    assert_int_equal(npvdb_get(ref.coll, "t15", got, &err), NPVDB_OK);
+    catalog_release(d->cat, &ref);
+    /* Writes continue through the catalog; a restart keeps them. */
+    insert_ok(d, "", "new", 0, 2, 0.0f);
+    npvdb_snapshot_info info;
+    assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
+    dump want = dump_all(d);
+    db_reopen(d);
+    dump got2 = dump_all(d);
+    dump_equal(&want, &got2);
+    dump_free(&want);
+    dump_free(&got2);
+    db_free(d);
+}
+
+static void test_no_store(void **state)
+{
+    (void)state;
+    catalog_config cc = {0};
+    npvdb_error err = {0};
+    npvdb_catalog *cat = catalog_open(&cc, &err);
+    assert_non_null(cat);
+    npvdb_config cfg = {.dim = 2};
+    uint64_t seq = 1;
+    assert_int_equal(
+        catalog_create(cat, "x", &cfg, NULL, 0, 0, NULL, &seq, &err), NPVDB_OK);
+    assert_int_equal(seq, 0);
+    assert_int_equal(catalog_wait_durable(cat, seq, &err), NPVDB_OK);
+    npvdb_snapshot_info info;
+    assert_int_equal(catalog_snapshot(cat, &info, &err), NPVDB_ESTATE);
+    assert_int_equal(catalog_drop(cat, "x", NULL, &seq, &err), NPVDB_OK);
+    catalog_close(cat);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_create_list_drop),
+        cmocka_unit_test(test_bad_names),
+        cmocka_unit_test(test_restart_identical),
+        cmocka_unit_test(test_drop_leaves_disk),
+        cmocka_unit_test(test_thousand_collections),
+        cmocka_unit_test(test_concurrent_writers_and_snapshots),
+        cmocka_unit_test(test_drop_waits_for_holder),
+        cmocka_unit_test(test_v1_fixture_as_default),
+        cmocka_unit_test(test_no_store),
+    };
+    if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
