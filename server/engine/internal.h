@@ -142,6 +142,18 @@ void shard_remove(npvdb_shard *s, uint32_t dim, size_t row);
 void shard_free_payloads(npvdb_shard *s);
 size_t shard_memory(const npvdb_shard *s, uint32_t dim);
 
+/* ---- filter.c: filters compiled against a collection ---- */
+typedef struct cfilter cfilter;
+/* f is checked (npvdb_filter_check); caller holds rw (either way). NULL
+ * or empty f gives *out NULL, which passes every row. */
+npvdb_code filter_compile(const npvdb_collection *c, const npvdb_filter *f,
+                          cfilter **out, npvdb_error *err);
+void filter_free(cfilter *f);                              /* NULL is allowed */
+bool filter_pass(const cfilter *f, const npvdb_pstore *p); /* p may be NULL */
+/* The rows of [r0, r1) of sh that pass, into out; returns how many. */
+size_t filter_rows(const cfilter *f, const npvdb_shard *sh, size_t r0,
+                   size_t r1, uint32_t *out);
+
 /* ---- pool.c: the worker threads ---- */
 typedef struct npvdb_pool npvdb_pool;
 /* fn(ctx, task) runs for task in [0, n_tasks); task t runs on worker
@@ -282,9 +294,29 @@ npvdb_code index_train(npvdb_collection *c, const float *src, size_t n,
 void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
                    npvdb_shard *ns);
 
+/* plan.c: how a filtered search runs (see plan.c). */
+typedef enum plan_kind {
+    PLAN_PROBE = 0, /* probe shards (the filter, if any, inside the scan) */
+    PLAN_EXACT = 1, /* gather exactly the passing rows and scan them all */
+} plan_kind;
+typedef struct plan {
+    plan_kind kind;
+    uint32_t nprobe; /* shards to probe first (PLAN_PROBE, trained) */
+    double est_pass; /* estimated passing vectors */
+} plan;
+/* f NULL: unfiltered, PLAN_PROBE at nprobe. Caller holds rw. */
+plan plan_choose(const npvdb_collection *c, const cfilter *f, size_t nq,
+                 uint32_t nprobe, uint32_t k);
+
 /* search.c */
+typedef struct search_opts {
+    uint32_t nprobe; /* resolved (not 0) */
+    const cfilter *filter;
+    bool with_payload;
+    plan *plan_out; /* may be NULL: gets the plan used (tests) */
+} search_opts;
 npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
-                         uint32_t k, uint32_t nprobe, npvdb_results *out,
+                         uint32_t k, const search_opts *o, npvdb_results *out,
                          npvdb_error *err);
 
 #endif /* NPVDB_INTERNAL_H */

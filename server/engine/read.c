@@ -21,49 +21,51 @@ static npvdb_code check_search(const npvdb_collection *c, const float *q,
     return NPVDB_OK;
 }
 
-/* The search proper on prepared queries q (normalised for cosine). */
+/* The search proper on prepared queries q (normalised for cosine); the
+ * filter is checked. */
 static npvdb_code search_prepared(npvdb_collection *c, const float *q,
-                                  size_t nq, uint32_t k, uint32_t nprobe,
+                                  size_t nq, uint32_t k,
+                                  const npvdb_search_params *p,
                                   npvdb_results *out, npvdb_error *err)
 {
-    npvdb_code rc;
-    if (!nprobe) nprobe = c->cfg.default_nprobe;
+    search_opts o = {.nprobe = p->nprobe ? p->nprobe : c->cfg.default_nprobe,
+                     .with_payload = p->with_payload != 0};
+    cfilter *cf = NULL;
     pthread_rwlock_rdlock(&c->rw);
-    if (k > c->n_vectors)
+    npvdb_code rc = filter_compile(c, p->filter, &cf, err);
+    o.filter = cf;
+    if (rc == NPVDB_OK && k > c->n_vectors)
         rc =
             npvdb_set_error(err, NPVDB_EINVAL,
                             "k (%u) is larger than the number of vectors (%zu)",
                             k, c->n_vectors);
-    else
-        rc = search_locked(c, q, nq, k, nprobe, out, err);
+    else if (rc == NPVDB_OK)
+        rc = search_locked(c, q, nq, k, &o, out, err);
     pthread_rwlock_unlock(&c->rw);
+    filter_free(cf);
     if (rc == NPVDB_OK) npvdb_ok(err);
     return rc;
 }
 
-npvdb_code npvdb_search(npvdb_collection *c, const float *queries, size_t nq,
-                        uint32_t k, uint32_t nprobe, npvdb_results *out,
-                        npvdb_error *err)
+npvdb_code npvdb_search_ex(npvdb_collection *c, float *queries, size_t nq,
+                           uint32_t k, const npvdb_search_params *p,
+                           npvdb_results *out, npvdb_error *err)
 {
     memset(out, 0, sizeof *out);
+    npvdb_search_params none = {0};
+    if (!p) p = &none;
     npvdb_code rc = check_search(c, queries, nq, k, err);
+    if (rc == NPVDB_OK) rc = npvdb_filter_check(p->filter, err);
     if (rc) return rc;
-    float *owned;
-    const float *q;
-    if ((rc = prepare_rows(c, queries, nq, "query", &owned, &q, err)))
+    if (!p->inplace) {
+        float *owned;
+        const float *q;
+        if ((rc = prepare_rows(c, queries, nq, "query", &owned, &q, err)))
+            return rc;
+        rc = search_prepared(c, q, nq, k, p, out, err);
+        free(owned);
         return rc;
-    rc = search_prepared(c, q, nq, k, nprobe, out, err);
-    free(owned);
-    return rc;
-}
-
-npvdb_code npvdb_search_inplace(npvdb_collection *c, float *queries, size_t nq,
-                                uint32_t k, uint32_t nprobe, npvdb_results *out,
-                                npvdb_error *err)
-{
-    memset(out, 0, sizeof *out);
-    npvdb_code rc = check_search(c, queries, nq, k, err);
-    if (rc) return rc;
+    }
     if ((rc = check_rows(queries, nq, c->cfg.dim, "query", err))) return rc;
     if (c->cfg.metric == NPVDB_METRIC_COSINE) {
         /* What prepare_rows does to its copy, done to the caller's rows. */
@@ -73,7 +75,24 @@ npvdb_code npvdb_search_inplace(npvdb_collection *c, float *queries, size_t nq,
                 err, NPVDB_EINVAL,
                 "query %ld has zero norm: cosine needs a direction", zero);
     }
-    return search_prepared(c, queries, nq, k, nprobe, out, err);
+    return search_prepared(c, queries, nq, k, p, out, err);
+}
+
+npvdb_code npvdb_search(npvdb_collection *c, const float *queries, size_t nq,
+                        uint32_t k, uint32_t nprobe, npvdb_results *out,
+                        npvdb_error *err)
+{
+    /* Not inplace: the queries are only read. */
+    npvdb_search_params p = {.nprobe = nprobe};
+    return npvdb_search_ex(c, (float *)queries, nq, k, &p, out, err);
+}
+
+npvdb_code npvdb_search_inplace(npvdb_collection *c, float *queries, size_t nq,
+                                uint32_t k, uint32_t nprobe, npvdb_results *out,
+                                npvdb_error *err)
+{
+    npvdb_search_params p = {.nprobe = nprobe, .inplace = 1};
+    return npvdb_search_ex(c, queries, nq, k, &p, out, err);
 }
 
 npvdb_code npvdb_get_payload(npvdb_collection *c, const char *key, float *out,
