@@ -402,11 +402,7 @@ static npvdb_code decode_payloads(const uint8_t *p, size_t len, size_t n,
                                    "insert record: payload %zu is past the end",
                                    i);
         npvdb_error e = {0};
-#ifdef NPVDB_HAVE_PAYLOADS
         if (pl && npvdb_payload_check(p + pos, pl, &e) != NPVDB_OK)
-#else /* until the engine's payload functions land */
-        if (pl && npvdb_set_error(&e, NPVDB_EINVAL, "no payload support"))
-#endif
             return npvdb_set_error(err, NPVDB_EINVAL,
                                    "insert record: payload %zu: %s", i, e.msg);
         out->payloads[i].data = pl ? p + pos : NULL;

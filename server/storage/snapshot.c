@@ -13,6 +13,7 @@
 #include "snapshot.h"
 #include "crc32c.h"
 #include "record.h"
+#include "snapshot_payload.h"
 #include "util.h"
 
 #include <hdf5.h>
@@ -83,6 +84,7 @@ typedef struct writer {
     uint64_t *offsets; /* n_shards + 1 */
     uint32_t shards_seen;
     uint32_t crc_vectors, crc_keys, crc_centroids;
+    pcols *payloads; /* NULL until a row with a payload is seen */
     npvdb_error *err;
 } writer;
 
@@ -174,6 +176,22 @@ static int on_index(void *ctx, const npvdb_stats *st, const float *centroids)
     return 0;
 }
 
+/* Collects the shard's payloads into columns (rows numbered from w->n). */
+static int add_payloads(writer *w, const npvdb_shard_view *v)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v->payloads[i].len) continue;
+        if (!w->payloads && !(w->payloads = pcols_new())) {
+            npvdb_set_error(w->err, NPVDB_ENOMEM, "no memory for payloads");
+            return -1;
+        }
+        if (pcols_add(w->payloads, w->n + i, &v->payloads[i], w->err) !=
+            NPVDB_OK)
+            return -1;
+    }
+    return 0;
+}
+
 static int on_shard(void *ctx, const npvdb_shard_view *v)
 {
     writer *w = ctx;
@@ -200,6 +218,7 @@ static int on_shard(void *ctx, const npvdb_shard_view *v)
             w->crc_keys =
                 npvdb_crc32c(w->crc_keys, v->keys[i], strlen(v->keys[i]) + 1);
     }
+    if (v->payloads && add_payloads(w, v) < 0) return -1;
     w->n += v->n;
     return 0;
 }
@@ -221,7 +240,7 @@ static int write_offsets(writer *w, uint32_t *crc)
 }
 
 static int write_attrs(writer *w, const char *name, const npvdb_config *cfg,
-                       uint32_t crc_offsets)
+                       uint32_t crc_offsets, uint64_t n_cols)
 {
     /* The creation config is only meaningful for the same collection. */
     npvdb_config k = *cfg;
@@ -235,7 +254,7 @@ static int write_attrs(writer *w, const char *name, const npvdb_config *cfg,
     bad |= attr_put_u64(f, "n_shards", w->n_shards);
     bad |= attr_put_u64(f, "trained", (uint64_t)w->trained);
     bad |= attr_put_u64(f, "n_vectors", w->n);
-    bad |= attr_put_u64(f, "n_payload_columns", 0);
+    bad |= attr_put_u64(f, "n_payload_columns", n_cols);
     bad |= attr_put_u64(f, "config_n_shards", k.n_shards);
     bad |= attr_put_u64(f, "train_per_shard", k.train_per_shard);
     bad |= attr_put_u64(f, "kmeans_iters", k.kmeans_iters);
@@ -374,9 +393,14 @@ static npvdb_code write_collection(writer *w, const char *name,
             npvdb_set_error(w->err, rc, "%s", eerr.msg);
         return w->err->code;
     }
+    uint64_t n_cols = 0;
+    if (w->payloads) {
+        rc = pcols_write(w->payloads, w->loc, &n_cols, err);
+        if (rc != NPVDB_OK) return rc;
+    }
     uint32_t crc_offsets;
     if (!w->offsets || write_offsets(w, &crc_offsets) < 0 ||
-        write_attrs(w, name, cfg, crc_offsets) < 0)
+        write_attrs(w, name, cfg, crc_offsets, n_cols) < 0)
         return npvdb_set_error(err, NPVDB_EINTERNAL,
                                "cannot write the metadata of collection '%s'",
                                name);
@@ -408,6 +432,7 @@ npvdb_code snap_add(snap_writer *sw, const char *name, npvdb_collection *c,
     if (w.keys >= 0) H5Dclose(w.keys);
     if (w.loc >= 0) H5Gclose(w.loc);
     free(w.offsets);
+    pcols_free(w.payloads);
     if (rc == NPVDB_OK) {
         sw->n_colls++;
         sw->n_vectors += w.n;
@@ -459,7 +484,10 @@ typedef struct reader {
     npvdb_config cfg;
     uint64_t *offsets;
     float *centroids;
-    uint64_t crc[4]; /* centroids, vectors, keys, shard_offsets */
+    uint64_t crc[4];      /* centroids, vectors, keys, shard_offsets */
+    uint64_t n_cols;      /* payload columns (0 in version 1) */
+    prows *payloads;      /* NULL: no row has one */
+    npvdb_payload *blobs; /* one batch's rebuilt payloads */
 } reader;
 
 /* Checks a dataset's shape: rank 2 with (rows, cols), or rank 1 (cols 0). */
@@ -493,7 +521,9 @@ static npvdb_code read_attrs(reader *r, npvdb_error *err)
         attr_get_u64(f, "crc32c_centroids", &r->crc[0]) < 0 ||
         attr_get_u64(f, "crc32c_vectors", &r->crc[1]) < 0 ||
         attr_get_u64(f, "crc32c_keys", &r->crc[2]) < 0 ||
-        attr_get_u64(f, "crc32c_shard_offsets", &r->crc[3]) < 0)
+        attr_get_u64(f, "crc32c_shard_offsets", &r->crc[3]) < 0 ||
+        (H5Aexists(f, "n_payload_columns") > 0 &&
+         attr_get_u64(f, "n_payload_columns", &r->n_cols) < 0))
         return npvdb_set_error(err, NPVDB_EINVAL, "missing attributes");
     if (metric > NPVDB_METRIC_IP || r->dim == 0 || r->dim > NPVDB_MAX_DIM ||
         r->n_shards == 0 || r->n_shards > NPVDB_MAX_SHARDS || r->trained > 1 ||
@@ -596,9 +626,16 @@ static npvdb_code restore_batch(reader *r, npvdb_collection *c, uint32_t shard,
         else
             *crc_k = npvdb_crc32c(*crc_k, keys[i], strlen(keys[i]) + 1);
     }
+    if (rc == NPVDB_OK && r->payloads)
+        rc = prows_build(r->payloads, at, n, r->blobs, err);
     if (rc == NPVDB_OK)
-        rc = npvdb_restore_shard(c, shard, (const char *const *)keys, rows, n,
-                                 err);
+        rc = npvdb_restore_shard_payloads(c, shard, (const char *const *)keys,
+                                          rows, r->payloads ? r->blobs : NULL,
+                                          n, err);
+    for (size_t i = 0; r->payloads && i < n; i++) {
+        free((void *)r->blobs[i].data);
+        r->blobs[i].data = NULL;
+    }
     /* Frees the strings HDF5 allocated for the variable-length keys. */
     hsize_t cnt = n;
     hid_t ms = H5Screate_simple(1, &cnt, NULL);
@@ -613,7 +650,8 @@ static npvdb_code restore_all(reader *r, npvdb_collection *c, npvdb_error *err)
     float *rows = malloc(batch * r->dim * sizeof(float));
     char **keys = malloc(batch * sizeof *keys);
     npvdb_code rc = NPVDB_OK;
-    if (!rows || !keys)
+    if (r->payloads) r->blobs = calloc(batch, sizeof *r->blobs);
+    if (!rows || !keys || (r->payloads && !r->blobs))
         rc =
             npvdb_set_error(err, NPVDB_ENOMEM, "no memory for a restore batch");
     uint32_t crc_v = 0, crc_k = 0;
@@ -628,6 +666,8 @@ static npvdb_code restore_all(reader *r, npvdb_collection *c, npvdb_error *err)
     }
     free(rows);
     free(keys);
+    free(r->blobs);
+    r->blobs = NULL;
     if (rc == NPVDB_OK && (crc_v != r->crc[1] || crc_k != r->crc[2]))
         rc = npvdb_set_error(err, NPVDB_EINVAL, "%s checksum mismatch",
                              crc_v != r->crc[1] ? "vectors" : "keys");
@@ -643,6 +683,8 @@ static npvdb_code read_collection(reader *r, uint32_t n_workers,
     npvdb_collection *c = NULL;
     npvdb_code rc = read_attrs(r, err);
     if (rc == NPVDB_OK) rc = read_small(r, err);
+    if (rc == NPVDB_OK)
+        rc = prows_read(r->loc, r->n, r->n_cols, &r->payloads, err);
     if (rc == NPVDB_OK) {
         npvdb_config k = r->cfg;
         k.n_workers = n_workers;
@@ -658,8 +700,11 @@ static npvdb_code read_collection(reader *r, uint32_t n_workers,
     r->vectors = r->keys = -1;
     free(r->offsets);
     free(r->centroids);
+    prows_free(r->payloads);
     r->offsets = NULL;
     r->centroids = NULL;
+    r->payloads = NULL;
+    r->n_cols = 0;
     if (rc != NPVDB_OK) {
         npvdb_free(c); /* never hand out a half-read collection */
         return rc;

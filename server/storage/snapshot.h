@@ -19,21 +19,29 @@
  *     kmeans_iters, default_nprobe, seed), n_payload_columns and
  *     crc32c_<dataset> for each dataset: CRC32C of the dataset's values in
  *     row order (keys: each key's bytes and a NUL)
- *     payload/<i>/   (i = 0 .. n_payload_columns-1) one column per field and
- *       value type: attributes field (the field name, UTF-8), type ("string",
- *       "int", "double", "bool", "strings"), n (rows that have it), crc32c
- *       (of rows, then the values as below); datasets
- *       rows    n uint64, ascending: the rows (indexes into keys/vectors)
- *               holding this field with this type; other rows lack it
+ *     payload/<i>/   (i = 0 .. n_payload_columns-1; no payload group when
+ *       no row has a payload) one column per field and value type:
+ *       attributes field (the field name), type ("string", "int", "double",
+ *       "bool", "strings"; "string_bytes" / "strings_bytes" for a column
+ *       whose strings hold a NUL byte, which HDF5 strings cannot), n (rows
+ *       that have it), crc32c; datasets
+ *       rows    n uint64, strictly ascending: the rows (indexes into
+ *               keys/vectors) holding this field with this type; rows not
+ *               listed lack it
  *       values  string: n variable-length UTF-8 strings; int: n int64;
- *               double: n float64; bool: n uint8 (0/1);
- *               strings: the items of every row's list, flat, as
- *               variable-length UTF-8, with
+ *               double: n float64; bool: n uint8 (0/1); strings: the items
+ *               of every row's list, flat, variable-length UTF-8, with
+ *               *_bytes: variable-length uint8 sequences instead of strings
  *       offsets (strings only) n+1 uint64: row rows[j]'s list is
  *               values[offsets[j]:offsets[j+1]]
  *       In h5py: `dict(zip(col["rows"][:], col["values"][:]))`.
- *       CRC of values: int/double/bool the little-endian bytes; strings the
- *       bytes and a NUL per string; then (strings) the offsets.
+ *       crc32c: CRC32C of rows (uint64 LE), then for int/double/bool the
+ *       values as 64-bit LE words (bools 0/1), for strings each string's
+ *       bytes and a NUL, then (strings) the offsets (uint64 LE).
+ *     Restore rebuilds each row's canonical payload blob from the columns
+ *     (npvdb_payload_build sorts the fields, so the bytes are exactly the
+ *     ones stored) and restores without re-training.
+ * String attributes are fixed-length UTF-8 (h5py returns them as bytes).
  * Version 1 (one collection at the root, the attributes above without name
  * and payloads) is still read, as collection "default".
  *

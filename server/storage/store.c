@@ -314,7 +314,7 @@ static npvdb_code apply_keys(npvdb_collection *c, uint8_t type,
     if (k->dim != npvdb_dim(c))
         return npvdb_set_error(e, NPVDB_EINVAL,
                                "dim %u is not the collection's", k->dim);
-    return npvdb_insert(c, k->keys, k->rows, k->n, NULL, e);
+    return npvdb_upsert(c, k->keys, k->rows, k->payloads, k->n, NULL, e);
 }
 
 static npvdb_code replay_keys(replay_ctx *r, const wal_record *rec,

@@ -24,6 +24,7 @@
  */
 
 typedef struct db {
+    npvdb_workers *workers; /* shared by every collection, or NULL */
     char *dir;
     npvdb_store *store;
     npvdb_catalog *cat;
@@ -36,11 +37,12 @@ static void db_open(db *d)
     npvdb_store_config sc = {.data_dir = d->dir,
                              .sync = d->sync,
                              .keep_snapshots = d->keep,
-                             .n_workers = 1};
+                             .n_workers = 1,
+                             .workers = d->workers};
     npvdb_error err = {0};
     d->store = npvdb_store_open(&sc, NULL, &err);
     if (!d->store) fail_msg("store_open: %s", err.msg);
-    catalog_config cc = {.store = d->store, .workers = NULL};
+    catalog_config cc = {.store = d->store, .workers = d->workers};
     d->cat = catalog_open(&cc, &err);
     if (!d->cat) fail_msg("catalog_open: %s", err.msg);
 }
@@ -53,9 +55,11 @@ static void db_close(db *d)
     d->store = NULL;
 }
 
-static db *db_new(unsigned keep, npvdb_sync_mode sync)
+static db *db_new_pool(unsigned keep, npvdb_sync_mode sync, uint32_t pool)
 {
     db *d = calloc(1, sizeof *d);
+    npvdb_error err;
+    if (pool) assert_non_null(d->workers = npvdb_workers_create(pool, &err));
     d->dir = tu_tempdir();
     d->keep = keep;
     d->sync = sync;
@@ -63,9 +67,15 @@ static db *db_new(unsigned keep, npvdb_sync_mode sync)
     return d;
 }
 
+static db *db_new(unsigned keep, npvdb_sync_mode sync)
+{
+    return db_new_pool(keep, sync, 0);
+}
+
 static void db_free(db *d)
 {
     if (d->cat) db_close(d);
+    npvdb_workers_free(d->workers); /* after the last collection */
     tu_rmtree(d->dir);
     free(d->dir);
     free(d);
@@ -127,6 +137,85 @@ static npvdb_code insert(db *d, const char *name, const char *p, unsigned from,
     free(keys);
     free(rows);
     return rc;
+}
+
+/* The payload of key i: fields vary by i so that columns are sparse, a
+ * field ("mixed") has several types, strings hold a NUL byte, lists of
+ * strings vary in length, and every 5th row has none. */
+static void payload_of(unsigned i, npvdb_payload *out)
+{
+    npvdb_field f[6];
+    size_t n = 0;
+    static const char nul_str[] = {'a', 0, 'b'};
+    const char *items[3] = {"x", "", "z\xc3\xa9"};
+    uint32_t item_lens[3] = {1, 0, 3};
+    memset(f, 0, sizeof f);
+    memset(out, 0, sizeof *out);
+    if (i % 5 == 4) return;
+    f[n].name = "tenant";
+    f[n].name_len = 6;
+    f[n].type = NPVDB_VALUE_INT;
+    f[n++].i = (int64_t)i * 1000003 - 5;
+    f[n].name = "mixed";
+    f[n].name_len = 5;
+    if (i % 3 == 0) {
+        f[n].type = NPVDB_VALUE_STRING;
+        f[n].s = i % 2 ? nul_str : "plain";
+        f[n++].s_len = i % 2 ? 3 : 5;
+    } else if (i % 3 == 1) {
+        f[n].type = NPVDB_VALUE_DOUBLE;
+        f[n++].d = (double)i / 7.0;
+    } else {
+        f[n].type = NPVDB_VALUE_BOOL;
+        f[n++].b = (int)(i % 2);
+    }
+    if (i % 2) {
+        f[n].name = "tags";
+        f[n].name_len = 4;
+        f[n].type = NPVDB_VALUE_STRINGS;
+        f[n].n_items = i % 4; /* 1 or 3 */
+        f[n].items = items;
+        f[n++].item_lens = item_lens;
+    }
+    npvdb_error err;
+    assert_int_equal(npvdb_payload_build(f, n, out, &err), NPVDB_OK);
+}
+
+/* insert() with payload_of(i) for each key, through upsert_prepare. */
+static void insert_payloads(db *d, const char *name, const char *p,
+                            unsigned from, unsigned to)
+{
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    uint32_t dim = npvdb_dim(ref.coll);
+    size_t n = to - from;
+    char(*kb)[24] = malloc(n * sizeof *kb);
+    const char **keys = malloc(n * sizeof *keys);
+    float *rows = malloc(n * dim * sizeof *rows);
+    npvdb_payload *pl = calloc(n, sizeof *pl);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(kb[i], sizeof kb[i], "%s%zu", p, from + i);
+        keys[i] = kb[i];
+        row_of(rows + i * dim, dim, (unsigned)(from + i), 0.0f);
+        payload_of((unsigned)(from + i), &pl[i]);
+    }
+    npvdb_batch *b = NULL;
+    uint64_t seq = 0;
+    if (npvdb_upsert_prepare(ref.coll, keys, rows, pl, n, &b, &err) !=
+            NPVDB_OK ||
+        catalog_insert(d->cat, &ref, b, keys, rows, pl, n, NULL, &seq, &err) !=
+            NPVDB_OK)
+        fail_msg("insert_payloads %s: %s", name, err.msg);
+    npvdb_batch_free(b);
+    catalog_release(d->cat, &ref);
+    assert_int_equal(catalog_wait_durable(d->cat, seq, &err), NPVDB_OK);
+    for (size_t i = 0; i < n; i++)
+        free((void *)pl[i].data);
+    free(pl);
+    free(kb);
+    free(keys);
+    free(rows);
 }
 
 static void insert_ok(db *d, const char *name, const char *p, unsigned from,
@@ -402,6 +491,32 @@ static void write_mix(db *d)
     delete_ok(d, "alpha", del, 3, 2);
     const char *delb[] = {"b0"};
     delete_ok(d, "beta", delb, 1, 1);
+    /* Payloads: new keys, and upserts that give, change or drop one. */
+    insert_payloads(d, "gamma", "p", 0, 60);
+    insert_payloads(d, "alpha", "a", 150, 170);
+    insert_ok(d, "gamma", "p", 50, 52, 0.0f); /* no payload any more */
+}
+
+/* Row p7 of gamma has the payload it was given. */
+static void check_payload(db *d)
+{
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, "gamma", &ref, &err), NPVDB_OK);
+    for (unsigned i = 0; i < 60; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "p%u", i);
+        npvdb_payload got = {0}, want;
+        assert_int_equal(npvdb_get_payload(ref.coll, key, NULL, &got, &err),
+                         NPVDB_OK);
+        payload_of(i, &want);
+        if (i == 50 || i == 51) want.len = 0;
+        assert_int_equal(got.len, want.len);
+        if (want.len) assert_memory_equal(got.data, want.data, want.len);
+        free((void *)got.data);
+        free((void *)want.data);
+    }
+    catalog_release(d->cat, &ref);
 }
 
 static void test_restart_identical(void **state)
@@ -410,17 +525,19 @@ static void test_restart_identical(void **state)
     db *d = db_new(2, NPVDB_SYNC_ALWAYS);
     write_mix(d);
     dump want = dump_all(d);
+    check_payload(d);
     /* Log only. */
     db_reopen(d);
     dump got = dump_all(d);
     dump_equal(&want, &got);
+    check_payload(d);
     dump_free(&got);
     /* Snapshot, then more writes: snapshot + log. */
     npvdb_error err = {0};
     npvdb_snapshot_info info;
     assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
     assert_int_equal(info.collections, 3);
-    assert_int_equal(info.vectors, 298 + 39 + 10);
+    assert_int_equal(info.vectors, 298 + 39 + 10 + 60);
     insert_ok(d, "gamma", "g", 10, 20, 0.25f);
     uint64_t seq;
     assert_int_equal(catalog_drop(d->cat, "beta", NULL, &seq, &err), NPVDB_OK);
@@ -432,12 +549,14 @@ static void test_restart_identical(void **state)
     got = dump_all(d);
     dump_equal(&want, &got);
     dump_free(&got);
+    check_payload(d);
     /* Snapshot only. */
     assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
     assert_int_equal(npvdb_store_log_bytes(d->store), 0);
     db_reopen(d);
     got = dump_all(d);
     dump_equal(&want, &got);
+    check_payload(d);
     dump_free(&got);
     dump_free(&want);
     db_free(d);
@@ -498,7 +617,8 @@ static void test_drop_leaves_disk(void **state)
 static void test_thousand_collections(void **state)
 {
     (void)state;
-    db *d = db_new(2, NPVDB_SYNC_NONE);
+    /* One shared pool of 2 workers for the 1,000 collections. */
+    db *d = db_new_pool(2, NPVDB_SYNC_NONE, 2);
     char name[32];
     for (int i = 0; i < MANY; i++) {
         snprintf(name, sizeof name, "c%04d", i);
@@ -604,7 +724,7 @@ static void *snapper_main(void *p)
 static void test_concurrent_writers_and_snapshots(void **state)
 {
     (void)state;
-    db *d = db_new(2, NPVDB_SYNC_ALWAYS);
+    db *d = db_new_pool(2, NPVDB_SYNC_ALWAYS, 2);
     create(d, "one", 4, NPVDB_METRIC_L2);
     create(d, "two", 4, NPVDB_METRIC_L2);
     writer_arg w1 = {d, "one", 40}, w2 = {d, "two", 40};

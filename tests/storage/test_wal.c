@@ -581,6 +581,62 @@ static void test_record_codecs(void **state)
     assert_int_equal(rec_encode_delete("x", big, 1, &b, &err), NPVDB_EINVAL);
 }
 
+/* INSERT2 with payload blobs: stored as is, used in place, each checked. */
+static void test_record_payloads(void **state)
+{
+    (void)state;
+    npvdb_field f = {
+        .name = "n", .name_len = 1, .type = NPVDB_VALUE_INT, .i = 42};
+    npvdb_payload blob;
+    npvdb_error err;
+    assert_int_equal(npvdb_payload_build(&f, 1, &blob, &err), NPVDB_OK);
+    const char *keys[] = {"a", "b", "c"};
+    float rows[3 * DIM] = {0};
+    npvdb_payload pl[3] = {blob, {0}, blob};
+    rec_buf b;
+    assert_int_equal(rec_encode_insert("p", keys, rows, pl, 3, DIM, &b, &err),
+                     NPVDB_OK);
+    rec_keys k;
+    assert_int_equal(
+        rec_decode_keys(b.type, b.buf + REC_HEADROOM, b.len, &k, &err),
+        NPVDB_OK);
+    assert_non_null(k.payloads);
+    assert_int_equal(k.payloads[0].len, blob.len);
+    assert_memory_equal(k.payloads[0].data, blob.data, blob.len);
+    assert_int_equal(k.payloads[1].len, 0);
+    assert_memory_equal(k.payloads[2].data, blob.data, blob.len);
+    /* In place: the blobs point into the record. */
+    assert_true(k.payloads[2].data > b.buf &&
+                k.payloads[2].data < b.buf + REC_HEADROOM + b.len);
+    rec_keys_free(&k);
+    for (size_t cut = 0; cut < b.len; cut++)
+        assert_int_equal(
+            rec_decode_keys(b.type, b.buf + REC_HEADROOM, cut, &k, &err),
+            NPVDB_EINVAL);
+    /* A blob that npvdb_payload_check refuses (an unknown value type in
+     * the last blob) is refused. */
+    uint8_t *last = b.buf + REC_HEADROOM + b.len - blob.len + 2;
+    uint8_t saved = *last;
+    *last = 9;
+    assert_int_equal(
+        rec_decode_keys(b.type, b.buf + REC_HEADROOM, b.len, &k, &err),
+        NPVDB_EINVAL);
+    assert_non_null(strstr(err.msg, "payload 2"));
+    *last = saved;
+    free(b.buf);
+    /* No payloads at all (every len 0): no payload section. */
+    npvdb_payload none[3] = {{0}, {0}, {0}};
+    assert_int_equal(rec_encode_insert("p", keys, rows, none, 3, DIM, &b, &err),
+                     NPVDB_OK);
+    assert_int_equal(
+        rec_decode_keys(b.type, b.buf + REC_HEADROOM, b.len, &k, &err),
+        NPVDB_OK);
+    assert_null(k.payloads);
+    rec_keys_free(&k);
+    free(b.buf);
+    free((void *)blob.data);
+}
+
 /* Version 1 payloads (as cef0ef2 wrote them) decode as collection
  * "default". */
 static void test_record_v1(void **state)
@@ -638,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_interval_mode),
         cmocka_unit_test(test_record_codecs),
         cmocka_unit_test(test_record_v1),
+        cmocka_unit_test(test_record_payloads),
     };
     /* TEST_FILTER=test_name (globs allowed) runs a subset. */
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));
