@@ -256,8 +256,10 @@ static void run_case(npvdb_collection *c, const options *o, const float *q,
     double qu = (double)o->nq / median(tu, o->rounds);
     uint32_t np;
     const char *pn = plan_name(c, f, o->nq, o->nprobe, o->k, &np);
-    printf("%-12s %7.3f%%  %-12s %6u  %8.4f  %10.0f  %10.0f  %6.2f\n", fc->name,
-           100.0 * (double)pass / (double)o->n, pn, np, rec, qf, qu, qf / qu);
+    char nps[16] = "-"; /* the exact plan probes nothing */
+    if (strcmp(pn, "exact")) snprintf(nps, sizeof nps, "%u", np);
+    printf("%-12s %7.3f%%  %-12s %6s  %8.4f  %10.0f  %10.0f  %6.2f\n", fc->name,
+           100.0 * (double)pass / (double)o->n, pn, nps, rec, qf, qu, qf / qu);
     fflush(stdout);
     free(tf);
     free(tu);
