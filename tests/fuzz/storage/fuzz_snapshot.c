@@ -58,6 +58,82 @@ static void put_ds(hid_t f, const char *name, hid_t ftype, hid_t mtype,
     H5Sclose(sp);
 }
 
+static void put_str_attr(hid_t loc, const char *name, const char *v)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, strlen(v) + 1);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, t, v);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+}
+
+/* One payload column (flag 2097152) of a fuzzed type, rows, values and
+ * strings, with the right checksum unless flag 4194304. */
+static void put_payload(hid_t f, src *s, hid_t str_type, uint32_t n_rows,
+                        uint64_t flags)
+{
+    static const char *const types[] = {
+        "int", "double", "bool", "string", "strings", "string_bytes", "x"};
+    const char *type = types[take(s, 1) % 7];
+    uint32_t n = (uint32_t)take(s, 1) % 8;
+    uint64_t rows[8], vals[8], off[9];
+    char sbuf[16][4];
+    const char *strs[16];
+    uint32_t crc = 0;
+    for (uint32_t i = 0; i < n; i++)
+        rows[i] = (flags & 8388608) ? take(s, 1) % 16 : i;
+    crc = npvdb_crc32c(0, rows, n * 8);
+    for (uint32_t i = 0; i < n; i++)
+        vals[i] = take(s, 8);
+    int is_str = type[0] == 's';
+    int is_list = strcmp(type, "strings") == 0;
+    uint32_t n_str = n;
+    off[0] = 0;
+    for (uint32_t i = 0; is_list && i < n; i++)
+        off[i + 1] = off[i] + take(s, 1) % 3;
+    if (is_list) n_str = (uint32_t)off[n];
+    for (uint32_t i = 0; is_str && i < n_str && i < 16; i++) {
+        uint32_t l = (uint32_t)take(s, 1) % 4;
+        for (uint32_t j = 0; j < l; j++)
+            sbuf[i][j] = (char)(take(s, 1) | 1);
+        sbuf[i][l < 3 ? l : 3] = 0;
+        strs[i] = sbuf[i];
+        crc = npvdb_crc32c(crc, sbuf[i], strlen(sbuf[i]) + 1);
+    }
+    if (n_str > 16) n_str = 16;
+    if (is_list) crc = npvdb_crc32c(crc, off, (n + 1) * 8);
+    if (!is_str) crc = npvdb_crc32c(crc, vals, n * 8);
+    hid_t g = H5Gcreate2(f, "payload", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t c = H5Gcreate2(g, "0", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    put_str_attr(c, "field", (flags & 16777216) ? "" : "fld");
+    put_str_attr(c, "type", type);
+    put_u64(c, "n", n);
+    put_u64(c, "crc32c", (flags & 4194304) ? take(s, 4) : crc);
+    put_ds(c, "rows", H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, n, 1, rows);
+    if (!is_str)
+        put_ds(c, "values",
+               type[0] == 'd'   ? H5T_IEEE_F64LE
+               : type[0] == 'b' ? H5T_STD_U8LE
+                                : H5T_STD_I64LE,
+               type[0] == 'd'   ? H5T_NATIVE_DOUBLE
+               : type[0] == 'b' ? H5T_NATIVE_UINT8
+                                : H5T_NATIVE_INT64,
+               1, n, 1, vals);
+    else
+        put_ds(c, "values", str_type, str_type, 1, n_str, 1, strs);
+    if (is_list)
+        put_ds(c, "offsets", H5T_STD_U64LE, H5T_NATIVE_UINT64, 1, n + 1, 1,
+               off);
+    H5Gclose(c);
+    H5Gclose(g);
+    put_u64(f, "n_payload_columns", (flags & 33554432) ? take(s, 1) % 3 : 1);
+    (void)n_rows;
+}
+
 typedef struct got {
     uint32_t n;
     int colls;
@@ -84,7 +160,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     src s = {data, size};
-    uint64_t flags = take(&s, 3);
+    uint64_t flags = take(&s, 4);
     uint32_t dim = 1 + (uint32_t)take(&s, 1) % 4;
     uint32_t n_shards = 1 + (uint32_t)take(&s, 1) % 3;
     uint32_t n = (uint32_t)take(&s, 1) % 12;
@@ -193,7 +269,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     put_ds(f, "vectors", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, rows_v, dim, vec);
     hid_t st = H5Tcopy(H5T_C_S1);
     H5Tset_size(st, H5T_VARIABLE);
+    H5Tset_cset(st, H5T_CSET_UTF8); /* as the writer makes them */
     put_ds(f, "keys", st, st, 1, n, 1, keys);
+    if (v2 && (flags & 2097152)) put_payload(f, &s, st, n, flags);
     H5Tclose(st);
     if (v2) {
         H5Gclose(f);
