@@ -305,6 +305,10 @@ static npvdb_code check_room(const char *tmp_path, npvdb_collection *c,
         return npvdb_set_error(err, e.code, "%s", e.msg);
     uint64_t need = (uint64_t)st.n_vectors * (st.dim * 4u + 48u) +
                     (uint64_t)st.n_shards * (st.dim * 4u + 8u) + (4u << 20);
+    /* Payloads are in memory_bytes (with vectors and keys): about what
+     * the file takes too. */
+    if ((uint64_t)st.memory_bytes + (4u << 20) > need)
+        need = (uint64_t)st.memory_bytes + (4u << 20);
     npvdb_stats_free(&st);
     struct rlimit lim;
     if (getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
