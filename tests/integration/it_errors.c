@@ -279,7 +279,15 @@ static void bad_queries(fixture *f, it_search_fn fn, const char *rpc)
         still_serving(f, N);                                                   \
     } while (0)
     EXPECT_BAD(fn(c, q, 2, DIM, 0, 0, &res, &err), "k 0");
-    EXPECT_BAD(fn(c, q, 2, DIM, N + 1, 0, &res, &err), "k > vector count");
+    /* k past the vector count gives short rows (issue 9); until the engine
+     * change lands it was INVALID_ARGUMENT: either way the server serves. */
+    if (fn(c, q, 2, DIM, N + 1, 0, &res, &err) == NPVDB_STATUS_OK) {
+        if (res.counts[0] != N || res.counts[1] != N)
+            fail_msg("%s: k > vector count: rows of %u and %u, want %d", rpc,
+                     res.counts[0], res.counts[1], N);
+        npvdb_client_results_free(&res);
+    }
+    still_serving(f, N);
     EXPECT_BAD(fn(c, q, 1, DIM, 16385, 0, &res, &err), "k > 16384");
     /* One query of DIM+1 floats is not the collection's dim. */
     EXPECT_BAD(fn(c, q, 1, DIM + 1, 3, 0, &res, &err),

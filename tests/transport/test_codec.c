@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -535,7 +536,7 @@ static void test_query_wire_variants(void **state)
     size_t n = 0;
     msg[n++] = 0x10; /* k = 3 */
     msg[n++] = 3;
-    msg[n++] = 0x2d; /* field 5, fixed32: unknown */
+    msg[n++] = 0x4d; /* field 9, fixed32: unknown */
     memset(msg + n, 0xee, 4);
     n += 4;
     msg[n++] = 0x0a; /* queries: 8 bytes */
@@ -560,7 +561,7 @@ static void test_query_wire_variants(void **state)
         codec_decode_query(wrong_type, sizeof wrong_type, 2, &r, &err),
         NPVDB_EINVAL);
     assert_msg_has(&err, "malformed GetClosestRequest (5 bytes)");
-    const uint8_t group[] = {0x2b}; /* field 5, start group */
+    const uint8_t group[] = {0x4b}; /* field 9, start group */
     assert_int_equal(codec_decode_query(group, sizeof group, 2, &r, &err),
                      NPVDB_EINVAL);
 }
@@ -717,6 +718,786 @@ static void test_empty_and_health(void **state)
     packed_free(&p);
 }
 
+/* ---- collections ---- */
+
+static void test_collection_names(void **state)
+{
+    npvdb_error err = {0};
+    Npvdb__V1__InitRequest im = NPVDB__V1__INIT_REQUEST__INIT;
+    im.dim = 2;
+    im.collection = "docs.v2";
+    packed p = pack(&im.base);
+    codec_init ri;
+    assert_int_equal(codec_decode_init(p.buf, p.len, &ri, &err), NPVDB_OK);
+    assert_string_equal(ri.collection.s, "docs.v2");
+    assert_int_equal(ri.collection.len, 7);
+    codec_init_free(&ri);
+    packed_free(&p);
+
+    /* Old clients send no collection: "" (the server reads "default"). */
+    im.collection = "";
+    p = pack(&im.base);
+    assert_int_equal(codec_decode_init(p.buf, p.len, &ri, &err), NPVDB_OK);
+    assert_int_equal(ri.collection.len, 0);
+    codec_init_free(&ri);
+    packed_free(&p);
+
+    char longname[300];
+    memset(longname, 'a', 256);
+    longname[256] = 0;
+    Npvdb__V1__DeleteRequest dm = NPVDB__V1__DELETE_REQUEST__INIT;
+    dm.collection = longname;
+    p = pack(&dm.base);
+    codec_keys rk;
+    assert_int_equal(codec_decode_delete(p.buf, p.len, &rk, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "collection name of 256 bytes is over 255");
+    packed_free(&p);
+    longname[255] = 0; /* 255 bytes is the limit, allowed */
+    p = pack(&dm.base);
+    assert_int_equal(codec_decode_delete(p.buf, p.len, &rk, &err), NPVDB_OK);
+    assert_int_equal(rk.collection.len, 255);
+    codec_keys_free(&rk);
+    packed_free(&p);
+
+    /* A NUL inside is kept with the wire length (the server's name check
+     * refuses it) rather than cut into another name. */
+    const uint8_t nul[] = {0x0a, 3, 'a', 0, 'b'};
+    codec_name name;
+    assert_int_equal(codec_decode_collection(nul, sizeof nul, &name, &err),
+                     NPVDB_OK);
+    assert_int_equal(name.len, 3);
+    assert_memory_equal(name.s, "a\0b", 3);
+
+    Npvdb__V1__GetRequest gm = NPVDB__V1__GET_REQUEST__INIT;
+    gm.collection = "g";
+    gm.with_payload = 1;
+    p = pack(&gm.base);
+    assert_int_equal(codec_decode_get(p.buf, p.len, &rk, &err), NPVDB_OK);
+    assert_string_equal(rk.collection.s, "g");
+    assert_int_equal(rk.with_payload, 1);
+    codec_keys_free(&rk);
+    packed_free(&p);
+
+    Npvdb__V1__InfoRequest inf = NPVDB__V1__INFO_REQUEST__INIT;
+    inf.collection = "x-1";
+    p = pack(&inf.base);
+    assert_int_equal(codec_decode_collection(p.buf, p.len, &name, &err),
+                     NPVDB_OK);
+    assert_string_equal(name.s, "x-1");
+    packed_free(&p);
+    const uint8_t bad[] = {0x0a, 9, 'a'};
+    assert_int_equal(codec_decode_collection(bad, sizeof bad, &name, &err),
+                     NPVDB_EINVAL);
+}
+
+/* ---- payloads ---- */
+
+static Npvdb__V1__Payload__FieldsEntry *entry(const char *key,
+                                              Npvdb__V1__Value *v)
+{
+    Npvdb__V1__Payload__FieldsEntry *e = malloc(sizeof *e);
+    assert_non_null(e);
+    *e =
+        (Npvdb__V1__Payload__FieldsEntry)NPVDB__V1__PAYLOAD__FIELDS_ENTRY__INIT;
+    e->key = (char *)key;
+    e->value = v;
+    return e;
+}
+
+/* One payload of every kind: tag (string), n (int), price (double), ok
+ * (bool), tags (strings). */
+typedef struct every_kind {
+    Npvdb__V1__Value vs, vi, vd, vb, vl;
+    Npvdb__V1__StringList list;
+    char *items[2];
+    Npvdb__V1__Payload__FieldsEntry *e[5];
+    Npvdb__V1__Payload pl;
+} every_kind;
+
+static void every_kind_init(every_kind *k)
+{
+    Npvdb__V1__Value v0 = NPVDB__V1__VALUE__INIT;
+    Npvdb__V1__StringList l0 = NPVDB__V1__STRING_LIST__INIT;
+    k->vs = k->vi = k->vd = k->vb = k->vl = v0;
+    k->vs.kind_case = NPVDB__V1__VALUE__KIND_STRING_VALUE;
+    k->vs.string_value = "hello";
+    k->vi.kind_case = NPVDB__V1__VALUE__KIND_INT_VALUE;
+    k->vi.int_value = -42;
+    k->vd.kind_case = NPVDB__V1__VALUE__KIND_DOUBLE_VALUE;
+    k->vd.double_value = 2.5;
+    k->vb.kind_case = NPVDB__V1__VALUE__KIND_BOOL_VALUE;
+    k->vb.bool_value = 1;
+    k->list = l0;
+    k->items[0] = "x";
+    k->items[1] = "";
+    k->list.n_values = 2;
+    k->list.values = k->items;
+    k->vl.kind_case = NPVDB__V1__VALUE__KIND_STRINGS_VALUE;
+    k->vl.strings_value = &k->list;
+    /* Not in name order: the blob sorts them. */
+    k->e[0] = entry("tags", &k->vl);
+    k->e[1] = entry("n", &k->vi);
+    k->e[2] = entry("price", &k->vd);
+    k->e[3] = entry("ok", &k->vb);
+    k->e[4] = entry("tag", &k->vs);
+    Npvdb__V1__Payload p0 = NPVDB__V1__PAYLOAD__INIT;
+    k->pl = p0;
+    k->pl.n_fields = 5;
+    k->pl.fields = k->e;
+}
+
+static void every_kind_free(every_kind *k)
+{
+    for (int i = 0; i < 5; i++)
+        free(k->e[i]);
+}
+
+/* The blob npvdb_payload_build makes of every_kind's fields. */
+static npvdb_payload every_kind_blob(void)
+{
+    const char *items[2] = {"x", ""};
+    const uint32_t lens[2] = {1, 0};
+    npvdb_field f[5];
+    memset(f, 0, sizeof f);
+    f[0] = (npvdb_field){.name = "tag",
+                         .name_len = 3,
+                         .type = NPVDB_VALUE_STRING,
+                         .s = "hello",
+                         .s_len = 5};
+    f[1] = (npvdb_field){
+        .name = "n", .name_len = 1, .type = NPVDB_VALUE_INT, .i = -42};
+    f[2] = (npvdb_field){
+        .name = "price", .name_len = 5, .type = NPVDB_VALUE_DOUBLE, .d = 2.5};
+    f[3] = (npvdb_field){
+        .name = "ok", .name_len = 2, .type = NPVDB_VALUE_BOOL, .b = 1};
+    f[4] = (npvdb_field){.name = "tags",
+                         .name_len = 4,
+                         .type = NPVDB_VALUE_STRINGS,
+                         .n_items = 2,
+                         .items = items,
+                         .item_lens = lens};
+    npvdb_payload out;
+    npvdb_error err = {0};
+    assert_int_equal(npvdb_payload_build(f, 5, &out, &err), NPVDB_OK);
+    return out;
+}
+
+static void test_insert_payloads(void **state)
+{
+    every_kind k;
+    every_kind_init(&k);
+    float rows[4] = {1, 2, 3, 4};
+    char *keys[2] = {"a", "b"};
+    Npvdb__V1__Payload empty = NPVDB__V1__PAYLOAD__INIT;
+    Npvdb__V1__Payload *pls[2] = {&k.pl, &empty};
+    Npvdb__V1__InsertRequest m = NPVDB__V1__INSERT_REQUEST__INIT;
+    m.n_keys = 2;
+    m.keys = keys;
+    m.vectors.data = (uint8_t *)rows;
+    m.vectors.len = sizeof rows;
+    m.collection = "c";
+    m.n_payloads = 2;
+    m.payloads = pls;
+    packed p = pack(&m.base);
+    codec_insert r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_insert(p.buf, p.len, 2, &r, &err), NPVDB_OK);
+    assert_string_equal(r.collection.s, "c");
+    assert_non_null(r.payloads);
+    npvdb_payload want = every_kind_blob();
+    assert_int_equal(r.payloads[0].len, want.len);
+    assert_memory_equal(r.payloads[0].data, want.data, want.len);
+    assert_int_equal(r.payloads[1].len, 0); /* empty Payload: none */
+    codec_insert_free(&r);
+    packed_free(&p);
+
+    /* Without payloads: NULL. */
+    m.n_payloads = 0;
+    p = pack(&m.base);
+    assert_int_equal(codec_decode_insert(p.buf, p.len, 2, &r, &err), NPVDB_OK);
+    assert_null(r.payloads);
+    codec_insert_free(&r);
+    packed_free(&p);
+
+    /* One payload for two keys. */
+    m.n_payloads = 1;
+    p = pack(&m.base);
+    assert_int_equal(codec_decode_insert(p.buf, p.len, 2, &r, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "payloads has 1 entries for 2 keys");
+    packed_free(&p);
+    free((void *)want.data);
+    every_kind_free(&k);
+}
+
+/* Decodes an Insert of one key with payload `pl`; returns the code. */
+static npvdb_code insert_one(Npvdb__V1__Payload *pl, npvdb_error *err)
+{
+    float row[1] = {1};
+    char *keys[1] = {"k"};
+    Npvdb__V1__InsertRequest m = NPVDB__V1__INSERT_REQUEST__INIT;
+    m.n_keys = 1;
+    m.keys = keys;
+    m.vectors.data = (uint8_t *)row;
+    m.vectors.len = sizeof row;
+    m.n_payloads = 1;
+    m.payloads = &pl;
+    packed p = pack(&m.base);
+    codec_insert r;
+    npvdb_code rc = codec_decode_insert(p.buf, p.len, 1, &r, err);
+    codec_insert_free(&r);
+    packed_free(&p);
+    return rc;
+}
+
+static void test_insert_payload_errors(void **state)
+{
+    npvdb_error err = {0};
+    Npvdb__V1__Value v = NPVDB__V1__VALUE__INIT;
+    Npvdb__V1__Payload__FieldsEntry *e[2] = {entry("f", &v), NULL};
+    Npvdb__V1__Payload pl = NPVDB__V1__PAYLOAD__INIT;
+    pl.n_fields = 1;
+    pl.fields = e;
+    /* A Value with nothing set. */
+    assert_int_equal(insert_one(&pl, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "payloads[0] field 'f': value has nothing set");
+    v.kind_case = NPVDB__V1__VALUE__KIND_DOUBLE_VALUE;
+    v.double_value = NAN;
+    assert_int_equal(insert_one(&pl, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "payloads[0]");
+    assert_msg_has(&err, "'f'");
+    assert_msg_has(&err, "NaN or Inf");
+    v.double_value = INFINITY;
+    assert_int_equal(insert_one(&pl, &err), NPVDB_EINVAL);
+    /* An oversized string value. */
+    char *big = malloc(NPVDB_MAX_STRING + 2);
+    assert_non_null(big);
+    memset(big, 's', NPVDB_MAX_STRING + 1);
+    big[NPVDB_MAX_STRING + 1] = 0;
+    v.kind_case = NPVDB__V1__VALUE__KIND_STRING_VALUE;
+    v.string_value = big;
+    assert_int_equal(insert_one(&pl, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "payloads[0] field 'f': string of 65536 bytes");
+    big[NPVDB_MAX_STRING] = 0; /* exactly the limit: fine */
+    assert_int_equal(insert_one(&pl, &err), NPVDB_OK);
+    /* An oversized name, and an empty one. */
+    char name[300];
+    memset(name, 'n', 256);
+    name[256] = 0;
+    v.string_value = "ok";
+    e[0]->key = name;
+    assert_int_equal(insert_one(&pl, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "payloads[0]: field 0 has a name of 256 bytes");
+    e[0]->key = "";
+    assert_int_equal(insert_one(&pl, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "name of 0 bytes");
+    /* A name given twice. */
+    e[0]->key = "f";
+    e[1] = entry("f", &v);
+    pl.n_fields = 2;
+    assert_int_equal(insert_one(&pl, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "given twice");
+    /* A list over 1024 strings. */
+    Npvdb__V1__StringList l = NPVDB__V1__STRING_LIST__INIT;
+    char **items = calloc(NPVDB_MAX_LIST + 1, sizeof *items);
+    assert_non_null(items);
+    for (size_t i = 0; i <= NPVDB_MAX_LIST; i++)
+        items[i] = "i";
+    l.n_values = NPVDB_MAX_LIST + 1;
+    l.values = items;
+    Npvdb__V1__Value lv = NPVDB__V1__VALUE__INIT;
+    lv.kind_case = NPVDB__V1__VALUE__KIND_STRINGS_VALUE;
+    lv.strings_value = &l;
+    e[1]->key = "g";
+    e[1]->value = &lv;
+    assert_int_equal(insert_one(&pl, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "payloads[0] field 'g': list of 1025 strings");
+    /* 65 fields. */
+    Npvdb__V1__Payload__FieldsEntry *many[65];
+    char names[65][4];
+    for (int i = 0; i < 65; i++) {
+        snprintf(names[i], sizeof names[i], "f%d", i);
+        many[i] = entry(names[i], &v);
+    }
+    Npvdb__V1__Payload pm = NPVDB__V1__PAYLOAD__INIT;
+    pm.n_fields = 65;
+    pm.fields = many;
+    assert_int_equal(insert_one(&pm, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "more than 64 fields");
+    pm.n_fields = 64;
+    assert_int_equal(insert_one(&pm, &err), NPVDB_OK);
+    for (int i = 0; i < 65; i++)
+        free(many[i]);
+    free(items);
+    free(big);
+    free(e[0]);
+    free(e[1]);
+}
+
+/* blob -> wire -> protobuf-c gives the same fields. */
+static void test_payload_encode(void **state)
+{
+    npvdb_payload b = every_kind_blob();
+    size_t n = codec_payload_size(&b);
+    uint8_t *buf = malloc(n);
+    assert_non_null(buf);
+    assert_ptr_equal(codec_payload_put(&b, buf), buf + n);
+    Npvdb__V1__Payload *m = npvdb__v1__payload__unpack(NULL, n, buf);
+    assert_non_null(m);
+    assert_int_equal(m->n_fields, 5);
+    /* Sorted by name: n, ok, price, tag, tags. */
+    assert_string_equal(m->fields[0]->key, "n");
+    assert_int_equal(m->fields[0]->value->int_value, -42);
+    assert_string_equal(m->fields[1]->key, "ok");
+    assert_int_equal(m->fields[1]->value->kind_case,
+                     NPVDB__V1__VALUE__KIND_BOOL_VALUE);
+    assert_int_equal(m->fields[1]->value->bool_value, 1);
+    assert_true(m->fields[2]->value->double_value == 2.5);
+    assert_string_equal(m->fields[3]->value->string_value, "hello");
+    assert_int_equal(m->fields[4]->value->strings_value->n_values, 2);
+    assert_string_equal(m->fields[4]->value->strings_value->values[0], "x");
+    assert_string_equal(m->fields[4]->value->strings_value->values[1], "");
+    npvdb__v1__payload__free_unpacked(m, NULL);
+
+    /* And back through the Insert decoder: the same blob. */
+    Npvdb__V1__Payload *pl = npvdb__v1__payload__unpack(NULL, n, buf);
+    assert_non_null(pl);
+    float row[1] = {1};
+    char *keys[1] = {"k"};
+    Npvdb__V1__InsertRequest im = NPVDB__V1__INSERT_REQUEST__INIT;
+    im.n_keys = 1;
+    im.keys = keys;
+    im.vectors.data = (uint8_t *)row;
+    im.vectors.len = 4;
+    im.n_payloads = 1;
+    im.payloads = &pl;
+    packed p = pack(&im.base);
+    codec_insert r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_insert(p.buf, p.len, 1, &r, &err), NPVDB_OK);
+    assert_int_equal(r.payloads[0].len, b.len);
+    assert_memory_equal(r.payloads[0].data, b.data, b.len);
+    codec_insert_free(&r);
+    packed_free(&p);
+    npvdb__v1__payload__free_unpacked(pl, NULL);
+    free(buf);
+    free((void *)b.data);
+}
+
+/* ---- filters ---- */
+
+static Npvdb__V1__Condition *cond_new(void)
+{
+    Npvdb__V1__Condition *c = malloc(sizeof *c);
+    assert_non_null(c);
+    *c = (Npvdb__V1__Condition)NPVDB__V1__CONDITION__INIT;
+    return c;
+}
+
+static npvdb_code decode_filter_msg(const Npvdb__V1__Filter *f,
+                                    codec_filter *out, npvdb_error *err)
+{
+    packed p = pack(&f->base);
+    npvdb_code rc = codec_decode_filter(p.buf, p.len, out, err);
+    packed_free(&p);
+    return rc;
+}
+
+static void test_filter_valid(void **state)
+{
+    /* must: tenant = 42, price in [10, 20); should: lang in {en, de},
+     * has_field x; must_not: nested {must: flag = true}. */
+    Npvdb__V1__Match m1 = NPVDB__V1__MATCH__INIT;
+    m1.kind_case = NPVDB__V1__MATCH__KIND_INTEGER;
+    m1.integer = 42;
+    Npvdb__V1__Range r = NPVDB__V1__RANGE__INIT;
+    r.lower_case = NPVDB__V1__RANGE__LOWER_GTE;
+    r.gte = 10;
+    r.upper_case = NPVDB__V1__RANGE__UPPER_LT;
+    r.lt = 20;
+    char *kw[2] = {"en", "de"};
+    Npvdb__V1__StringList sl = NPVDB__V1__STRING_LIST__INIT;
+    sl.n_values = 2;
+    sl.values = kw;
+    Npvdb__V1__Match m2 = NPVDB__V1__MATCH__INIT;
+    m2.kind_case = NPVDB__V1__MATCH__KIND_KEYWORDS;
+    m2.keywords = &sl;
+    Npvdb__V1__Match m3 = NPVDB__V1__MATCH__INIT;
+    m3.kind_case = NPVDB__V1__MATCH__KIND_BOOLEAN;
+    m3.boolean = 1;
+    Npvdb__V1__Condition *c[6];
+    for (int i = 0; i < 6; i++)
+        c[i] = cond_new();
+    c[0]->key = "tenant";
+    c[0]->condition_case = NPVDB__V1__CONDITION__CONDITION_MATCH;
+    c[0]->match = &m1;
+    c[1]->key = "price";
+    c[1]->condition_case = NPVDB__V1__CONDITION__CONDITION_RANGE;
+    c[1]->range = &r;
+    c[2]->key = "lang";
+    c[2]->condition_case = NPVDB__V1__CONDITION__CONDITION_MATCH;
+    c[2]->match = &m2;
+    c[3]->condition_case = NPVDB__V1__CONDITION__CONDITION_HAS_FIELD;
+    c[3]->has_field = "x";
+    c[4]->key = "flag";
+    c[4]->condition_case = NPVDB__V1__CONDITION__CONDITION_MATCH;
+    c[4]->match = &m3;
+    Npvdb__V1__Filter inner = NPVDB__V1__FILTER__INIT;
+    inner.n_must = 1;
+    inner.must = &c[4];
+    c[5]->condition_case = NPVDB__V1__CONDITION__CONDITION_FILTER;
+    c[5]->filter = &inner;
+    Npvdb__V1__Filter f = NPVDB__V1__FILTER__INIT;
+    f.n_must = 2;
+    f.must = c;
+    f.n_should = 2;
+    f.should = c + 2;
+    f.n_must_not = 1;
+    f.must_not = c + 5;
+    codec_filter out;
+    npvdb_error err = {0};
+    assert_int_equal(decode_filter_msg(&f, &out, &err), NPVDB_OK);
+    const npvdb_filter *t = out.root;
+    assert_int_equal(t->n_must, 2);
+    assert_int_equal(t->must[0].kind, NPVDB_COND_MATCH);
+    assert_int_equal(t->must[0].field_len, 6);
+    assert_memory_equal(t->must[0].field, "tenant", 6);
+    assert_int_equal(t->must[0].n_values, 1);
+    assert_int_equal(t->must[0].values[0].type, NPVDB_VALUE_INT);
+    assert_int_equal(t->must[0].values[0].i, 42);
+    assert_int_equal(t->must[1].kind, NPVDB_COND_RANGE);
+    assert_true(t->must[1].has_lower && t->must[1].lower_inclusive);
+    assert_true(t->must[1].has_upper && !t->must[1].upper_inclusive);
+    assert_true(t->must[1].lower == 10 && t->must[1].upper == 20);
+    assert_int_equal(t->n_should, 2);
+    assert_int_equal(t->should[0].n_values, 2);
+    assert_int_equal(t->should[0].values[1].s_len, 2);
+    assert_memory_equal(t->should[0].values[1].s, "de", 2);
+    assert_int_equal(t->should[1].kind, NPVDB_COND_HAS_FIELD);
+    assert_int_equal(t->n_must_not, 1);
+    assert_int_equal(t->must_not[0].kind, NPVDB_COND_FILTER);
+    const npvdb_filter *sub = t->must_not[0].sub;
+    assert_int_equal(sub->n_must, 1);
+    assert_int_equal(sub->must[0].values[0].type, NPVDB_VALUE_BOOL);
+    assert_int_equal(sub->must[0].values[0].b, 1);
+    codec_filter_free(&out);
+
+    /* An empty Filter passes everything: a root with no conditions. */
+    Npvdb__V1__Filter none = NPVDB__V1__FILTER__INIT;
+    assert_int_equal(decode_filter_msg(&none, &out, &err), NPVDB_OK);
+    assert_non_null(out.root);
+    assert_int_equal(
+        out.root->n_must + out.root->n_should + out.root->n_must_not, 0);
+    codec_filter_free(&out);
+    for (int i = 0; i < 6; i++)
+        free(c[i]);
+}
+
+static void expect_filter_error(const Npvdb__V1__Filter *f, const char *msg)
+{
+    codec_filter out;
+    npvdb_error err = {0};
+    assert_int_equal(decode_filter_msg(f, &out, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, msg);
+    assert_null(out.root);
+}
+
+static void test_filter_errors(void **state)
+{
+    Npvdb__V1__Condition *c[2] = {cond_new(), cond_new()};
+    Npvdb__V1__Filter inner = NPVDB__V1__FILTER__INIT;
+    inner.n_should = 1;
+    inner.should = &c[1];
+    c[0]->condition_case = NPVDB__V1__CONDITION__CONDITION_FILTER;
+    c[0]->filter = &inner;
+    Npvdb__V1__Condition *ok = cond_new();
+    ok->condition_case = NPVDB__V1__CONDITION__CONDITION_HAS_FIELD;
+    ok->has_field = "a";
+    Npvdb__V1__Condition *must[2] = {ok, c[0]};
+    Npvdb__V1__Filter f = NPVDB__V1__FILTER__INIT;
+    f.n_must = 2;
+    f.must = must;
+    /* c[1] has nothing set. */
+    expect_filter_error(&f,
+                        "filter.must[1].should[0]: condition has nothing set");
+    Npvdb__V1__Match m = NPVDB__V1__MATCH__INIT;
+    c[1]->condition_case = NPVDB__V1__CONDITION__CONDITION_MATCH;
+    c[1]->match = &m;
+    expect_filter_error(&f, "filter.must[1].should[0]: match needs a key");
+    c[1]->key = "k";
+    expect_filter_error(&f, "filter.must[1].should[0]: match has nothing set");
+    Npvdb__V1__StringList sl = NPVDB__V1__STRING_LIST__INIT;
+    m.kind_case = NPVDB__V1__MATCH__KIND_KEYWORDS;
+    m.keywords = &sl;
+    expect_filter_error(&f, "match.keywords is empty");
+    Npvdb__V1__IntList il = NPVDB__V1__INT_LIST__INIT;
+    m.kind_case = NPVDB__V1__MATCH__KIND_INTEGERS;
+    m.integers = &il;
+    expect_filter_error(&f, "match.integers is empty");
+    int64_t *ints = calloc(NPVDB_MAX_LIST + 1, sizeof *ints);
+    assert_non_null(ints);
+    il.n_values = NPVDB_MAX_LIST + 1;
+    il.values = ints;
+    expect_filter_error(&f, "match list of 1025 values");
+    free(ints);
+    Npvdb__V1__Range r = NPVDB__V1__RANGE__INIT;
+    c[1]->condition_case = NPVDB__V1__CONDITION__CONDITION_RANGE;
+    c[1]->range = &r;
+    expect_filter_error(&f, "filter.must[1].should[0]: range has no bound");
+    r.upper_case = NPVDB__V1__RANGE__UPPER_LTE;
+    r.lte = NAN;
+    expect_filter_error(&f, "range.lte is not finite");
+    r.lte = 1;
+    r.lower_case = NPVDB__V1__RANGE__LOWER_GT;
+    r.gt = -INFINITY;
+    expect_filter_error(&f, "range.gt is not finite");
+    c[1]->condition_case = NPVDB__V1__CONDITION__CONDITION_HAS_FIELD;
+    c[1]->has_field = "";
+    expect_filter_error(&f, "has_field is empty");
+    free(c[0]);
+    free(c[1]);
+    free(ok);
+}
+
+/* Nesting and counts are refused on the wire, before unpacking. */
+static void test_filter_bounds(void **state)
+{
+    /* Depth: Filter{must: [Condition{filter: ...}]} nested by hand. */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    npvdb_error err = {0};
+    codec_filter out;
+    for (int depth = 1; depth <= NPVDB_MAX_FILTER_DEPTH + 1; depth++) {
+        if (depth > 1) {
+            /* Condition{5: buf}, then Filter{1: condition}. */
+            size_t cl = 1 + 1 + len; /* len < 128 */
+            assert_true(len < 120);
+            uint8_t *nb = malloc(2 + cl);
+            assert_non_null(nb);
+            nb[0] = 0x0a;
+            nb[1] = (uint8_t)cl;
+            nb[2] = 0x2a;
+            nb[3] = (uint8_t)len;
+            if (len) memcpy(nb + 4, buf, len);
+            free(buf);
+            buf = nb;
+            len = 2 + cl;
+        }
+        npvdb_code rc =
+            codec_decode_filter(buf ? buf : (uint8_t *)"", len, &out, &err);
+        if (depth <= NPVDB_MAX_FILTER_DEPTH) {
+            assert_int_equal(rc, NPVDB_OK);
+            codec_filter_free(&out);
+        } else {
+            assert_int_equal(rc, NPVDB_EINVAL);
+            assert_msg_has(&err, "nested deeper than 16");
+        }
+    }
+    free(buf);
+    /* Count: 4097 has_field conditions. */
+    size_t n = NPVDB_MAX_FILTER_CONDS + 1;
+    buf = malloc(n * 5);
+    assert_non_null(buf);
+    for (size_t i = 0; i < n; i++)
+        memcpy(buf + i * 5, "\x0a\x03\x22\x01z", 5);
+    assert_int_equal(codec_decode_filter(buf, (n - 1) * 5, &out, &err),
+                     NPVDB_OK);
+    assert_int_equal(out.root->n_must, n - 1);
+    codec_filter_free(&out);
+    assert_int_equal(codec_decode_filter(buf, n * 5, &out, &err), NPVDB_EINVAL);
+    assert_msg_has(&err, "more than 4096 conditions");
+    free(buf);
+    /* A NUL in a key, and a truncated message. */
+    const uint8_t nul[] = {0x0a, 0x04, 0x22, 0x02, 'a', 0};
+    assert_int_equal(codec_decode_filter(nul, sizeof nul, &out, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "NUL");
+    const uint8_t cut[] = {0x0a, 0x09, 0x22};
+    assert_int_equal(codec_decode_filter(cut, sizeof cut, &out, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "malformed");
+}
+
+/* Search with collection, filter and with_payload, in one piece and cut
+ * into spans at every byte (the filter straddling two spans). */
+static void test_search_new_fields(void **state)
+{
+    float q[3] = {1, 2, 3};
+    Npvdb__V1__Match mt = NPVDB__V1__MATCH__INIT;
+    mt.kind_case = NPVDB__V1__MATCH__KIND_KEYWORD;
+    mt.keyword = "red";
+    Npvdb__V1__Condition *c = cond_new();
+    c->key = "color";
+    c->condition_case = NPVDB__V1__CONDITION__CONDITION_MATCH;
+    c->match = &mt;
+    Npvdb__V1__Filter f = NPVDB__V1__FILTER__INIT;
+    f.n_must_not = 1;
+    f.must_not = &c;
+    Npvdb__V1__SearchRequest m = NPVDB__V1__SEARCH_REQUEST__INIT;
+    m.queries.data = (uint8_t *)q;
+    m.queries.len = sizeof q;
+    m.k = 4;
+    m.collection = "colors";
+    m.filter = &f;
+    m.with_payload = 1;
+    packed p = pack(&m.base);
+    for (size_t cut = 0; cut <= p.len; cut++) {
+        codec_span spans[2] = {{p.buf, cut}, {p.buf + cut, p.len - cut}};
+        codec_query r;
+        npvdb_error err = {0};
+        assert_int_equal(
+            codec_query_parse_spans("SearchRequest", spans, 2, &r, &err),
+            NPVDB_OK);
+        assert_string_equal(r.collection.s, "colors");
+        assert_int_equal(r.with_payload, 1);
+        assert_non_null(r.filter.root);
+        assert_int_equal(r.filter.root->n_must_not, 1);
+        assert_int_equal(r.filter.root->must_not[0].values[0].s_len, 3);
+        assert_memory_equal(r.filter.root->must_not[0].values[0].s, "red", 3);
+        assert_int_equal(codec_query_load(&r, 3, &err), NPVDB_OK);
+        assert_int_equal(r.nq, 1);
+        assert_memory_equal(r.queries, q, sizeof q);
+        codec_query_free(&r);
+    }
+    packed_free(&p);
+    /* A bad filter is refused with its place. */
+    c->condition_case = NPVDB__V1__CONDITION__CONDITION__NOT_SET;
+    p = pack(&m.base);
+    codec_query r;
+    npvdb_error err = {0};
+    assert_int_equal(codec_decode_search(p.buf, p.len, 3, &r, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "filter.must_not[0]: condition has nothing set");
+    packed_free(&p);
+    /* No filter field: root NULL. */
+    m.filter = NULL;
+    p = pack(&m.base);
+    assert_int_equal(codec_decode_query(p.buf, p.len, 3, &r, &err), NPVDB_OK);
+    assert_null(r.filter.root);
+    codec_query_free(&r);
+    packed_free(&p);
+    free(c);
+}
+
+/* Replies with payloads unpack with protobuf-c to the same fields. */
+static void test_replies_with_payloads(void **state)
+{
+    fake_results f;
+    fake_results_init(&f);
+    npvdb_payload blob = every_kind_blob();
+    npvdb_payload pls[12];
+    memset(pls, 0, sizeof pls);
+    pls[0] = blob; /* row 0 hit 0 has one, the others none */
+    pls[9] = blob; /* row 3 hit 0 */
+    f.r.payloads = pls;
+    size_t size = codec_search_reply_size(&f.r);
+    uint8_t *buf = malloc(size);
+    assert_non_null(buf);
+    assert_int_equal(codec_search_reply_encode(&f.r, buf), size);
+    Npvdb__V1__SearchReply *m =
+        npvdb__v1__search_reply__unpack(NULL, size, buf);
+    assert_non_null(m);
+    assert_int_equal(m->n_keys, 6);
+    assert_int_equal(m->n_payloads, 6); /* one per hit, flat */
+    assert_int_equal(m->payloads[0]->n_fields, 5);
+    assert_int_equal(m->payloads[1]->n_fields, 0);
+    assert_int_equal(m->payloads[4]->n_fields, 5); /* row 3, hit 0 */
+    assert_string_equal(m->payloads[4]->fields[3]->value->string_value,
+                        "hello");
+    npvdb__v1__search_reply__free_unpacked(m, NULL);
+    free(buf);
+    for (size_t i = 0; i < 4; i++) {
+        size = codec_closest_reply_size(&f.r, i, (uint32_t)i);
+        buf = malloc(size ? size : 1);
+        assert_non_null(buf);
+        assert_int_equal(codec_closest_reply_encode(&f.r, i, (uint32_t)i, buf),
+                         size);
+        Npvdb__V1__GetClosestReply *g =
+            npvdb__v1__get_closest_reply__unpack(NULL, size, buf);
+        assert_non_null(g);
+        assert_int_equal(g->n_payloads, f.counts[i]);
+        assert_int_equal(g->n_keys, f.counts[i]);
+        if (i == 0 || i == 3)
+            assert_int_equal(g->payloads[0]->fields[0]->value->int_value, -42);
+        npvdb__v1__get_closest_reply__free_unpacked(g, NULL);
+        free(buf);
+    }
+    free((void *)blob.data);
+}
+
+/* ---- Count and Scroll ---- */
+
+static void test_count_scroll(void **state)
+{
+    npvdb_error err = {0};
+    Npvdb__V1__Condition *c = cond_new();
+    c->condition_case = NPVDB__V1__CONDITION__CONDITION_HAS_FIELD;
+    c->has_field = "h";
+    Npvdb__V1__Filter f = NPVDB__V1__FILTER__INIT;
+    f.n_must = 1;
+    f.must = &c;
+    Npvdb__V1__CountRequest cm = NPVDB__V1__COUNT_REQUEST__INIT;
+    cm.collection = "cc";
+    packed p = pack(&cm.base);
+    codec_count rc;
+    assert_int_equal(codec_decode_count(p.buf, p.len, &rc, &err), NPVDB_OK);
+    assert_string_equal(rc.collection.s, "cc");
+    assert_null(rc.filter.root);
+    codec_count_free(&rc);
+    packed_free(&p);
+    cm.filter = &f;
+    p = pack(&cm.base);
+    assert_int_equal(codec_decode_count(p.buf, p.len, &rc, &err), NPVDB_OK);
+    assert_int_equal(rc.filter.root->n_must, 1);
+    codec_count_free(&rc);
+    packed_free(&p);
+
+    Npvdb__V1__ScrollRequest sm = NPVDB__V1__SCROLL_REQUEST__INIT;
+    codec_scroll rs;
+    p = pack(&sm.base);
+    assert_int_equal(codec_decode_scroll(p.buf, p.len, &rs, &err), NPVDB_OK);
+    assert_int_equal(rs.limit, CODEC_SCROLL_DEFAULT);
+    assert_int_equal(rs.cursor, 0);
+    codec_scroll_free(&rs);
+    packed_free(&p);
+    uint8_t cur[CODEC_CURSOR_LEN];
+    codec_scroll_cursor(0x123456789abcdefULL, cur);
+    sm.cursor.data = cur;
+    sm.cursor.len = sizeof cur;
+    sm.limit = NPVDB_MAX_K;
+    sm.with_vectors = 1;
+    sm.filter = &f;
+    p = pack(&sm.base);
+    assert_int_equal(codec_decode_scroll(p.buf, p.len, &rs, &err), NPVDB_OK);
+    assert_int_equal(rs.limit, NPVDB_MAX_K);
+    assert_true(rs.cursor == 0x123456789abcdefULL);
+    assert_int_equal(rs.with_vectors, 1);
+    assert_int_equal(rs.with_payload, 0);
+    assert_non_null(rs.filter.root);
+    codec_scroll_free(&rs);
+    packed_free(&p);
+    sm.limit = NPVDB_MAX_K + 1;
+    p = pack(&sm.base);
+    assert_int_equal(codec_decode_scroll(p.buf, p.len, &rs, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "limit must be 0..16384 (got 16385");
+    packed_free(&p);
+    sm.limit = 5;
+    cur[7] ^= 1; /* a flipped bit */
+    p = pack(&sm.base);
+    assert_int_equal(codec_decode_scroll(p.buf, p.len, &rs, &err),
+                     NPVDB_EINVAL);
+    assert_msg_has(&err, "cursor of 16 bytes is not a next_cursor");
+    packed_free(&p);
+    sm.cursor.len = 3;
+    p = pack(&sm.base);
+    assert_int_equal(codec_decode_scroll(p.buf, p.len, &rs, &err),
+                     NPVDB_EINVAL);
+    packed_free(&p);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -743,6 +1524,16 @@ int main(void)
         cmocka_unit_test(test_keys_valid),
         cmocka_unit_test(test_keys_nul),
         cmocka_unit_test(test_empty_and_health),
+        cmocka_unit_test(test_collection_names),
+        cmocka_unit_test(test_insert_payloads),
+        cmocka_unit_test(test_insert_payload_errors),
+        cmocka_unit_test(test_payload_encode),
+        cmocka_unit_test(test_filter_valid),
+        cmocka_unit_test(test_filter_errors),
+        cmocka_unit_test(test_filter_bounds),
+        cmocka_unit_test(test_search_new_fields),
+        cmocka_unit_test(test_replies_with_payloads),
+        cmocka_unit_test(test_count_scroll),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

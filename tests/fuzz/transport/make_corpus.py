@@ -6,7 +6,9 @@ Run from anywhere with Debian's python3:
   PYTHONPATH=D /usr/bin/python3 tests/fuzz/transport/make_corpus.py
 Seeds for insert and query start with one byte choosing the dimension
 (byte % 16 + 1; for query, bit 4 set picks the Search decoder); seeds for keys start with one byte choosing the decoder
-(0 delete, 1 get, 2 empty request, 3 health check).
+(0 delete, 1 get, 2 empty request, 3 health check). Seeds for filter are a
+Filter (also read as a Count and a Scroll request); seeds for payloads start
+with one byte giving the key count (byte % 8), then an InsertRequest.
 """
 import os
 import struct
@@ -54,6 +56,41 @@ def main():
         queries=floats(1, 2, 3, 4, 5, 6), k=10, dim=6).SerializeToString())
     write("query", "closest_dim", dim3 + pb.GetClosestRequest(
         queries=floats(1, 2, 3), k=1, dim=3).SerializeToString())
+
+    def value(**kw):
+        return pb.Value(**kw)
+    pl = pb.Payload(fields={
+        "tenant": value(int_value=42), "lang": value(string_value="en"),
+        "price": value(double_value=9.5), "ok": value(bool_value=True),
+        "tags": value(strings_value=pb.StringList(values=["a", "b"]))})
+    write("insert", "payloads", dim3 + pb.InsertRequest(
+        keys=["a"], vectors=floats(1, 2, 3), collection="c",
+        payloads=[pl]).SerializeToString())
+    write("payloads", "one", b"\x01" + pb.InsertRequest(
+        keys=["a"], vectors=floats(1), payloads=[pl]).SerializeToString())
+    write("payloads", "two", b"\x02" + pb.InsertRequest(
+        keys=["a", "b"], vectors=floats(1, 2),
+        payloads=[pl, pb.Payload()]).SerializeToString())
+    write("payloads", "unset", b"\x01" + pb.InsertRequest(
+        keys=["a"], vectors=floats(1),
+        payloads=[pb.Payload(fields={"x": pb.Value()})]).SerializeToString())
+
+    filt = pb.Filter(
+        must=[pb.Condition(key="tenant", match=pb.Match(integer=42)),
+              pb.Condition(key="price", range=pb.Range(gte=10, lt=20))],
+        should=[pb.Condition(key="lang", match=pb.Match(
+                    keywords=pb.StringList(values=["en", "de"]))),
+                pb.Condition(has_field="x")],
+        must_not=[pb.Condition(filter=pb.Filter(must=[pb.Condition(
+            key="n", match=pb.Match(integers=pb.IntList(values=[1, 2])))]))])
+    write("filter", "all", filt.SerializeToString())
+    write("filter", "empty_cond", pb.Filter(must=[pb.Condition()]).SerializeToString())
+    write("filter", "count", pb.CountRequest(collection="c", filter=filt).SerializeToString())
+    write("filter", "scroll", pb.ScrollRequest(
+        collection="c", filter=filt, limit=10, with_vectors=True).SerializeToString())
+    write("query", "search_filter", search3 + pb.SearchRequest(
+        queries=floats(1, 2, 3), k=3, collection="c", filter=filt,
+        with_payload=True).SerializeToString())
 
     write("keys", "delete", b"\x00" + pb.DeleteRequest(keys=["a", "bb"]).SerializeToString())
     write("keys", "get", b"\x01" + pb.GetRequest(keys=["x"]).SerializeToString())
