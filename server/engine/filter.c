@@ -280,6 +280,55 @@ size_t filter_rows(const cfilter *f, const npvdb_shard *sh, size_t r0,
 
 /* ---- count ---- */
 
+typedef struct count_job {
+    const npvdb_collection *c;
+    const cfilter *f;
+    uint32_t n_tasks;
+    uint64_t *per_task;
+} count_job;
+
+static void count_task(void *ctx, uint32_t t)
+{
+    count_job *j = ctx;
+    uint64_t n = 0;
+    for (uint32_t s = t; s < j->c->n_shards; s += j->n_tasks) {
+        const npvdb_shard *sh = &j->c->shards[s];
+        for (size_t r = 0; r < sh->n; r++) {
+            if (r + 8 < sh->n && sh->pay[r + 8])
+                __builtin_prefetch(sh->pay[r + 8]);
+            n += filter_pass(j->f, sh->pay[r]);
+        }
+    }
+    j->per_task[t] = n;
+}
+
+/* Evaluations of a large collection are shared out over the workers
+ * (each its shards); a small one is counted inline. */
+#define COUNT_PARALLEL_MIN 65536
+
+static npvdb_code count_locked(npvdb_collection *c, const cfilter *f,
+                               uint64_t *out, npvdb_error *err)
+{
+    uint64_t one;
+    count_job j = {.c = c, .f = f, .n_tasks = 1, .per_task = &one};
+    if (c->n_vectors >= COUNT_PARALLEL_MIN && c->n_shards > 1) {
+        j.n_tasks = pool_size(c->pool);
+        j.per_task = calloc(j.n_tasks, sizeof *j.per_task);
+        if (!j.per_task)
+            return npvdb_set_error(err, NPVDB_ENOMEM, "out of memory counting");
+    }
+    /* A failed pool_run ran nothing: count inline then. */
+    if (j.n_tasks == 1 || pool_run(c->pool, j.n_tasks, count_task, &j)) {
+        j.n_tasks = 1;
+        count_task(&j, 0);
+    }
+    *out = 0;
+    for (uint32_t t = 0; t < j.n_tasks; t++)
+        *out += j.per_task[t];
+    if (j.per_task != &one) free(j.per_task);
+    return NPVDB_OK;
+}
+
 npvdb_code npvdb_count(npvdb_collection *c, const npvdb_filter *f,
                        uint64_t *out, npvdb_error *err)
 {
@@ -290,11 +339,7 @@ npvdb_code npvdb_count(npvdb_collection *c, const npvdb_filter *f,
     pthread_rwlock_rdlock(&c->rw);
     rc = filter_compile(c, f, &cf, err);
     if (rc == NPVDB_OK && !cf) *out = c->n_vectors;
-    for (uint32_t s = 0; cf && s < c->n_shards; s++) {
-        const npvdb_shard *sh = &c->shards[s];
-        for (size_t r = 0; r < sh->n; r++)
-            *out += filter_pass(cf, sh->pay[r]);
-    }
+    if (rc == NPVDB_OK && cf) rc = count_locked(c, cf, out, err);
     pthread_rwlock_unlock(&c->rw);
     filter_free(cf);
     if (rc == NPVDB_OK) npvdb_ok(err);

@@ -5,7 +5,8 @@
  *   write_mu  serialises writers (insert, delete, train, restore) for their
  *             whole run, so centroids and shard membership only change under
  *             it and a writer may read them without the rwlock.
- *   rw        guards what searches read: shards, centroids, the key map.
+ *   rw        guards what searches read: shards (rows, payloads), centroids,
+ *             the key map, the field map (fields.c).
  *             Searches hold it shared for their whole run (their results
  *             point into entries until the keys are copied out); writers take
  *             it exclusively only for the short apply step.

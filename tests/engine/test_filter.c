@@ -337,6 +337,26 @@ static void test_count_every_condition(void **s)
     free_keys(keys, n);
 }
 
+/* Past 65536 vectors the count is shared out over the workers. */
+static void test_count_parallel(void **s)
+{
+    (void)s;
+    const size_t n = 70000;
+    float *x;
+    char **keys;
+    npvdb_collection *c = build(n, 4, NPVDB_METRIC_L2, 16, &x, &keys);
+    for (size_t t = 0; t < 4; t++) {
+        uint64_t want = 0, got = 0;
+        for (size_t i = 0; i < n; i++)
+            want += cases[t].ref(i) != 0;
+        assert_int_equal(npvdb_count(c, &cases[t].f, &got, NULL), NPVDB_OK);
+        assert_int_equal(got, want);
+    }
+    npvdb_free(c);
+    free(x);
+    free_keys(keys, n);
+}
+
 /* Exact bounds of an int range against doubles: no rounding of the int. */
 static void test_int_range_bounds(void **s)
 {
@@ -671,6 +691,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_filter_check),
         cmocka_unit_test(test_count_every_condition),
+        cmocka_unit_test(test_count_parallel),
         cmocka_unit_test(test_int_range_bounds),
         cmocka_unit_test(test_exact_cosine),
         cmocka_unit_test(test_exact_l2),
