@@ -1,6 +1,6 @@
 /*
- * main.c -- npvdb-server: flags, wiring (store -> collection -> transport)
- * and signals.
+ * main.c -- npvdb-server: flags, wiring (workers -> store -> catalog ->
+ * transport) and signals.
  *
  * SIGINT and SIGTERM are blocked in every thread (the mask is set before any
  * thread exists, so gRPC's and the engine's threads inherit it) and taken
@@ -216,57 +216,112 @@ static void bound_address(const char *listen, int port, char *out, size_t cap)
     snprintf(out, cap, "%.*s:%d", host_len, listen, port);
 }
 
-static void log_restored(npvdb_collection *coll)
+/* One summary line for whatever was restored (1,000 collections must not
+ * print 1,000 lines): the count, the vectors, the first few names. */
+static void log_restored(npvdb_catalog *cat)
 {
-    npvdb_stats st;
+    catalog_info *info = NULL;
+    size_t n = 0;
     npvdb_error err = {0};
-    if (!coll) {
+    if (catalog_list(cat, &info, &n, &err) != NPVDB_OK) {
+        npvdb_log("restored collections (listing failed: %s)", err.msg);
+        return;
+    }
+    if (n == 0) {
+        free(info);
         npvdb_log("no collection yet: waiting for Init");
         return;
     }
-    if (npvdb_stats_get(coll, &st, &err) != NPVDB_OK) {
-        npvdb_log("restored a collection (stats: %s)", err.msg);
-        return;
+    uint64_t vectors = 0;
+    for (size_t i = 0; i < n; i++)
+        vectors += info[i].vectors;
+    char names[400];
+    size_t at = 0;
+    names[0] = 0;
+    for (size_t i = 0; i < n && i < 5; i++) {
+        int w = snprintf(names + at, sizeof names - at,
+                         "%s%s (dim %u, %s, "
+                         "%llu)",
+                         i ? ", " : "", info[i].name, info[i].dim,
+                         npvdb_metric_name(info[i].metric),
+                         (unsigned long long)info[i].vectors);
+        if (w < 0 || (size_t)w >= sizeof names - at) break;
+        at += (size_t)w;
     }
-    npvdb_log("restored collection: dim %u, metric %s, %zu vectors, %u shards"
-              "%s",
-              st.dim, npvdb_metric_name(st.metric), st.n_vectors, st.n_shards,
-              st.trained ? "" : " (untrained)");
-    npvdb_stats_free(&st);
+    npvdb_log("restored %zu collection%s, %llu vectors: %s%s", n,
+              n == 1 ? "" : "s", (unsigned long long)vectors, names,
+              n > 5 ? ", ..." : "");
+    free(info);
 }
 
-/* Serves until SIGINT/SIGTERM. Returns the exit status. */
-static int serve(const options *o)
+/* Opens the store, the shared engine workers and the catalog over them;
+ * 0 on success (everything opened), -1 with everything closed. */
+static int open_data(const options *o, npvdb_store **store,
+                     npvdb_workers **workers, npvdb_catalog **cat)
 {
     npvdb_error err = {0};
-    npvdb_collection *coll = NULL;
+    *store = NULL;
+    *cat = NULL;
+    *workers = npvdb_workers_create(o->threads, &err);
+    if (!*workers) {
+        npvdb_log("cannot start %u engine threads: %s", o->threads, err.msg);
+        return -1;
+    }
     npvdb_store_config scfg = {
         .data_dir = o->data_dir,
         .sync = o->sync,
         .sync_interval_ms = o->sync_interval_ms,
         .keep_snapshots = o->keep_snapshots,
         .n_workers = o->threads,
+        .workers = *workers,
     };
-    npvdb_store *store = npvdb_store_open(&scfg, &coll, &err);
-    if (!store) {
+    *store = npvdb_store_open(&scfg, NULL, &err);
+    if (!*store) {
         npvdb_log("cannot open data dir %s: %s", o->data_dir, err.msg);
-        return 1;
+        npvdb_workers_free(*workers);
+        return -1;
     }
-    log_restored(coll);
+    catalog_config ccfg = {.store = *store, .workers = *workers};
+    *cat = catalog_open(&ccfg, &err);
+    if (!*cat) {
+        npvdb_log("cannot open the catalog: %s", err.msg);
+        npvdb_store_close(*store);
+        npvdb_workers_free(*workers);
+        return -1;
+    }
+    return 0;
+}
+
+/* Shutdown, in the reverse order of open_data. */
+static void close_data(npvdb_store *store, npvdb_workers *workers,
+                       npvdb_catalog *cat)
+{
+    catalog_close(cat);       /* frees every collection */
+    npvdb_store_close(store); /* syncs the log */
+    npvdb_workers_free(workers);
+}
+
+/* Serves until SIGINT/SIGTERM. Returns the exit status. */
+static int serve(const options *o)
+{
+    npvdb_error err = {0};
+    npvdb_store *store;
+    npvdb_workers *workers;
+    npvdb_catalog *cat;
+    if (open_data(o, &store, &workers, &cat) != 0) return 1;
+    log_restored(cat);
     unsigned poll = 2 * o->threads < 4 ? 4 : 2 * o->threads;
     npvdb_server_config cfg = {
         .listen = o->listen,
         .n_poll_threads = poll,
-        .n_workers = o->threads,
         .max_message_bytes = (size_t)o->max_message_mb << 20,
         .snapshot_every_bytes = (uint64_t)o->snapshot_every_mb << 20,
     };
     int port = 0;
-    npvdb_server *srv = npvdb_server_start(&cfg, store, coll, &port, &err);
+    npvdb_server *srv = npvdb_server_start(&cfg, cat, store, &port, &err);
     if (!srv) {
         npvdb_log("cannot start: %s", err.msg);
-        npvdb_free(coll);
-        npvdb_store_close(store);
+        close_data(store, workers, cat);
         return 1;
     }
     char addr[512];
@@ -288,8 +343,8 @@ static int serve(const options *o)
     }
     npvdb_log("%s: shutting down (grace %u ms)",
               sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
-    npvdb_server_stop(srv, o->grace_ms); /* frees the collection */
-    npvdb_store_close(store);            /* syncs the log */
+    npvdb_server_stop(srv, o->grace_ms);
+    close_data(store, workers, cat);
     npvdb_log("stopped");
     return 0;
 }

@@ -13,18 +13,13 @@
 static void *autosnapshot_main(void *arg)
 {
     npvdb_server *s = arg;
-    nt_result res = {0};
-    npvdb_collection *coll = nt_db_acquire(s, NULL, &res);
-    if (coll) {
-        npvdb_error err = {0};
-        npvdb_snapshot_info *info = calloc(1, sizeof *info);
-        if (!info)
-            npvdb_log("automatic snapshot: out of memory");
-        else if (nt_snapshot_write(s, coll, info, &err) != NPVDB_OK)
-            npvdb_log("automatic snapshot failed: %s", err.msg);
-        free(info);
-        nt_db_release(s);
-    }
+    npvdb_error err = {0};
+    npvdb_snapshot_info *info = calloc(1, sizeof *info);
+    if (!info)
+        npvdb_log("automatic snapshot: out of memory");
+    else if (nt_snapshot_write(s, info, &err) != NPVDB_OK)
+        npvdb_log("automatic snapshot failed: %s", err.msg);
+    free(info);
     pthread_mutex_lock(&s->auto_mu);
     s->auto_running = 0;
     pthread_cond_broadcast(&s->auto_cv);

@@ -14,6 +14,7 @@
 #ifndef NPVDB_TRANSPORT_INTERNAL_H
 #define NPVDB_TRANSPORT_INTERNAL_H
 
+#include "codec.h"
 #include "transport.h"
 
 #include <grpc/grpc.h>
@@ -69,7 +70,7 @@ struct nt_call {
 };
 
 /* Number of registered methods (the table lives in server.c). */
-#define NT_N_METHODS 9
+#define NT_N_METHODS 13
 #define NT_MAX_MESSAGE_DEFAULT (64u << 20)
 
 struct npvdb_server {
@@ -88,18 +89,8 @@ struct npvdb_server {
     pthread_cond_t shutdown_cv;
     int shutdown_done;
 
-    /* The one collection. `coll_lock` guards coll and gen:
-     * every RPC holds it for reading while it uses the collection, Init holds
-     * it for writing to swap collections (so a replace waits for in-flight
-     * work). It prefers writers, so a stream of searches cannot starve Init.
-     * `write_mu` orders writes: log order == apply order (storage.h). */
-    pthread_rwlock_t coll_lock;
-    npvdb_collection *coll;
-    uint64_t gen; /* bumped by every Init: streams notice a replace */
-    pthread_mutex_t write_mu;
-    pthread_mutex_t snapshot_mu; /* one snapshot at a time */
-    npvdb_store *store;          /* borrowed; NULL = no durability */
-    unsigned n_workers;
+    npvdb_catalog *cat; /* borrowed: every collection and every write */
+    npvdb_store *store; /* borrowed, the catalog's; NULL = no durability */
 
     /* Automatic snapshots (autosnapshot.c): at most one thread at a time. */
     uint64_t snapshot_every; /* log bytes; 0 = never */
@@ -109,10 +100,10 @@ struct npvdb_server {
 };
 
 /* ---- rpc_snapshot.c ---- */
-/* Snapshots coll (the caller holds it via nt_db_acquire) and logs a line.
- * One at a time; inserts and searches go on meanwhile. */
-npvdb_code nt_snapshot_write(npvdb_server *s, npvdb_collection *coll,
-                             npvdb_snapshot_info *info, npvdb_error *err);
+/* Snapshots every collection (catalog_snapshot) and logs a line. Inserts
+ * and searches go on meanwhile. */
+npvdb_code nt_snapshot_write(npvdb_server *s, npvdb_snapshot_info *info,
+                             npvdb_error *err);
 
 /* ---- autosnapshot.c ---- */
 /* Starts a background snapshot if the log grew by snapshot_every since the
@@ -161,18 +152,37 @@ typedef struct nt_message {
 int nt_message_open(nt_call *c, nt_message *m);
 void nt_message_close(nt_call *c, nt_message *m);
 
+/* The engine parameters of a decoded Search/GetClosest request. */
+npvdb_search_params nt_search_params(const codec_query *q);
+
 /* ---- call_unary.c ---- */
 void nt_unary_start(nt_call *c);
 
-/* ---- db.c: access to the collection ---- */
-/* Takes the read lock and returns the collection; or, before Init, fails
- * res with FAILED_PRECONDITION and returns NULL without the lock. */
-npvdb_collection *nt_db_acquire(npvdb_server *s, uint64_t *gen, nt_result *res);
-void nt_db_release(npvdb_server *s);
+/* ---- db.c: access to the catalog's collections ---- */
+/* Checks `name` (catalog_check_name, with its wire length) and holds the
+ * collection in *ref; or fails res (INVALID_ARGUMENT for a bad name,
+ * NOT_FOUND "collection 'x' not found") and returns 0 with *ref zeroed. */
+int nt_acquire(npvdb_server *s, const codec_name *name, catalog_ref *ref,
+               nt_result *res);
+void nt_release(npvdb_server *s, catalog_ref *ref);
+/* 1 (for now): a missing "default" is FAILED_PRECONDITION "... call Init
+ * first", as before collections; see db.c. */
+extern int nt_missing_default_is_precondition;
+/* Checks a name without looking it up; 0 and res failed if bad. */
+int nt_check_name(const codec_name *name, nt_result *res);
+/* The name as the catalog resolves it ("" -> "default"). */
+const char *nt_name(const codec_name *name);
 /* Waits for log record `seq` (0 = nothing to wait for); fails res if the
  * log could not be synced. */
-void nt_db_wait_durable(npvdb_server *s, uint64_t seq, nt_result *res);
+void nt_wait_durable(npvdb_server *s, uint64_t seq, nt_result *res);
 int nt_metric_to_proto(npvdb_metric m);
+/* Packs `m` followed by n payloads as repeated field `field` (a reply that
+ * protobuf-c packs but whose payloads codec.c encodes); RESOURCE_EXHAUSTED
+ * past the message limit. */
+void nt_result_pack_payloads(npvdb_server *s, nt_result *res,
+                             const ProtobufCMessage *m,
+                             const npvdb_payload *payloads, size_t n,
+                             unsigned field);
 
 /* ---- the RPCs, one file each ---- */
 extern const nt_method nt_rpc_init;
@@ -183,6 +193,10 @@ extern const nt_method nt_rpc_delete;
 extern const nt_method nt_rpc_info;
 extern const nt_method nt_rpc_get;
 extern const nt_method nt_rpc_search;
+extern const nt_method nt_rpc_list_collections;
+extern const nt_method nt_rpc_drop_collection;
+extern const nt_method nt_rpc_count;
+extern const nt_method nt_rpc_scroll;
 extern const nt_method nt_rpc_health;
 extern const nt_method nt_rpc_unknown;
 

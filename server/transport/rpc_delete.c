@@ -1,10 +1,9 @@
 /*
- * rpc_delete.c -- Delete (unary): logs the keys, removes them, and replies
- * with how many existed once the log record is durable.
+ * rpc_delete.c -- Delete (unary): the catalog logs and applies it; the reply
+ * (how many existed) goes once the log record is durable.
  */
 #include "internal.h"
 
-#include "codec.h"
 #include "npvdb/v1/npvdb.pb-c.h"
 
 static void handle_delete(npvdb_server *s, const uint8_t *buf, size_t len,
@@ -12,29 +11,24 @@ static void handle_delete(npvdb_server *s, const uint8_t *buf, size_t len,
 {
     codec_keys req;
     npvdb_error err = {0};
+    catalog_ref ref;
     size_t deleted = 0;
     uint64_t seq = 0;
     if (codec_decode_delete(buf, len, &req, &err) != NPVDB_OK) {
         nt_result_error(res, &err);
         return;
     }
-    npvdb_collection *coll = nt_db_acquire(s, NULL, res);
-    if (!coll) goto out;
+    if (!nt_acquire(s, &req.collection, &ref, res)) goto out;
     npvdb_code rc = NPVDB_OK;
-    if (req.n > 0) {
-        pthread_mutex_lock(&s->write_mu);
-        if (s->store)
-            rc = npvdb_store_log_delete(s->store, req.keys, req.n, &seq, &err);
-        if (rc == NPVDB_OK)
-            rc = npvdb_delete(coll, req.keys, req.n, &deleted, &err);
-        pthread_mutex_unlock(&s->write_mu);
-    }
-    nt_db_release(s);
+    if (req.n > 0)
+        rc =
+            catalog_delete(s->cat, &ref, req.keys, req.n, &deleted, &seq, &err);
+    nt_release(s, &ref);
     if (rc != NPVDB_OK) {
         nt_result_error(res, &err);
         goto out;
     }
-    nt_db_wait_durable(s, seq, res);
+    nt_wait_durable(s, seq, res);
     if (res->status == GRPC_STATUS_OK) {
         Npvdb__V1__DeleteReply r = NPVDB__V1__DELETE_REPLY__INIT;
         r.deleted = deleted;

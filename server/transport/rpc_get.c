@@ -14,11 +14,16 @@ typedef struct get_out {
     float *rows;          /* found * dim */
     const char **found;   /* keys found */
     const char **missing; /* keys absent */
+    npvdb_payload *pls;   /* with_payload: one per key found, owned */
     size_t n_found, n_missing;
 } get_out;
 
 static void get_out_free(get_out *o)
 {
+    if (o->pls)
+        for (size_t i = 0; i < o->n_found; i++)
+            free((void *)o->pls[i].data);
+    free(o->pls);
     free(o->rows);
     free(o->found);
     free(o->missing);
@@ -33,14 +38,18 @@ static void lookup(npvdb_collection *coll, const codec_keys *req, get_out *o,
     o->rows = malloc(req->n * dim * sizeof(float));
     o->found = malloc(req->n * sizeof *o->found);
     o->missing = malloc(req->n * sizeof *o->missing);
-    if (!o->rows || !o->found || !o->missing) {
+    if (req->with_payload) o->pls = calloc(req->n, sizeof *o->pls);
+    if (!o->rows || !o->found || !o->missing ||
+        (req->with_payload && !o->pls)) {
         nt_result_fail(res, GRPC_STATUS_RESOURCE_EXHAUSTED,
                        "out of memory for %zu keys", req->n);
         return;
     }
     for (size_t i = 0; i < req->n; i++) {
-        npvdb_code rc =
-            npvdb_get(coll, req->keys[i], o->rows + o->n_found * dim, &err);
+        float *row = o->rows + o->n_found * dim;
+        npvdb_code rc = o->pls ? npvdb_get_payload(coll, req->keys[i], row,
+                                                   &o->pls[o->n_found], &err)
+                               : npvdb_get(coll, req->keys[i], row, &err);
         if (rc == NPVDB_OK) {
             o->found[o->n_found++] = req->keys[i];
         } else if (rc == NPVDB_ENOTFOUND) {
@@ -52,7 +61,8 @@ static void lookup(npvdb_collection *coll, const codec_keys *req, get_out *o,
     }
 }
 
-static void reply(const get_out *o, uint32_t dim, nt_result *res)
+static void reply(npvdb_server *s, const get_out *o, uint32_t dim,
+                  nt_result *res)
 {
     Npvdb__V1__GetReply r = NPVDB__V1__GET_REPLY__INIT;
     r.n_keys = o->n_found;
@@ -61,7 +71,7 @@ static void reply(const get_out *o, uint32_t dim, nt_result *res)
     r.vectors.data = (uint8_t *)o->rows;
     r.n_missing = o->n_missing;
     r.missing = (char **)o->missing;
-    nt_result_pack(res, &r.base);
+    nt_result_pack_payloads(s, res, &r.base, o->pls, o->n_found, 4);
 }
 
 static void handle_get(npvdb_server *s, const uint8_t *buf, size_t len,
@@ -69,13 +79,14 @@ static void handle_get(npvdb_server *s, const uint8_t *buf, size_t len,
 {
     codec_keys req;
     npvdb_error err = {0};
+    catalog_ref ref;
     get_out o = {0};
     if (codec_decode_get(buf, len, &req, &err) != NPVDB_OK) {
         nt_result_error(res, &err);
         return;
     }
-    npvdb_collection *coll = nt_db_acquire(s, NULL, res);
-    if (!coll) goto out;
+    if (!nt_acquire(s, &req.collection, &ref, res)) goto out;
+    npvdb_collection *coll = ref.coll;
     uint32_t dim = npvdb_dim(coll);
     /* Keys are at most NPVDB_MAX_KEY_LEN and already in the request, so
      * the vectors are what can push the reply past the limit. */
@@ -87,11 +98,11 @@ static void handle_get(npvdb_server *s, const uint8_t *buf, size_t len,
                        req.n, dim, req.n * (size_t)dim * 4, s->max_message);
     } else if (req.n > 0) {
         lookup(coll, &req, &o, res);
-        if (res->status == GRPC_STATUS_OK) reply(&o, dim, res);
+        if (res->status == GRPC_STATUS_OK) reply(s, &o, dim, res);
     } else {
-        reply(&o, dim, res);
+        reply(s, &o, dim, res);
     }
-    nt_db_release(s);
+    nt_release(s, &ref);
 out:
     get_out_free(&o);
     codec_keys_free(&req);

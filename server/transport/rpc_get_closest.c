@@ -90,8 +90,9 @@ static void search_chunk(closest_call *cc, npvdb_collection *coll,
     cc->chunk_start = cc->next;
     cc->chunk_n = 0;
     /* The call owns its decoded queries and reads each chunk once. */
-    if (npvdb_search_inplace(coll, cc->q.queries + cc->next * cc->dim, n,
-                             cc->q.k, cc->q.nprobe, &hits, &err) != NPVDB_OK)
+    npvdb_search_params p = nt_search_params(&cc->q);
+    if (npvdb_search_ex(coll, cc->q.queries + cc->next * cc->dim, n, cc->q.k,
+                        &p, &hits, &err) != NPVDB_OK)
         nt_result_error(res, &err);
     else
         pack_chunk(cc, &hits, res);
@@ -100,17 +101,16 @@ static void search_chunk(closest_call *cc, npvdb_collection *coll,
 
 static void next_chunk(closest_call *cc, nt_result *res)
 {
-    uint64_t gen = 0;
-    npvdb_collection *coll = nt_db_acquire(cc->base.srv, &gen, res);
-    if (!coll) return;
-    if (gen != cc->gen)
+    catalog_ref ref;
+    if (!nt_acquire(cc->base.srv, &cc->q.collection, &ref, res)) return;
+    if (ref.gen != cc->gen)
         nt_result_fail(res, GRPC_STATUS_ABORTED,
                        "the collection was replaced by Init during this "
                        "GetClosest (after %zu of %zu replies)",
                        cc->next, cc->q.nq);
     else
-        search_chunk(cc, coll, res);
-    nt_db_release(cc->base.srv);
+        search_chunk(cc, ref.coll, res);
+    nt_release(cc->base.srv, &ref);
 }
 
 /* The packed reply of query cc->next, as a byte buffer (owned). */
@@ -153,14 +153,14 @@ static void step(nt_call *c)
     send_next(cc);
 }
 
-/* Decodes the request and searches its first chunk (read lock held). */
+/* Loads the parsed request's queries for `coll` (held) and searches the
+ * first chunk. */
 static void first_chunk(closest_call *cc, npvdb_collection *coll,
-                        const nt_message *m, nt_result *res)
+                        nt_result *res)
 {
     npvdb_error err = {0};
     cc->dim = npvdb_dim(coll);
-    if (codec_decode_query_spans(m->spans, m->n, cc->dim, &cc->q, &err) !=
-        NPVDB_OK) {
+    if (codec_query_load(&cc->q, cc->dim, &err) != NPVDB_OK) {
         nt_result_error(res, &err);
         return;
     }
@@ -186,10 +186,15 @@ static void start(nt_call *c)
         nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
                        "out of memory reading the request");
     } else {
-        npvdb_collection *coll = nt_db_acquire(c->srv, &cc->gen, &res);
-        if (coll) {
-            first_chunk(cc, coll, &m, &res);
-            nt_db_release(c->srv);
+        npvdb_error err = {0};
+        catalog_ref ref;
+        if (codec_query_parse_spans("GetClosestRequest", m.spans, m.n, &cc->q,
+                                    &err) != NPVDB_OK) {
+            nt_result_error(&res, &err);
+        } else if (nt_acquire(c->srv, &cc->q.collection, &ref, &res)) {
+            cc->gen = ref.gen;
+            first_chunk(cc, ref.coll, &res);
+            nt_release(c->srv, &ref);
         }
         nt_message_close(c, &m);
     }

@@ -1,13 +1,13 @@
 /*
- * rpc_info.c -- Info (unary): the collection's shape and size. Before Init it
- * answers with initialized = false and the server version only.
+ * rpc_info.c -- Info (unary): one collection's shape and size. A collection
+ * that does not exist (yet) answers initialized = false with the server
+ * version and its name, as Info before the first Init always did.
  */
 #include "internal.h"
 
-#include "codec.h"
 #include "npvdb/v1/npvdb.pb-c.h"
 
-static void fill(npvdb_collection *coll, nt_result *res)
+static void fill(npvdb_collection *coll, const char *name, nt_result *res)
 {
     npvdb_stats st;
     npvdb_error err = {0};
@@ -17,6 +17,7 @@ static void fill(npvdb_collection *coll, nt_result *res)
     }
     Npvdb__V1__InfoReply r = NPVDB__V1__INFO_REPLY__INIT;
     r.server_version = (char *)NPVDB_VERSION;
+    r.collection = (char *)name;
     r.initialized = 1;
     r.dim = st.dim;
     r.metric = (Npvdb__V1__Metric)nt_metric_to_proto(st.metric);
@@ -35,19 +36,24 @@ static void handle_info(npvdb_server *s, const uint8_t *buf, size_t len,
                         nt_result *res)
 {
     npvdb_error err = {0};
-    if (codec_decode_empty(buf, len, &err) != NPVDB_OK) {
+    codec_name name;
+    catalog_ref ref;
+    if (codec_decode_collection(buf, len, &name, &err) != NPVDB_OK) {
         nt_result_error(res, &err);
         return;
     }
-    pthread_rwlock_rdlock(&s->coll_lock);
-    if (s->coll) {
-        fill(s->coll, res);
-    } else {
+    if (!nt_check_name(&name, res)) return;
+    if (catalog_acquire(s->cat, nt_name(&name), &ref, &err) == NPVDB_OK) {
+        fill(ref.coll, ref.name, res);
+        catalog_release(s->cat, &ref);
+    } else if (err.code == NPVDB_ENOTFOUND) {
         Npvdb__V1__InfoReply r = NPVDB__V1__INFO_REPLY__INIT;
         r.server_version = (char *)NPVDB_VERSION;
+        r.collection = (char *)nt_name(&name);
         nt_result_pack(res, &r.base);
+    } else {
+        nt_result_error(res, &err);
     }
-    pthread_rwlock_unlock(&s->coll_lock);
 }
 
 const nt_method nt_rpc_info = {

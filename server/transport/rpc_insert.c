@@ -35,7 +35,7 @@ typedef struct pending {
     int present; /* 0: the stream ended (half-close) */
     codec_insert req;
     npvdb_batch *batch; /* NULL for an empty message or on error */
-    uint64_t gen;       /* collection generation it was prepared for */
+    catalog_ref ref;    /* the collection, held from prepare to apply */
     nt_result res;      /* an error found while preparing */
 } pending;
 
@@ -53,6 +53,10 @@ typedef struct insert_call {
     uint64_t last_seq; /* newest log record of this call, 0 if none */
     uint64_t gen;      /* the collection generation of the first message */
     int have_gen;
+    /* The stream's collection, named by its first message (written by the
+     * first prepare, read by later ones: prepares run one after another). */
+    codec_name coll;
+    int have_coll;
 } insert_call;
 
 static insert_call *from_recv_tag(nt_tag *t)
@@ -65,16 +69,45 @@ static void unref(insert_call *ic)
     if (atomic_fetch_sub(&ic->refs, 1) == 1) nt_call_free(&ic->base);
 }
 
-static void pending_free(pending *p)
+static void pending_free(insert_call *ic, pending *p)
 {
+    nt_release(ic->base.srv, &p->ref);
     npvdb_batch_free(p->batch);
     codec_insert_free(&p->req);
     memset(p, 0, sizeof *p);
 }
 
+/* Which collection message `p` writes to: the first message names the
+ * stream's; a later one may repeat it or leave it empty, and naming another
+ * is INVALID_ARGUMENT (the message is then not applied). */
+static int stream_collection(insert_call *ic, const uint8_t *buf, size_t len,
+                             pending *p)
+{
+    npvdb_error err = {0};
+    codec_name name;
+    if (codec_insert_collection(buf, len, &name, &err) != NPVDB_OK) {
+        nt_result_error(&p->res, &err);
+        return 0;
+    }
+    if (!nt_check_name(&name, &p->res)) return 0;
+    if (!ic->have_coll) {
+        ic->coll = name;
+        ic->have_coll = 1;
+        return 1;
+    }
+    if (name.len && strcmp(nt_name(&name), nt_name(&ic->coll)) != 0) {
+        nt_result_fail(&p->res, GRPC_STATUS_INVALID_ARGUMENT,
+                       "the message names collection '%s' but the stream "
+                       "writes to '%s' (named by its first message)",
+                       name.s, nt_name(&ic->coll));
+        return 0;
+    }
+    return 1;
+}
+
 /* Runs on the thread that received a message: decodes and prepares it into
- * ic->next. Preparing before logging means the log never holds a batch the
- * engine would refuse. */
+ * ic->next, holding its collection until the apply. Preparing before
+ * logging means the log never holds a batch the engine would refuse. */
 static void prepare_next(insert_call *ic)
 {
     pending *p = &ic->next;
@@ -85,49 +118,24 @@ static void prepare_next(insert_call *ic)
     p->present = 1;
     ic->base.recv = in; /* nt_call_take_message reads and destroys it */
     grpc_slice msg = nt_call_take_message(&ic->base);
+    const uint8_t *buf = GRPC_SLICE_START_PTR(msg);
+    size_t len = GRPC_SLICE_LENGTH(msg);
     npvdb_server *s = ic->base.srv;
-    npvdb_collection *coll = nt_db_acquire(s, &p->gen, &p->res);
-    if (coll) {
+    if (stream_collection(ic, buf, len, p) &&
+        nt_acquire(s, &ic->coll, &p->ref, &p->res)) {
         npvdb_error err = {0};
-        if (codec_decode_insert(GRPC_SLICE_START_PTR(msg),
-                                GRPC_SLICE_LENGTH(msg), npvdb_dim(coll),
-                                &p->req, &err) ||
+        if (codec_decode_insert(buf, len, npvdb_dim(p->ref.coll), &p->req,
+                                &err) ||
             (p->req.n > 0 &&
-             npvdb_insert_prepare(coll, p->req.keys, p->req.rows, p->req.n,
-                                  &p->batch, &err)))
+             npvdb_upsert_prepare(p->ref.coll, p->req.keys, p->req.rows,
+                                  p->req.payloads, p->req.n, &p->batch, &err)))
             nt_result_error(&p->res, &err);
-        nt_db_release(s);
     }
     grpc_slice_unref(msg);
 }
 
-/* Logs and applies a prepared message under the write lock. */
-static void log_and_apply(npvdb_server *s, insert_call *ic,
-                          npvdb_collection *coll, pending *p, nt_result *res)
-{
-    npvdb_error err = {0};
-    size_t n_replaced = 0;
-    uint64_t seq = 0;
-    pthread_mutex_lock(&s->write_mu);
-    npvdb_code rc = NPVDB_OK;
-    if (s->store)
-        rc = npvdb_store_log_insert(s->store, p->req.keys, p->req.rows,
-                                    p->req.n, npvdb_dim(coll), &seq, &err);
-    if (rc == NPVDB_OK) {
-        if (seq) ic->last_seq = seq;
-        rc = npvdb_insert_prepared(coll, p->batch, &n_replaced, &err);
-    }
-    pthread_mutex_unlock(&s->write_mu);
-    if (rc != NPVDB_OK) {
-        nt_result_error(res, &err);
-        return;
-    }
-    ic->replaced += n_replaced;
-    ic->inserted += p->req.n - n_replaced;
-}
-
-/* Applies message `p` (prepared by prepare_next), if the collection it was
- * prepared for is still the call's. */
+/* Applies message `p` (prepared by prepare_next) through the catalog, if
+ * its collection is still the one the stream started on. */
 static void handle_message(insert_call *ic, pending *p, nt_result *res)
 {
     if (p->res.status != GRPC_STATUS_OK) {
@@ -135,27 +143,36 @@ static void handle_message(insert_call *ic, pending *p, nt_result *res)
         return;
     }
     npvdb_server *s = ic->base.srv;
-    uint64_t gen = 0;
-    npvdb_collection *coll = nt_db_acquire(s, &gen, res);
-    if (!coll) return;
-    if ((ic->have_gen && gen != ic->gen) || gen != p->gen) {
+    if (ic->have_gen && p->ref.gen != ic->gen) {
         nt_result_fail(res, GRPC_STATUS_ABORTED,
                        "the collection was replaced by Init during this "
                        "Insert");
-    } else {
-        ic->gen = gen;
-        ic->have_gen = 1;
-        if (p->req.n > 0) log_and_apply(s, ic, coll, p, res);
+        return;
     }
-    nt_db_release(s);
-    if (res->status == GRPC_STATUS_OK) ic->messages++;
+    ic->gen = p->ref.gen;
+    ic->have_gen = 1;
+    if (p->req.n > 0) {
+        npvdb_error err = {0};
+        size_t n_replaced = 0;
+        uint64_t seq = 0;
+        if (catalog_insert(s->cat, &p->ref, p->batch, p->req.keys, p->req.rows,
+                           p->req.payloads, p->req.n, &n_replaced, &seq,
+                           &err) != NPVDB_OK) {
+            nt_result_error(res, &err);
+            return;
+        }
+        if (seq) ic->last_seq = seq;
+        ic->replaced += n_replaced;
+        ic->inserted += p->req.n - n_replaced;
+    }
+    ic->messages++;
 }
 
 /* The stream ended (client half-close) or a message failed: reply. */
 static void finish(insert_call *ic, nt_result *res)
 {
     nt_result durable = {0};
-    nt_db_wait_durable(ic->base.srv, ic->last_seq, &durable);
+    nt_wait_durable(ic->base.srv, ic->last_seq, &durable);
     if (res->status != GRPC_STATUS_OK) {
         char why[sizeof res->msg];
         snprintf(why, sizeof why, "%s", res->msg);
@@ -214,7 +231,7 @@ static int advance(insert_call *ic)
     memset(&ic->next, 0, sizeof ic->next);
     if (ic->failed || !ic->recv_ok) {
         /* An error reply is underway, or the peer is gone: stop reading. */
-        pending_free(&cur);
+        pending_free(ic, &cur);
         return 0;
     }
     nt_result res = {0};
@@ -225,7 +242,7 @@ static int advance(insert_call *ic)
     atomic_store(&ic->parties, 2);
     post_recv(ic);
     handle_message(ic, &cur, &res);
-    pending_free(&cur);
+    pending_free(ic, &cur);
     if (res.status != GRPC_STATUS_OK) finish(ic, &res);
     return atomic_fetch_sub(&ic->parties, 1) == 1;
 }
@@ -266,7 +283,7 @@ static void cleanup(nt_call *c)
     insert_call *ic = (insert_call *)c;
     if (ic->incoming) grpc_byte_buffer_destroy(ic->incoming);
     ic->incoming = NULL;
-    pending_free(&ic->next);
+    pending_free(ic, &ic->next);
 }
 
 const nt_method nt_rpc_insert = {

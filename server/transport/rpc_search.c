@@ -107,27 +107,47 @@ static void reply(npvdb_server *s, npvdb_results *hits, nt_result *res)
     grpc_slice_unref(sl);
 }
 
+/* The engine's search parameters of a decoded query (the call owns the
+ * queries: a cosine collection normalises them in place). */
+npvdb_search_params nt_search_params(const codec_query *q)
+{
+    npvdb_search_params p = {0};
+    p.nprobe = q->nprobe;
+    p.filter = q->filter.root;
+    p.with_payload = q->with_payload;
+    p.inplace = 1;
+    return p;
+}
+
 static void handle_search(npvdb_server *s, const codec_span *msg, size_t n,
                           nt_result *res)
 {
     codec_query q;
     npvdb_results hits = {0};
     npvdb_error err = {0};
-    npvdb_collection *coll = nt_db_acquire(s, NULL, res);
-    if (!coll) return;
+    catalog_ref ref;
+    if (codec_query_parse_spans("SearchRequest", msg, n, &q, &err) !=
+        NPVDB_OK) {
+        nt_result_error(res, &err);
+        return;
+    }
     int ok = 0;
-    if (codec_decode_search_spans(msg, n, npvdb_dim(coll), &q, &err) !=
-        NPVDB_OK)
+    if (!nt_acquire(s, &q.collection, &ref, res)) {
+        codec_query_free(&q);
+        return;
+    }
+    npvdb_search_params p = nt_search_params(&q);
+    if (codec_query_load(&q, npvdb_dim(ref.coll), &err) != NPVDB_OK)
         nt_result_error(res, &err);
     else if (min_reply_bytes(&q) > s->max_message)
         too_big(s, min_reply_bytes(&q), q.nq, 1, res);
-    else if (npvdb_search_inplace(coll, q.queries, q.nq, q.k, q.nprobe, &hits,
-                                  &err) != NPVDB_OK)
+    else if (npvdb_search_ex(ref.coll, q.queries, q.nq, q.k, &p, &hits, &err) !=
+             NPVDB_OK)
         nt_result_error(res, &err);
     else
         ok = 1;
     /* The results own copies of the keys: the collection can go. */
-    nt_db_release(s);
+    nt_release(s, &ref);
     codec_query_free(&q);
     if (ok) reply(s, &hits, res);
     npvdb_results_free(&hits);

@@ -23,9 +23,19 @@
 #define ARMED_PER_METHOD 2
 
 static const nt_method *const methods[NT_N_METHODS] = {
-    &nt_rpc_init,     &nt_rpc_insert, &nt_rpc_get_closest,
-    &nt_rpc_snapshot, &nt_rpc_delete, &nt_rpc_info,
-    &nt_rpc_get,      &nt_rpc_health, &nt_rpc_search,
+    &nt_rpc_init,
+    &nt_rpc_insert,
+    &nt_rpc_get_closest,
+    &nt_rpc_snapshot,
+    &nt_rpc_delete,
+    &nt_rpc_info,
+    &nt_rpc_get,
+    &nt_rpc_health,
+    &nt_rpc_search,
+    &nt_rpc_list_collections,
+    &nt_rpc_drop_collection,
+    &nt_rpc_count,
+    &nt_rpc_scroll,
 };
 
 static void arm(npvdb_server *s, size_t m);
@@ -159,15 +169,6 @@ static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *msg)
 
 static int init_locks(npvdb_server *s)
 {
-    pthread_rwlockattr_t a;
-    if (pthread_rwlockattr_init(&a)) return -1;
-    pthread_rwlockattr_setkind_np(&a,
-                                  PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    int rc = pthread_rwlock_init(&s->coll_lock, &a);
-    pthread_rwlockattr_destroy(&a);
-    if (rc) return -1;
-    pthread_mutex_init(&s->write_mu, NULL);
-    pthread_mutex_init(&s->snapshot_mu, NULL);
     pthread_mutex_init(&s->auto_mu, NULL);
     pthread_cond_init(&s->auto_cv, NULL);
     pthread_mutex_init(&s->shutdown_mu, NULL);
@@ -177,9 +178,6 @@ static int init_locks(npvdb_server *s)
 
 static void free_locks(npvdb_server *s)
 {
-    pthread_rwlock_destroy(&s->coll_lock);
-    pthread_mutex_destroy(&s->write_mu);
-    pthread_mutex_destroy(&s->snapshot_mu);
     pthread_mutex_destroy(&s->auto_mu);
     pthread_cond_destroy(&s->auto_cv);
     pthread_mutex_destroy(&s->shutdown_mu);
@@ -261,7 +259,7 @@ static void destroy_unstarted(npvdb_server *s)
 }
 
 npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
-                                 npvdb_store *store, npvdb_collection *coll,
+                                 npvdb_catalog *cat, npvdb_store *store,
                                  int *bound_port, npvdb_error *err)
 {
     npvdb_server *s = calloc(1, sizeof *s);
@@ -271,8 +269,8 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
         fail(err, NPVDB_ENOMEM, "out of memory");
         return NULL;
     }
+    s->cat = cat;
     s->store = store;
-    s->n_workers = cfg->n_workers;
     s->snapshot_every = cfg->snapshot_every_bytes;
     s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 4;
     s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes
@@ -285,13 +283,11 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
         return NULL;
     }
     grpc_server_start(s->grpc);
-    s->coll = coll; /* owned from here: stop frees it */
     for (size_t i = 0; i < NT_N_METHODS; i++)
         for (int j = 0; j < ARMED_PER_METHOD; j++)
             arm(s, i);
     arm_unknown(s);
     if (start_threads(s, err) != NPVDB_OK) {
-        s->coll = NULL; /* give it back */
         npvdb_server_stop(s, 0);
         return NULL;
     }
@@ -381,8 +377,7 @@ void npvdb_server_stop(npvdb_server *s, unsigned grace_ms)
         }
     grpc_completion_queue_destroy(s->cq);
     grpc_shutdown();
-    nt_autosnapshot_wait(s); /* it holds the collection */
-    npvdb_free(s->coll);
+    nt_autosnapshot_wait(s); /* it uses the catalog */
     free(s->threads);
     free_locks(s);
     free(s);

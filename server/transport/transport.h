@@ -14,6 +14,7 @@
 #ifndef NPVDB_TRANSPORT_H
 #define NPVDB_TRANSPORT_H
 
+#include "catalog.h"
 #include "npvdb.h"
 #include "storage.h"
 
@@ -21,29 +22,29 @@
 #include <stdint.h>
 
 typedef struct npvdb_server_config {
-    const char *listen;       /* "host:port"; port 0 picks a free one */
-    unsigned n_poll_threads;  /* completion-queue threads; 0 = 4 */
-    unsigned n_workers;       /* engine workers of collections made by Init;
-                                 0 = number of cores */
-    size_t max_message_bytes; /* receive and send limit; 0 = 64 MiB */
+    const char *listen;            /* "host:port"; port 0 picks a free one */
+    unsigned n_poll_threads;       /* completion-queue threads; 0 = 4 */
+    size_t max_message_bytes;      /* receive and send limit; 0 = 64 MiB */
     uint64_t snapshot_every_bytes; /* automatic snapshot once the log grew
                                       this much since the last; 0 = never */
 } npvdb_server_config;
 
 typedef struct npvdb_server npvdb_server;
 
-/* Starts serving. `store` is borrowed and must outlive the server (NULL runs
- * without durability: no log, Snapshot is FAILED_PRECONDITION). On success
- * the server owns `coll` (may be NULL: no Init yet) and *bound_port (may be
- * NULL) gets the port it listens on; on failure NULL is returned, err says
- * why, and the caller still owns `coll`. */
+/* Starts serving the collections of `cat`. `cat` and `store` are borrowed
+ * and must outlive the server; `store` must be the catalog's (NULL runs
+ * without durability: Snapshot is FAILED_PRECONDITION, no automatic
+ * snapshots). Every write goes through the catalog; the store is only read
+ * for the log's size (automatic snapshots). On success *bound_port (may be
+ * NULL) gets the port it listens on; on failure NULL is returned and err
+ * says why. */
 npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
-                                 npvdb_store *store, npvdb_collection *coll,
+                                 npvdb_catalog *cat, npvdb_store *store,
                                  int *bound_port, npvdb_error *err);
 
 /* Stops accepting calls, lets the ones in flight finish for up to grace_ms,
- * cancels the rest, joins the threads and frees the server and its
- * collection. The store is left open (the caller closes it). NULL is
+ * cancels the rest, joins the threads and frees the server. The catalog and
+ * the store are left open (the caller closes them, in that order). NULL is
  * allowed. */
 void npvdb_server_stop(npvdb_server *s, unsigned grace_ms);
 

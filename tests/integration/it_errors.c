@@ -107,31 +107,51 @@ static int insert_one(fixture *f, uint32_t dim, const char *const *keys,
     return rc;
 }
 
-static void test_failed_precondition_before_init(void **state)
+/* Before Init the collection "default" does not exist: every data call on
+ * it names it. NOT_FOUND is issue 9's answer; the server keeps
+ * FAILED_PRECONDITION for "default" until the Python tests expect
+ * NOT_FOUND (db.c), so both pass here. */
+static void expect_missing(int rc, const npvdb_client_error *err,
+                           const char *what)
+{
+    if (rc != NPVDB_STATUS_NOT_FOUND)
+        expect(rc, NPVDB_STATUS_FAILED_PRECONDITION, err, what);
+    if (!strstr(err->msg, "collection 'default' not found"))
+        fail_msg("%s: message does not name the collection: %s", what,
+                 err->msg);
+}
+
+static void test_not_found_before_init(void **state)
 {
     fixture *f = *state;
     npvdb_client *c = f->s.client;
     npvdb_client_error err;
     npvdb_client_results res;
-    expect(npvdb_client_get_closest(c, f->q.rows, 1, DIM, 1, 0, &res, &err),
-           NPVDB_STATUS_FAILED_PRECONDITION, &err, "get_closest before init");
+    expect_missing(
+        npvdb_client_get_closest(c, f->q.rows, 1, DIM, 1, 0, &res, &err), &err,
+        "get_closest before init");
     still_serving(f, 0);
-    expect(npvdb_client_search(c, f->q.rows, 1, DIM, 1, 0, &res, &err),
-           NPVDB_STATUS_FAILED_PRECONDITION, &err, "search before init");
+    expect_missing(npvdb_client_search(c, f->q.rows, 1, DIM, 1, 0, &res, &err),
+                   &err, "search before init");
     still_serving(f, 0);
-    expect(insert_one(f, DIM, (const char *const *)f->data.keys, f->data.rows,
-                      2, &err),
-           NPVDB_STATUS_FAILED_PRECONDITION, &err, "insert before init");
+    expect_missing(insert_one(f, DIM, (const char *const *)f->data.keys,
+                              f->data.rows, 2, &err),
+                   &err, "insert before init");
     still_serving(f, 0);
     const char *keys[] = {"e1"};
-    expect(npvdb_client_delete(c, keys, 1, NULL, &err),
-           NPVDB_STATUS_FAILED_PRECONDITION, &err, "delete before init");
+    expect_missing(npvdb_client_delete(c, keys, 1, NULL, &err), &err,
+                   "delete before init");
     npvdb_client_vectors v;
-    expect(npvdb_client_get(c, keys, 1, DIM, &v, &err),
-           NPVDB_STATUS_FAILED_PRECONDITION, &err, "get before init");
+    expect_missing(npvdb_client_get(c, keys, 1, DIM, &v, &err), &err,
+                   "get before init");
+    /* A snapshot covers every collection: of none, it is an empty one (or
+     * FAILED_PRECONDITION while the compatibility rule holds). */
     npvdb_client_snapshot_info snap;
-    expect(npvdb_client_snapshot(c, &snap, &err),
-           NPVDB_STATUS_FAILED_PRECONDITION, &err, "snapshot before init");
+    int rc = npvdb_client_snapshot(c, &snap, &err);
+    if (rc == NPVDB_STATUS_OK)
+        assert_int_equal(snap.vectors, 0);
+    else
+        expect(rc, NPVDB_STATUS_FAILED_PRECONDITION, &err, "snapshot");
     still_serving(f, 0);
     load(f);
     still_serving(f, N);
@@ -453,8 +473,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_failed_precondition_before_init,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_found_before_init, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_bad_init, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_insert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_search, setup, teardown),
