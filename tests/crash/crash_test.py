@@ -1,12 +1,13 @@
 #!/usr/bin/python3
-"""Crash test: nothing acknowledged is ever lost (issue 5).
+"""Crash test: nothing acknowledged is ever lost (issues 5 and 9).
 
-Starts the real npvdb-server, streams inserts (and some deletes) from
-concurrent clients that record every acknowledged call, SIGKILLs the server
-at random moments -- during inserts, during a Snapshot, during recovery
-itself -- restarts it and checks:
-  * every acknowledged vector is present with exactly the value sent, and
-    found by an exact search;
+Starts the real npvdb-server with several collections (different dims),
+streams inserts with payloads (and some deletes) from concurrent clients
+that record every acknowledged call, SIGKILLs the server at random moments
+-- during inserts, during a Snapshot, during recovery itself -- restarts it
+and checks, per collection:
+  * every acknowledged vector is present in its collection with exactly the
+    value and the payload sent, and found by an exact search;
   * every acknowledged delete stays deleted;
   * a vector of a call that was cut off is present with exactly its value, or
     absent: never torn, never another value.
@@ -30,7 +31,9 @@ import time
 
 import numpy as np
 
-DIM = 8
+# (name, dim): every collection is L2, so a vector's own search finds it.
+COLLECTIONS = [("default", 8), ("c1", 4), ("c2.x", 16)]
+DIMS = dict(COLLECTIONS)
 ABSENT = None
 
 
@@ -97,7 +100,8 @@ class Server:
 
 
 class Model:
-    """Allowed states per key: a set of vectors (bytes) and/or ABSENT."""
+    """Allowed states per (collection, key): a set of (vector bytes,
+    payload repr) and/or ABSENT."""
 
     def __init__(self):
         self.allowed = {}
@@ -133,83 +137,131 @@ def stub_for(port, pb2_grpc, grpc):
     return ch, pb2_grpc.VectorDBStub(ch)
 
 
+def payload_repr(p):
+    """A wire Payload as a hashable value: sorted (name, value) pairs."""
+    out = []
+    for k, v in p.fields.items():
+        kind = v.WhichOneof("kind")
+        val = (tuple(v.strings_value.values) if kind == "strings_value"
+               else getattr(v, kind))
+        out.append((k, kind, val))
+    return tuple(sorted(out))
+
+
+def make_payload(pb2, d):
+    """A dict (str -> int | str | list of str) as a wire Payload."""
+    fields = {}
+    for k, v in d.items():
+        if isinstance(v, int):
+            fields[k] = pb2.Value(int_value=v)
+        elif isinstance(v, str):
+            fields[k] = pb2.Value(string_value=v)
+        else:
+            fields[k] = pb2.Value(strings_value=pb2.StringList(values=v))
+    return pb2.Payload(fields=fields)
+
+
 def verify(stub, pb2, model, rng, round_no):
-    """Checks every key against the model; collapses states to what is
-    observed (it is durable now: recovery fsyncs what it replayed)."""
-    keys = sorted(model.allowed)
-    present = {}
-    for i in range(0, len(keys), 2000):
-        batch = keys[i:i + 2000]
-        rep = stub.Get(pb2.GetRequest(keys=batch), timeout=30)
-        vecs = rep.vectors
-        if len(vecs) != len(rep.keys) * DIM * 4:
-            raise AssertionError("Get returned %d bytes for %d keys"
-                                 % (len(vecs), len(rep.keys)))
-        for j, k in enumerate(rep.keys):
-            present[k] = vecs[j * DIM * 4:(j + 1) * DIM * 4]
-    bad = []
-    for k in keys:
-        got = present.get(k, ABSENT)
-        if got not in model.allowed[k]:
-            want = ["absent" if a is ABSENT else np.frombuffer(a, np.float32)
-                    for a in model.allowed[k]]
-            bad.append("%s: got %s, allowed %s" % (
-                k, "absent" if got is ABSENT else np.frombuffer(got, np.float32),
-                want))
-        model.allowed[k] = {got}
-    if bad:
-        raise AssertionError("round %d: %d keys wrong, e.g.\n  %s"
-                             % (round_no, len(bad), "\n  ".join(bad[:5])))
-    # Found by an exact search (nprobe past the shard count).
-    live = [k for k in keys if present.get(k) is not None]
-    sample = rng.sample(live, min(20, len(live)))
-    if sample:
-        q = b"".join(present[k] for k in sample)
-        replies = list(stub.GetClosest(
-            pb2.GetClosestRequest(queries=q, k=3, nprobe=1 << 16), timeout=30))
-        if len(replies) != len(sample):
-            raise AssertionError("GetClosest gave %d replies for %d queries"
-                                 % (len(replies), len(sample)))
-        for rep in replies:
-            k = sample[rep.query_index]
-            if k not in rep.keys:
-                raise AssertionError("round %d: %s not found by searching its "
-                                     "own vector: %s" % (round_no, k,
-                                                         list(rep.keys)))
-    return len(live)
+    """Checks every key of every collection against the model; collapses
+    states to what is observed (it is durable now: recovery fsyncs what it
+    replayed). A state is (vector bytes, payload repr)."""
+    live_total = 0
+    for coll, dim in COLLECTIONS:
+        keys = sorted(k for c, k in model.allowed if c == coll)
+        present = {}
+        for i in range(0, len(keys), 2000):
+            batch = keys[i:i + 2000]
+            rep = stub.Get(pb2.GetRequest(keys=batch, collection=coll,
+                                          with_payload=True), timeout=30)
+            vecs = rep.vectors
+            if len(vecs) != len(rep.keys) * dim * 4 or \
+                    len(rep.payloads) != len(rep.keys):
+                raise AssertionError("Get returned %d bytes, %d payloads for "
+                                     "%d keys" % (len(vecs), len(rep.payloads),
+                                                  len(rep.keys)))
+            for j, k in enumerate(rep.keys):
+                present[k] = (vecs[j * dim * 4:(j + 1) * dim * 4],
+                              payload_repr(rep.payloads[j]))
+        bad = []
+        for k in keys:
+            got = present.get(k, ABSENT)
+            allowed = model.allowed[(coll, k)]
+            if got not in allowed:
+                def show(a):
+                    return "absent" if a is ABSENT else "%s %s" % (
+                        np.frombuffer(a[0], np.float32), a[1])
+                bad.append("%s/%s: got %s, allowed %s" % (
+                    coll, k, show(got), [show(a) for a in allowed]))
+            model.allowed[(coll, k)] = {got}
+        if bad:
+            raise AssertionError("round %d: %d keys wrong, e.g.\n  %s"
+                                 % (round_no, len(bad), "\n  ".join(bad[:5])))
+        # Found by an exact search (nprobe past the shard count).
+        live = [k for k in keys if present.get(k) is not None]
+        live_total += len(live)
+        sample = rng.sample(live, min(20, len(live)))
+        if sample:
+            q = b"".join(present[k][0] for k in sample)
+            replies = list(stub.GetClosest(
+                pb2.GetClosestRequest(queries=q, k=3, nprobe=1 << 16,
+                                      collection=coll), timeout=30))
+            if len(replies) != len(sample):
+                raise AssertionError("GetClosest gave %d replies for %d "
+                                     "queries" % (len(replies), len(sample)))
+            for rep in replies:
+                k = sample[rep.query_index]
+                if k not in rep.keys:
+                    raise AssertionError("round %d: %s/%s not found by "
+                                         "searching its own vector: %s"
+                                         % (round_no, coll, k, list(rep.keys)))
+    return live_total
 
 
 def writer(stub, pb2, model, rng, tag, stop, errors):
-    """Streams insert calls (and a few deletes) until stop or the server
-    dies. Every call is recorded as sent before and acked after."""
+    """Streams insert calls (and a few deletes) into random collections
+    until stop or the server dies. Every call is recorded as sent before
+    and acked after."""
     import grpc
     call = 0
     while not stop.is_set():
         call += 1
+        coll, dim = rng.choice(COLLECTIONS)
         if rng.random() < 0.1:
             with model.lock:
-                cands = [k for k, a in model.allowed.items()
-                         if len(a) == 1 and ABSENT not in a]
+                cands = [k for (c, k), a in model.allowed.items()
+                         if c == coll and len(a) == 1 and ABSENT not in a]
             if cands:
                 ks = rng.sample(cands, min(len(cands), rng.randint(1, 20)))
-                model.delete_sent(ks)
+                model.delete_sent([(coll, k) for k in ks])
                 try:
-                    stub.Delete(pb2.DeleteRequest(keys=ks), timeout=10)
+                    stub.Delete(pb2.DeleteRequest(keys=ks, collection=coll),
+                                timeout=10)
                 except grpc.RpcError:
                     return
-                model.delete_acked(ks)
+                model.delete_acked([(coll, k) for k in ks])
                 continue
-        msgs, all_keys, all_rows = [], [], []
+        msgs, all_keys, all_states = [], [], []
         for m in range(rng.randint(1, 4)):
             n = rng.randint(1, 60)
             keys = ["%s-c%d-m%d-%d" % (tag, call, m, i) for i in range(n)]
-            arr = np.array([[rng.uniform(-10, 10) for _ in range(DIM)]
+            arr = np.array([[rng.uniform(-10, 10) for _ in range(dim)]
                             for _ in range(n)], dtype=np.float32)
-            rows = [arr[i].tobytes() for i in range(n)]
-            msgs.append(pb2.InsertRequest(keys=keys, vectors=arr.tobytes()))
-            all_keys += keys
-            all_rows += rows
-        model.insert_sent(all_keys, all_rows)
+            # The first message names the collection; later ones may too.
+            name = coll if m == 0 or rng.random() < 0.5 else ""
+            msg = pb2.InsertRequest(keys=keys, vectors=arr.tobytes(),
+                                    collection=name)
+            with_payloads = rng.random() < 0.7
+            for i in range(n):
+                p = pb2.Payload()
+                if with_payloads and rng.random() < 0.9:
+                    p = make_payload(pb2, {"w": tag, "i": call * 1000 + i,
+                                           "tags": ["m%d" % m, "x"][:i % 3]})
+                if with_payloads:
+                    msg.payloads.append(p)
+                all_states.append((arr[i].tobytes(), payload_repr(p)))
+            msgs.append(msg)
+            all_keys += [(coll, k) for k in keys]
+        model.insert_sent(all_keys, all_states)
         try:
             rep = stub.Insert(iter(msgs), timeout=10)
         except grpc.RpcError as e:
@@ -223,16 +275,17 @@ def writer(stub, pb2, model, rng, tag, stop, errors):
         if rep.inserted + rep.replaced != len(all_keys):
             errors.append("Insert reply counts %d+%d for %d keys"
                           % (rep.inserted, rep.replaced, len(all_keys)))
-        model.insert_acked(all_keys, all_rows)
+        model.insert_acked(all_keys, all_states)
 
 
 def ensure_init(stub, pb2, grpc):
-    try:
-        stub.Init(pb2.InitRequest(dim=DIM, metric=pb2.L2, n_shards=4),
-                  timeout=10)
-    except grpc.RpcError as e:
-        if e.code() != grpc.StatusCode.ALREADY_EXISTS:
-            raise
+    for coll, dim in COLLECTIONS:
+        try:
+            stub.Init(pb2.InitRequest(dim=dim, metric=pb2.L2, n_shards=4,
+                                      collection=coll), timeout=10)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
 
 
 def main():
