@@ -562,15 +562,12 @@ static int read_strings(hid_t g, pcol *c, block **arena, uint64_t n, int bytes)
         char *cp = arena_copy(arena, s ? s : "", len);
         ok = cp && pcol_push_str(c, cp, (uint32_t)len) == 0;
     }
-    if (buf && ok) {
+    if (buf && d >= 0 && t >= 0) {
+        /* Frees what HDF5 allocated, also after a partial read (calloc'ed:
+         * entries never filled are NULL and skipped). */
         hsize_t cnt = n;
         hid_t ms = H5Screate_simple(1, &cnt, NULL);
         H5Dvlen_reclaim(t, ms, H5P_DEFAULT, buf);
-        H5Sclose(ms);
-    } else if (buf && d >= 0 && t >= 0) {
-        hsize_t cnt = n;
-        hid_t ms = H5Screate_simple(1, &cnt, NULL);
-        H5Dvlen_reclaim(t, ms, H5P_DEFAULT, buf); /* NULLs are skipped */
         H5Sclose(ms);
     }
     free(buf);
