@@ -44,7 +44,9 @@ typedef struct closest_call {
 
 static size_t chunk_size(const closest_call *cc)
 {
-    size_t n = CHUNK_HITS / cc->q.k;
+    /* Payload copies ride with the hits: fewer hits per chunk then. */
+    size_t hits = cc->q.with_payload ? CHUNK_HITS / 16 : CHUNK_HITS;
+    size_t n = hits / cc->q.k;
     if (n == 0) n = 1;
     if (n > CHUNK_QUERIES) n = CHUNK_QUERIES;
     if (n > cc->q.nq - cc->next) n = cc->q.nq - cc->next;
