@@ -69,10 +69,10 @@ int npvdb_store_name_valid(const char *name, size_t len);
 /* Opens (creating) the data directory, restores the newest valid snapshot
  * (every collection in it), replays the log after it per collection, and
  * opens the log for appending. The restored collections stay in the store
- * until npvdb_store_take_restored. For callers of one collection (until the
- * transport uses the catalog): when out_coll is not NULL it gets collection
- * "default" (caller owns it, npvdb_free; NULL if there is none) and any
- * other restored collection is freed. Problems found (corrupt snapshot, torn
+ * until npvdb_store_take_restored (the catalog takes them); pass out_coll
+ * NULL. (A caller of one collection may pass out_coll: it gets collection
+ * "default", owned by the caller, NULL if none, and every other restored
+ * collection is freed.) Problems found (corrupt snapshot, torn
  * log tail) are logged to stderr and recovered from; only unusable
  * directories are errors. */
 npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
@@ -116,17 +116,6 @@ void npvdb_store_rec_free(npvdb_store_rec *r); /* NULL is allowed */
 npvdb_code npvdb_store_append(npvdb_store *s, npvdb_store_rec *r, uint64_t *seq,
                               npvdb_error *err);
 
-/* Encode + append for collection "default", for one-collection callers
- * until the transport uses the catalog. Arguments are borrowed. */
-npvdb_code npvdb_store_log_init(npvdb_store *s, const npvdb_config *cfg,
-                                const float *train, size_t n_train,
-                                uint64_t *seq, npvdb_error *err);
-npvdb_code npvdb_store_log_insert(npvdb_store *s, const char *const *keys,
-                                  const float *rows, size_t n, uint32_t dim,
-                                  uint64_t *seq, npvdb_error *err);
-npvdb_code npvdb_store_log_delete(npvdb_store *s, const char *const *keys,
-                                  size_t n, uint64_t *seq, npvdb_error *err);
-
 /* Blocks until record `seq` is on disk (per the sync mode). */
 npvdb_code npvdb_store_wait_durable(npvdb_store *s, uint64_t seq,
                                     npvdb_error *err);
@@ -150,7 +139,8 @@ uint64_t npvdb_store_log_bytes(npvdb_store *s);
  * things are no-ops). So a collection created after covered_seq may be
  * left out, and one replaced after it may be added in either version.
  *
- * One snapshot at a time: begin waits for a running one to commit. The
+ * One snapshot at a time: begin waits for a running one to commit; begin
+ * and its commit or abort run on the same thread (it holds a mutex). The
  * file is written to a temporary name; commit fsyncs it, renames it into
  * place, fsyncs the directory, then removes snapshots beyond keep_snapshots
  * and the log segments the oldest kept one covers. Commit and abort free w.
@@ -168,12 +158,5 @@ npvdb_code npvdb_store_snapshot_commit(npvdb_snapshot *w,
                                        npvdb_snapshot_info *info,
                                        npvdb_error *err);
 void npvdb_store_snapshot_abort(npvdb_snapshot *w); /* NULL is allowed */
-
-/* A snapshot of `c` alone as collection "default" (its config from the last
- * npvdb_store_log_init), for one-collection callers until the transport
- * uses the catalog. */
-npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
-                                uint64_t covered_seq, npvdb_snapshot_info *info,
-                                npvdb_error *err);
 
 #endif /* NPVDB_STORAGE_H */

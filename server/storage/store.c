@@ -47,8 +47,6 @@ struct npvdb_store {
     int lock_fd;
     wal *wal;
     coll_table restored;     /* until npvdb_store_take_restored */
-    pthread_mutex_t mu;      /* guards legacy_cfg */
-    npvdb_config legacy_cfg; /* "default"'s config, for npvdb_store_snapshot */
     pthread_mutex_t snap_mu; /* one snapshot at a time */
     /* Log bytes appended since open, and that count when the last
      * snapshot started: their difference is what a restart would replay. */
@@ -299,8 +297,6 @@ static npvdb_code replay_init(replay_ctx *r, const wal_record *rec,
         rc = table_put(&r->s->restored, in.name, c, &in.cfg, &e);
         c = NULL;
     }
-    if (rc == NPVDB_OK && strcmp(in.name, NPVDB_STORE_DEFAULT) == 0)
-        r->s->legacy_cfg = in.cfg;
     npvdb_free(c);
     rec_init_free(&in);
     return replay_outcome(r, rec, rc, e.msg, err);
@@ -374,7 +370,6 @@ static npvdb_code restore_one(void *ctx, const char *name, npvdb_collection *c,
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "collection '%s' appears twice", name);
     }
-    if (strcmp(name, NPVDB_STORE_DEFAULT) == 0) s->legacy_cfg = *cfg;
     return table_put(&s->restored, name, c, cfg, err);
 }
 
@@ -411,7 +406,6 @@ static npvdb_code restore_newest(npvdb_store *s, uint64_t *seq,
             break;
         }
         table_free(&s->restored); /* a file is taken whole or not at all */
-        memset(&s->legacy_cfg, 0, sizeof s->legacy_cfg);
         *seq = 0;
         if (r == NPVDB_ENOMEM)
             rc = npvdb_set_error(err, r, "restoring %s: %s", path, e.msg);
@@ -447,7 +441,6 @@ npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
     s->cfg.data_dir = s->dir;
     if (!s->cfg.keep_snapshots) s->cfg.keep_snapshots = 2;
     s->lock_fd = -1;
-    pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->snap_mu, NULL);
     replay_ctx r = {.s = s};
     uint64_t snap_seq = 0;
@@ -492,7 +485,6 @@ void npvdb_store_close(npvdb_store *s)
     wal_close(s->wal);
     table_free(&s->restored);
     if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
-    pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->snap_mu);
     free(s->dir);
     free(s);
@@ -569,50 +561,6 @@ npvdb_code npvdb_store_append(npvdb_store *s, npvdb_store_rec *r, uint64_t *seq,
     npvdb_code rc = wal_append(s->wal, r->b.type, &r->b, seq, err);
     if (rc == NPVDB_OK) atomic_fetch_add(&s->log_bytes, r->b.len);
     return rc;
-}
-
-/* Appends and frees an encoded record (the one-collection wrappers). */
-static npvdb_code append_once(npvdb_store *s, npvdb_store_rec *r, uint64_t *seq,
-                              npvdb_error *err)
-{
-    npvdb_code rc = npvdb_store_append(s, r, seq, err);
-    npvdb_store_rec_free(r);
-    return rc;
-}
-
-npvdb_code npvdb_store_log_init(npvdb_store *s, const npvdb_config *cfg,
-                                const float *train, size_t n_train,
-                                uint64_t *seq, npvdb_error *err)
-{
-    npvdb_store_rec *r;
-    npvdb_code rc = npvdb_store_encode_init(NPVDB_STORE_DEFAULT, cfg, train,
-                                            n_train, &r, err);
-    if (rc == NPVDB_OK) rc = append_once(s, r, seq, err);
-    if (rc == NPVDB_OK) {
-        pthread_mutex_lock(&s->mu);
-        s->legacy_cfg = *cfg;
-        pthread_mutex_unlock(&s->mu);
-    }
-    return rc;
-}
-
-npvdb_code npvdb_store_log_insert(npvdb_store *s, const char *const *keys,
-                                  const float *rows, size_t n, uint32_t dim,
-                                  uint64_t *seq, npvdb_error *err)
-{
-    npvdb_store_rec *r;
-    npvdb_code rc = npvdb_store_encode_insert(NPVDB_STORE_DEFAULT, keys, rows,
-                                              NULL, n, dim, &r, err);
-    return rc == NPVDB_OK ? append_once(s, r, seq, err) : rc;
-}
-
-npvdb_code npvdb_store_log_delete(npvdb_store *s, const char *const *keys,
-                                  size_t n, uint64_t *seq, npvdb_error *err)
-{
-    npvdb_store_rec *r;
-    npvdb_code rc =
-        npvdb_store_encode_delete(NPVDB_STORE_DEFAULT, keys, n, &r, err);
-    return rc == NPVDB_OK ? append_once(s, r, seq, err) : rc;
 }
 
 npvdb_code npvdb_store_wait_durable(npvdb_store *s, uint64_t seq,
@@ -758,24 +706,4 @@ npvdb_code npvdb_store_snapshot_commit(npvdb_snapshot *sn,
                sn->seq, info->seconds);
     npvdb_store_snapshot_abort(sn); /* unlinks tmp if the rename failed */
     return rc;
-}
-
-npvdb_code npvdb_store_snapshot(npvdb_store *s, npvdb_collection *c,
-                                uint64_t covered_seq, npvdb_snapshot_info *info,
-                                npvdb_error *err)
-{
-    if (!c)
-        return npvdb_set_error(err, NPVDB_ESTATE, "no collection to snapshot");
-    pthread_mutex_lock(&s->mu);
-    npvdb_config cfg = s->legacy_cfg;
-    pthread_mutex_unlock(&s->mu);
-    npvdb_snapshot *sn;
-    npvdb_code rc = npvdb_store_snapshot_begin(s, covered_seq, &sn, err);
-    if (rc != NPVDB_OK) return rc;
-    rc = npvdb_store_snapshot_add(sn, NPVDB_STORE_DEFAULT, c, &cfg, err);
-    if (rc != NPVDB_OK) {
-        npvdb_store_snapshot_abort(sn);
-        return rc;
-    }
-    return npvdb_store_snapshot_commit(sn, info, err);
 }

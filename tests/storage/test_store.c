@@ -40,6 +40,12 @@ static void key_of(char *buf, size_t n, size_t i)
     snprintf(buf, n, "v%zu", i);
 }
 
+/* The creation config of the collection "default" these tests use (from
+ * do_init, or as restored): what its snapshots record. */
+static npvdb_config g_cfg;
+
+/* Opens dir; *c gets the restored "default" (or NULL), and there is no
+ * other collection. */
 static npvdb_store *open_store(const char *dir, unsigned keep,
                                npvdb_collection **c)
 {
@@ -48,9 +54,33 @@ static npvdb_store *open_store(const char *dir, unsigned keep,
                               .keep_snapshots = keep,
                               .n_workers = 2};
     npvdb_error err = {0};
-    npvdb_store *s = npvdb_store_open(&cfg, c, &err);
-    if (!s) fprintf(stderr, "store_open: %s\n", err.msg);
+    *c = NULL;
+    npvdb_store *s = npvdb_store_open(&cfg, NULL, &err);
+    if (!s) {
+        fprintf(stderr, "store_open: %s\n", err.msg);
+        return NULL;
+    }
+    npvdb_store_coll *v;
+    size_t n;
+    npvdb_store_take_restored(s, &v, &n);
+    assert_true(n <= 1);
+    if (n) {
+        assert_string_equal(v[0].name, "default");
+        *c = v[0].coll;
+        g_cfg = v[0].cfg;
+    }
+    free(v);
     return s;
+}
+
+/* Appends an encoded record (enc: the encoder's result, r read after it). */
+static npvdb_code append(npvdb_store *s, npvdb_code enc, npvdb_store_rec **r,
+                         uint64_t *seq, npvdb_error *err)
+{
+    if (enc != NPVDB_OK) return enc;
+    npvdb_code rc = npvdb_store_append(s, *r, seq, err);
+    npvdb_store_rec_free(*r);
+    return rc;
 }
 
 /* Init as the transport does it: log, apply, wait. */
@@ -65,8 +95,12 @@ static npvdb_collection *do_init(npvdb_store *s, npvdb_collection *old,
                         .seed = 7};
     npvdb_error err;
     uint64_t seq;
-    assert_int_equal(npvdb_store_log_init(s, &cfg, NULL, 0, &seq, &err),
-                     NPVDB_OK);
+    npvdb_store_rec *r;
+    assert_int_equal(
+        append(s, npvdb_store_encode_init("default", &cfg, NULL, 0, &r, &err),
+               &r, &seq, &err),
+        NPVDB_OK);
+    g_cfg = cfg;
     npvdb_collection *c = npvdb_create(&cfg, &err);
     assert_non_null(c);
     npvdb_free(old);
@@ -91,8 +125,12 @@ static void do_insert(npvdb_store *s, npvdb_collection *c, model *m,
         }
         npvdb_error err;
         uint64_t seq;
-        assert_int_equal(npvdb_store_log_insert(s, keys, m->rows + from * DIM,
-                                                n, DIM, &seq, &err),
+        npvdb_store_rec *r;
+        assert_int_equal(append(s,
+                                npvdb_store_encode_insert(
+                                    "default", keys, m->rows + from * DIM, NULL,
+                                    n, DIM, &r, &err),
+                                &r, &seq, &err),
                          NPVDB_OK);
         assert_int_equal(
             npvdb_insert(c, keys, m->rows + from * DIM, n, NULL, &err),
@@ -116,7 +154,11 @@ static void do_delete(npvdb_store *s, npvdb_collection *c, model *m,
     }
     npvdb_error err;
     uint64_t seq;
-    assert_int_equal(npvdb_store_log_delete(s, keys, n, &seq, &err), NPVDB_OK);
+    npvdb_store_rec *r;
+    assert_int_equal(
+        append(s, npvdb_store_encode_delete("default", keys, n, &r, &err), &r,
+               &seq, &err),
+        NPVDB_OK);
     assert_int_equal(npvdb_delete(c, keys, n, NULL, &err), NPVDB_OK);
     assert_int_equal(npvdb_store_wait_durable(s, seq, &err), NPVDB_OK);
 }
@@ -151,7 +193,16 @@ static npvdb_code take_snapshot(npvdb_store *s, npvdb_collection *c,
                                 npvdb_snapshot_info *info)
 {
     npvdb_error err;
-    return npvdb_store_snapshot(s, c, npvdb_store_last_seq(s), info, &err);
+    npvdb_snapshot *sn;
+    npvdb_code rc =
+        npvdb_store_snapshot_begin(s, npvdb_store_last_seq(s), &sn, &err);
+    if (rc != NPVDB_OK) return rc;
+    rc = npvdb_store_snapshot_add(sn, "default", c, &g_cfg, &err);
+    if (rc != NPVDB_OK) {
+        npvdb_store_snapshot_abort(sn);
+        return rc;
+    }
+    return npvdb_store_snapshot_commit(sn, info, &err);
 }
 
 static void test_missing_dir_created(void **state)
@@ -506,7 +557,11 @@ static void test_full_disk(void **state)
     float row[DIM] = {1};
     npvdb_error err;
     uint64_t seq;
-    npvdb_code rc = npvdb_store_log_insert(s, keys, row, 1, DIM, &seq, &err);
+    npvdb_store_rec *r;
+    npvdb_code rc = append(
+        s,
+        npvdb_store_encode_insert("default", keys, row, NULL, 1, DIM, &r, &err),
+        &r, &seq, &err);
     /* A snapshot cannot be written either, and leaves nothing behind. */
     npvdb_code rc2 = take_snapshot(s, c, NULL);
     setrlimit(RLIMIT_FSIZE, &old);
