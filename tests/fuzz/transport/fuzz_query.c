@@ -2,7 +2,8 @@
  * picks the dimension (low 4 bits, see fuzz_common.h) and the decoder (bit
  * 4: 0 codec_decode_query, 1 codec_decode_search). The same message is also
  * decoded from three pieces (cut at a third and two thirds, the way gRPC
- * hands over a message in slices): the outcome must be the same. */
+ * hands over a message in slices, a filter straddling them): the outcome
+ * must be the same. */
 #include "fuzz_common.h"
 
 static void check_same_in_pieces(const uint8_t *data, size_t size, uint32_t dim,
@@ -18,7 +19,11 @@ static void check_same_in_pieces(const uint8_t *data, size_t size, uint32_t dim,
     if (rc2 != rc) abort();
     if (rc == NPVDB_OK &&
         (r.nq != whole->nq || r.k != whole->k || r.nprobe != whole->nprobe ||
-         memcmp(r.queries, whole->queries, r.nq * dim * sizeof(float))))
+         memcmp(r.queries, whole->queries, r.nq * dim * sizeof(float)) ||
+         r.with_payload != whole->with_payload ||
+         r.collection.len != whole->collection.len ||
+         memcmp(r.collection.s, whole->collection.s, r.collection.len) ||
+         !r.filter.root != !whole->filter.root))
         abort();
     codec_query_free(&r);
 }
