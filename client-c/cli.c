@@ -44,6 +44,9 @@ typedef struct opts {
     size_t single_max;
     size_t repeat; /* bench: batched runs per row, the fastest counts */
     int api;       /* API_GETCLOSEST | API_SEARCH */
+    const char *collection; /* --collection: NULL = "default" */
+    const char *where[32];  /* --where conditions, all must hold */
+    int nwhere;
 } opts;
 
 /* The two search RPCs: same arguments, same results. */
@@ -95,6 +98,20 @@ static void usage(FILE *out)
         "  info | snapshot | health\n"
         "  delete KEY...\n"
         "  get KEY...\n"
+        "  collections\n"
+        "      every collection: name, dim, metric, vectors\n"
+        "  drop NAME\n"
+        "      drop the collection NAME (its disk goes with the next "
+        "snapshot)\n"
+        "  count [--where COND]...\n"
+        "      how many vectors pass every COND (all without one). COND is\n"
+        "      FIELD=VALUE (an integer, true/false, else a string; quote\n"
+        "      with \"...\" to force a string), FIELD!=VALUE (must not),\n"
+        "      FIELD>N, FIELD>=N, FIELD<N, FIELD<=N (numbers), or\n"
+        "      has:FIELD; e.g. --where tenant=42 --where 'price<20'\n"
+        "\n"
+        "--collection NAME: the collection every command works on (default:\n"
+        "\"default\"), e.g. npvdb --collection docs load FILE.hdf5\n"
         "\n"
         "ADDR defaults to $NPVDB_SERVER or " NPVDB_CLIENT_DEFAULT_TARGET ".\n");
 }
@@ -192,6 +209,12 @@ static int set_option(opts *o, const char *name, const char *v)
         o->repeat = x;
     } else if (!strcmp(name, "--api")) {
         return parse_api(v, &o->api);
+    } else if (!strcmp(name, "--collection")) {
+        o->collection = v;
+    } else if (!strcmp(name, "--where")) {
+        if (o->nwhere >= (int)(sizeof o->where / sizeof o->where[0]))
+            return fail("too many --where conditions"), 0;
+        o->where[o->nwhere++] = v;
     } else {
         return fail("unknown option %s (see npvdb --help)", name), 0;
     }
@@ -251,6 +274,12 @@ static npvdb_client *connect_or_fail(const opts *o)
         return NULL;
     }
     npvdb_client_set_timeout(c, o->timeout_s * 1000);
+    if (o->collection &&
+        npvdb_client_use(c, o->collection, &err) != NPVDB_STATUS_OK) {
+        fail("%s", err.msg);
+        npvdb_client_close(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -871,8 +900,116 @@ static int cmd_health(npvdb_client *c)
     return serving ? 0 : 1;
 }
 
+static int cmd_collections(npvdb_client *c)
+{
+    npvdb_client_collection_info *v;
+    size_t n;
+    npvdb_client_error err;
+    if (npvdb_client_list_collections(c, &v, &n, &err) != NPVDB_STATUS_OK)
+        return rpc_fail("list_collections", &err);
+    for (size_t i = 0; i < n; i++)
+        printf("%s\tdim %u\t%s\t%llu vectors\n", v[i].name, v[i].dim,
+               npvdb_client_metric_name(v[i].metric),
+               (unsigned long long)v[i].vectors);
+    free(v);
+    return 0;
+}
+
+static int cmd_drop(npvdb_client *c, const opts *o)
+{
+    if (o->npos != 1) return fail("usage: npvdb drop NAME");
+    uint64_t vectors = 0;
+    npvdb_client_error err;
+    if (npvdb_client_drop_collection(c, o->pos[0], &vectors, &err) !=
+        NPVDB_STATUS_OK)
+        return rpc_fail("drop", &err);
+    printf("dropped %s (%llu vectors)\n", o->pos[0],
+           (unsigned long long)vectors);
+    return 0;
+}
+
+/* VALUE of FIELD=VALUE as a match: integer, true/false, or a string (a
+ * "quoted" one always). 0 on success. */
+static int add_match(npvdb_client_filter *f, npvdb_client_clause cl,
+                     const char *key, const char *v)
+{
+    size_t n = strlen(v);
+    if (n >= 2 && v[0] == '"' && v[n - 1] == '"') {
+        char *s = strndup(v + 1, n - 2);
+        int rc = s ? npvdb_client_filter_match_str(f, cl, key, s) : -1;
+        free(s);
+        return rc;
+    }
+    if (!strcmp(v, "true") || !strcmp(v, "false"))
+        return npvdb_client_filter_match_bool(f, cl, key, v[0] == 't');
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (*v && !*end && !errno)
+        return npvdb_client_filter_match_int(f, cl, key, (int64_t)x);
+    return npvdb_client_filter_match_str(f, cl, key, v);
+}
+
+/* One --where COND into f; 0 on success, else a message was printed. */
+static int add_where(npvdb_client_filter *f, const char *cond)
+{
+    if (!strncmp(cond, "has:", 4))
+        return cond[4] ? npvdb_client_filter_has_field(f, NPVDB_CLIENT_MUST,
+                                                       cond + 4)
+                       : (fail("--where '%s': has: needs a field", cond), -1);
+    size_t at = strcspn(cond, "=!<>");
+    if (at == 0 || !cond[at] || at > 255)
+        return fail("--where '%s': use FIELD=VALUE, FIELD!=VALUE, FIELD<N, "
+                    "FIELD<=N, FIELD>N, FIELD>=N or has:FIELD",
+                    cond),
+               -1;
+    char key[256];
+    snprintf(key, sizeof key, "%.*s", (int)at, cond);
+    const char *op = cond + at;
+    if (op[0] == '=') return add_match(f, NPVDB_CLIENT_MUST, key, op + 1);
+    if (op[0] == '!' && op[1] == '=')
+        return add_match(f, NPVDB_CLIENT_MUST_NOT, key, op + 2);
+    if (op[0] != '<' && op[0] != '>')
+        return fail("--where '%s': unknown operator", cond), -1;
+    int eq = op[1] == '=';
+    const char *num = op + 1 + eq;
+    char *end;
+    errno = 0;
+    double x = strtod(num, &end);
+    if (!*num || *end || errno || !isfinite(x))
+        return fail("--where '%s': '%s' is not a number", cond, num), -1;
+    if (op[0] == '>')
+        return npvdb_client_filter_range(f, NPVDB_CLIENT_MUST, key, x, !eq, NAN,
+                                         0);
+    return npvdb_client_filter_range(f, NPVDB_CLIENT_MUST, key, NAN, 0, x, !eq);
+}
+
+static int cmd_count(npvdb_client *c, const opts *o)
+{
+    if (o->npos) return fail("usage: npvdb count [--where COND]...");
+    npvdb_client_filter *f = NULL;
+    if (o->nwhere && !(f = npvdb_client_filter_new()))
+        return fail("out of memory");
+    for (int i = 0; i < o->nwhere; i++) {
+        if (add_where(f, o->where[i])) {
+            npvdb_client_filter_free(f);
+            return 2;
+        }
+    }
+    uint64_t n = 0;
+    npvdb_client_error err;
+    npvdb_status rc = npvdb_client_count(c, f, &n, &err);
+    npvdb_client_filter_free(f);
+    if (rc != NPVDB_STATUS_OK) return rpc_fail("count", &err);
+    printf("%llu\n", (unsigned long long)n);
+    return 0;
+}
+
 static int dispatch(npvdb_client *c, const char *cmd, const opts *o)
 {
+    if (!strcmp(cmd, "collections")) return cmd_collections(c);
+    if (!strcmp(cmd, "drop")) return cmd_drop(c, o);
+    if (!strcmp(cmd, "count")) return cmd_count(c, o);
     if (!strcmp(cmd, "load")) return cmd_load(c, o);
     if (!strcmp(cmd, "query")) return cmd_query(c, o);
     if (!strcmp(cmd, "bench")) return cmd_bench(c, o);
@@ -899,9 +1036,9 @@ int main(int argc, char **argv)
     };
     const char *cmd;
     if (!parse_args(argc, argv, &o, &cmd)) return 2;
-    static const char *const known[] = {"load", "query",    "bench",
-                                        "info", "snapshot", "delete",
-                                        "get",  "health"};
+    static const char *const known[] = {
+        "load", "query",  "bench",       "info", "snapshot", "delete",
+        "get",  "health", "collections", "drop", "count"};
     int found = 0;
     for (size_t i = 0; cmd && i < sizeof known / sizeof known[0]; i++)
         found |= !strcmp(cmd, known[i]);

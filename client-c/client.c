@@ -45,7 +45,8 @@ struct npvdb_client {
     grpc_channel *channel;
     char *target;
     int timeout_ms;
-    int grpc_started; /* grpc_init was called: grpc_shutdown at close */
+    int grpc_started;     /* grpc_init was called: grpc_shutdown at close */
+    char collection[256]; /* sent with every data call; "" = "default" */
 };
 
 /* ---- errors ---- */
@@ -435,6 +436,7 @@ npvdb_status npvdb_client_init(npvdb_client *c,
         return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
                        "init: training sample too large");
     Npvdb__V1__InitRequest req = NPVDB__V1__INIT_REQUEST__INIT;
+    req.collection = c->collection; /* only read by pack */
     req.dim = p->dim;
     req.metric = (Npvdb__V1__Metric)p->metric;
     req.n_shards = p->n_shards;
@@ -460,6 +462,7 @@ struct npvdb_client_stream {
     npvdb_client *c;
     call k;
     uint32_t dim;
+    char collection[256]; /* the handle's when the stream began */
     uint64_t sent_messages;
     grpc_byte_buffer *pending; /* the SEND_MESSAGE in flight, or NULL */
     int status_done;           /* the status batch has been plucked */
@@ -524,6 +527,7 @@ npvdb_client_stream *npvdb_client_insert_begin(npvdb_client *c, uint32_t dim,
     }
     s->c = c;
     s->dim = dim;
+    memcpy(s->collection, c->collection, sizeof s->collection);
     s->status_done = 1; /* nothing to pluck yet */
     if (call_open(c, "/npvdb.v1.VectorDB/Insert", c->timeout_ms, &s->k, err) !=
         NPVDB_STATUS_OK) {
@@ -598,6 +602,7 @@ npvdb_status npvdb_client_stream_send(npvdb_client_stream *s,
         return stream_ended_early(s, err);
     }
     Npvdb__V1__InsertRequest req = NPVDB__V1__INSERT_REQUEST__INIT;
+    req.collection = s->collection; /* only read by pack */
     req.n_keys = n;
     req.keys = (char **)keys; /* only read by pack */
     req.vectors.len = n * s->dim * sizeof(float);
@@ -860,6 +865,7 @@ npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
         return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
                        "get_closest: bad arguments");
     Npvdb__V1__GetClosestRequest req = NPVDB__V1__GET_CLOSEST_REQUEST__INIT;
+    req.collection = c->collection; /* only read by pack */
     req.queries.len = nq * dim * sizeof(float);
     req.queries.data = (uint8_t *)queries; /* only read by pack */
     req.k = k;
@@ -900,6 +906,7 @@ npvdb_status npvdb_client_search(npvdb_client *c, const float *queries,
         return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
                        "search: bad arguments");
     Npvdb__V1__SearchRequest req = NPVDB__V1__SEARCH_REQUEST__INIT;
+    req.collection = c->collection; /* only read by pack */
     req.queries.len = nq * dim * sizeof(float);
     req.queries.data = (uint8_t *)queries; /* only read by pack */
     req.k = k;
@@ -926,6 +933,7 @@ npvdb_status npvdb_client_snapshot(npvdb_client *c,
     clear_err(err);
     memset(out, 0, sizeof *out);
     Npvdb__V1__SnapshotRequest req = NPVDB__V1__SNAPSHOT_REQUEST__INIT;
+    req.collection = c->collection; /* only read by pack */
     ProtobufCMessage *m = NULL;
     npvdb_status rc =
         unary(c, "/npvdb.v1.VectorDB/Snapshot", c->timeout_ms, &req.base,
@@ -950,6 +958,7 @@ npvdb_status npvdb_client_delete(npvdb_client *c, const char *const *keys,
         return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
                        "delete: missing keys");
     Npvdb__V1__DeleteRequest req = NPVDB__V1__DELETE_REQUEST__INIT;
+    req.collection = c->collection; /* only read by pack */
     req.n_keys = n;
     req.keys = (char **)keys; /* only read by pack */
     ProtobufCMessage *m = NULL;
@@ -976,6 +985,7 @@ npvdb_status npvdb_client_info_get(npvdb_client *c, npvdb_client_info *out,
     clear_err(err);
     memset(out, 0, sizeof *out);
     Npvdb__V1__InfoRequest req = NPVDB__V1__INFO_REQUEST__INIT;
+    req.collection = c->collection; /* only read by pack */
     ProtobufCMessage *m = NULL;
     npvdb_status rc =
         unary(c, "/npvdb.v1.VectorDB/Info", c->timeout_ms, &req.base,
@@ -1070,6 +1080,7 @@ npvdb_status npvdb_client_get(npvdb_client *c, const char *const *keys,
     if (n && !keys)
         return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT, "get: missing keys");
     Npvdb__V1__GetRequest req = NPVDB__V1__GET_REQUEST__INIT;
+    req.collection = c->collection; /* only read by pack */
     req.n_keys = n;
     req.keys = (char **)keys; /* only read by pack */
     ProtobufCMessage *m = NULL;
@@ -1099,6 +1110,318 @@ npvdb_status npvdb_client_health(npvdb_client *c, const char *service,
         *serving =
             ((Grpc__Health__V1__HealthCheckResponse *)m)->status ==
             GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NPVDB_STATUS_OK;
+}
+
+/* ---- Collections ---- */
+
+static int name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 255) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+npvdb_status npvdb_client_use(npvdb_client *c, const char *name,
+                              npvdb_client_error *err)
+{
+    clear_err(err);
+    if (!name || !*name || !strcmp(name, "default")) {
+        c->collection[0] = '\0';
+        return NPVDB_STATUS_OK;
+    }
+    if (!name_ok(name))
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "collection name '%.64s%s': use 1..255 bytes of "
+                       "[A-Za-z0-9_.-]",
+                       name, strlen(name) > 64 ? "..." : "");
+    snprintf(c->collection, sizeof c->collection, "%s", name);
+    return NPVDB_STATUS_OK;
+}
+
+const char *npvdb_client_collection(const npvdb_client *c)
+{
+    return c->collection;
+}
+
+npvdb_status npvdb_client_list_collections(npvdb_client *c,
+                                           npvdb_client_collection_info **out,
+                                           size_t *n, npvdb_client_error *err)
+{
+    clear_err(err);
+    *out = NULL;
+    *n = 0;
+    Npvdb__V1__ListCollectionsRequest req =
+        NPVDB__V1__LIST_COLLECTIONS_REQUEST__INIT;
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/ListCollections", c->timeout_ms, &req.base,
+              &npvdb__v1__list_collections_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    Npvdb__V1__ListCollectionsReply *r = (Npvdb__V1__ListCollectionsReply *)m;
+    if (r->n_collections) {
+        *out = calloc(r->n_collections, sizeof **out);
+        if (!*out) {
+            protobuf_c_message_free_unpacked(m, NULL);
+            return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                           "list_collections: out of memory");
+        }
+    }
+    for (size_t i = 0; i < r->n_collections; i++) {
+        const Npvdb__V1__CollectionInfo *ci = r->collections[i];
+        snprintf((*out)[i].name, sizeof(*out)[i].name, "%s",
+                 ci->name ? ci->name : "");
+        (*out)[i].dim = ci->dim;
+        (*out)[i].metric = (npvdb_client_metric)ci->metric;
+        (*out)[i].vectors = ci->vectors;
+    }
+    *n = r->n_collections;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NPVDB_STATUS_OK;
+}
+
+npvdb_status npvdb_client_drop_collection(npvdb_client *c, const char *name,
+                                          uint64_t *vectors,
+                                          npvdb_client_error *err)
+{
+    clear_err(err);
+    if (vectors) *vectors = 0;
+    if (name && *name && strcmp(name, "default") && !name_ok(name))
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "drop: bad collection name '%.64s'", name);
+    Npvdb__V1__DropCollectionRequest req =
+        NPVDB__V1__DROP_COLLECTION_REQUEST__INIT;
+    req.collection = (char *)(name ? name : c->collection); /* only read */
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/DropCollection", c->timeout_ms, &req.base,
+              &npvdb__v1__drop_collection_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    if (vectors) *vectors = ((Npvdb__V1__DropCollectionReply *)m)->vectors;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return NPVDB_STATUS_OK;
+}
+
+/* ---- Filters ----
+ * The builder is an Npvdb__V1__Filter whose every pointer is malloc'ed, so
+ * protobuf_c_message_free_unpacked (with the default allocator, free)
+ * releases the whole tree, nested filters included. */
+
+struct npvdb_client_filter {
+    Npvdb__V1__Filter f;
+};
+
+npvdb_client_filter *npvdb_client_filter_new(void)
+{
+    npvdb_client_filter *f = malloc(sizeof *f);
+    if (f) npvdb__v1__filter__init(&f->f);
+    return f;
+}
+
+void npvdb_client_filter_free(npvdb_client_filter *f)
+{
+    if (f) protobuf_c_message_free_unpacked(&f->f.base, NULL);
+}
+
+/* Appends cond to the clause's array; 0 on success. */
+static int filter_add(npvdb_client_filter *f, npvdb_client_clause clause,
+                      Npvdb__V1__Condition *cond)
+{
+    Npvdb__V1__Condition ***arr;
+    size_t *n;
+    switch (clause) {
+    case NPVDB_CLIENT_MUST:
+        arr = &f->f.must, n = &f->f.n_must;
+        break;
+    case NPVDB_CLIENT_SHOULD:
+        arr = &f->f.should, n = &f->f.n_should;
+        break;
+    case NPVDB_CLIENT_MUST_NOT:
+        arr = &f->f.must_not, n = &f->f.n_must_not;
+        break;
+    default:
+        return -1;
+    }
+    Npvdb__V1__Condition **grown = realloc(*arr, (*n + 1) * sizeof *grown);
+    if (!grown) return -1;
+    grown[(*n)++] = cond;
+    *arr = grown;
+    return 0;
+}
+
+/* A new condition on `key` (NULL: none); NULL when out of memory. */
+static Npvdb__V1__Condition *cond_new(const char *key)
+{
+    Npvdb__V1__Condition *c = malloc(sizeof *c);
+    if (!c) return NULL;
+    npvdb__v1__condition__init(c);
+    if (key && !(c->key = strdup(key))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Adds cond (freeing it on failure); 0 on success. */
+static int cond_add(npvdb_client_filter *f, npvdb_client_clause clause,
+                    Npvdb__V1__Condition *cond)
+{
+    if (!cond) return -1;
+    if (filter_add(f, clause, cond)) {
+        protobuf_c_message_free_unpacked(&cond->base, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* A condition matching key against a Match filled by the caller. */
+static Npvdb__V1__Condition *match_cond(const char *key, Npvdb__V1__Match **m)
+{
+    Npvdb__V1__Condition *c = cond_new(key);
+    if (!c) return NULL;
+    *m = malloc(sizeof **m);
+    if (!*m) {
+        protobuf_c_message_free_unpacked(&c->base, NULL);
+        return NULL;
+    }
+    npvdb__v1__match__init(*m);
+    c->condition_case = NPVDB__V1__CONDITION__CONDITION_MATCH;
+    c->match = *m;
+    return c;
+}
+
+int npvdb_client_filter_match_str(npvdb_client_filter *f,
+                                  npvdb_client_clause clause, const char *key,
+                                  const char *value)
+{
+    if (!f || !key || !*key || !value) return -1;
+    Npvdb__V1__Match *m;
+    Npvdb__V1__Condition *c = match_cond(key, &m);
+    if (c && !(m->keyword = strdup(value))) {
+        protobuf_c_message_free_unpacked(&c->base, NULL);
+        return -1;
+    }
+    if (c) m->kind_case = NPVDB__V1__MATCH__KIND_KEYWORD;
+    return cond_add(f, clause, c);
+}
+
+int npvdb_client_filter_match_int(npvdb_client_filter *f,
+                                  npvdb_client_clause clause, const char *key,
+                                  int64_t value)
+{
+    if (!f || !key || !*key) return -1;
+    Npvdb__V1__Match *m;
+    Npvdb__V1__Condition *c = match_cond(key, &m);
+    if (c) {
+        m->kind_case = NPVDB__V1__MATCH__KIND_INTEGER;
+        m->integer = value;
+    }
+    return cond_add(f, clause, c);
+}
+
+int npvdb_client_filter_match_bool(npvdb_client_filter *f,
+                                   npvdb_client_clause clause, const char *key,
+                                   int value)
+{
+    if (!f || !key || !*key) return -1;
+    Npvdb__V1__Match *m;
+    Npvdb__V1__Condition *c = match_cond(key, &m);
+    if (c) {
+        m->kind_case = NPVDB__V1__MATCH__KIND_BOOLEAN;
+        m->boolean = value != 0;
+    }
+    return cond_add(f, clause, c);
+}
+
+int npvdb_client_filter_range(npvdb_client_filter *f,
+                              npvdb_client_clause clause, const char *key,
+                              double lo, int lo_strict, double hi,
+                              int hi_strict)
+{
+    if (!f || !key || !*key || (isnan(lo) && isnan(hi))) return -1;
+    Npvdb__V1__Condition *c = cond_new(key);
+    Npvdb__V1__Range *r = c ? malloc(sizeof *r) : NULL;
+    if (!r) {
+        if (c) protobuf_c_message_free_unpacked(&c->base, NULL);
+        return -1;
+    }
+    npvdb__v1__range__init(r);
+    if (!isnan(lo)) {
+        r->lower_case = lo_strict ? NPVDB__V1__RANGE__LOWER_GT
+                                  : NPVDB__V1__RANGE__LOWER_GTE;
+        if (lo_strict)
+            r->gt = lo;
+        else
+            r->gte = lo;
+    }
+    if (!isnan(hi)) {
+        r->upper_case = hi_strict ? NPVDB__V1__RANGE__UPPER_LT
+                                  : NPVDB__V1__RANGE__UPPER_LTE;
+        if (hi_strict)
+            r->lt = hi;
+        else
+            r->lte = hi;
+    }
+    c->condition_case = NPVDB__V1__CONDITION__CONDITION_RANGE;
+    c->range = r;
+    return cond_add(f, clause, c);
+}
+
+int npvdb_client_filter_has_field(npvdb_client_filter *f,
+                                  npvdb_client_clause clause, const char *key)
+{
+    if (!f || !key || !*key) return -1;
+    Npvdb__V1__Condition *c = cond_new(NULL);
+    if (c && !(c->has_field = strdup(key))) {
+        protobuf_c_message_free_unpacked(&c->base, NULL);
+        return -1;
+    }
+    if (c) c->condition_case = NPVDB__V1__CONDITION__CONDITION_HAS_FIELD;
+    return cond_add(f, clause, c);
+}
+
+int npvdb_client_filter_nested(npvdb_client_filter *f,
+                               npvdb_client_clause clause,
+                               npvdb_client_filter *sub)
+{
+    if (!f || !sub || sub == f) return -1;
+    Npvdb__V1__Condition *c = cond_new(NULL);
+    if (!c) return -1;
+    /* The Filter is the first member: the struct itself becomes the
+     * nested message, freed with the tree. */
+    c->condition_case = NPVDB__V1__CONDITION__CONDITION_FILTER;
+    c->filter = &sub->f;
+    if (filter_add(f, clause, c)) {
+        c->filter = NULL;
+        c->condition_case = NPVDB__V1__CONDITION__CONDITION__NOT_SET;
+        protobuf_c_message_free_unpacked(&c->base, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+npvdb_status npvdb_client_count(npvdb_client *c,
+                                const npvdb_client_filter *filter,
+                                uint64_t *count, npvdb_client_error *err)
+{
+    clear_err(err);
+    if (count) *count = 0;
+    Npvdb__V1__CountRequest req = NPVDB__V1__COUNT_REQUEST__INIT;
+    req.collection = c->collection; /* only read */
+    req.filter = filter ? (Npvdb__V1__Filter *)&filter->f : NULL; /* idem */
+    ProtobufCMessage *m = NULL;
+    npvdb_status rc =
+        unary(c, "/npvdb.v1.VectorDB/Count", c->timeout_ms, &req.base,
+              &npvdb__v1__count_reply__descriptor, &m, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    if (count) *count = ((Npvdb__V1__CountReply *)m)->count;
     protobuf_c_message_free_unpacked(m, NULL);
     return NPVDB_STATUS_OK;
 }

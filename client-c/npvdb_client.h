@@ -88,6 +88,90 @@ void npvdb_client_set_timeout(npvdb_client *c, int timeout_ms);
 /* The target string given to connect (owned by the handle). */
 const char *npvdb_client_target(const npvdb_client *c);
 
+/* ---- Collections ---- */
+
+/* Every later data call on the handle (init, insert, search, get, delete,
+ * info, snapshot, count) names the collection `name`: 1..255 bytes of
+ * [A-Za-z0-9_.-]; NULL or "" = "default", what a fresh handle means. The
+ * name is copied. Must not race with other calls on the handle; use one
+ * handle per collection for concurrent work. INVALID_ARGUMENT for a bad
+ * name (the handle keeps its previous one). */
+npvdb_status npvdb_client_use(npvdb_client *c, const char *name,
+                              npvdb_client_error *err);
+
+/* The collection the handle names ("" = "default"; owned by the handle). */
+const char *npvdb_client_collection(const npvdb_client *c);
+
+typedef struct npvdb_client_collection_info {
+    char name[256];
+    uint32_t dim;
+    npvdb_client_metric metric;
+    uint64_t vectors;
+} npvdb_client_collection_info;
+
+/* Every collection, sorted by name: *out gets a malloc'ed array of *n
+ * entries (NULL when none), which the caller frees with free(). */
+npvdb_status npvdb_client_list_collections(npvdb_client *c,
+                                           npvdb_client_collection_info **out,
+                                           size_t *n, npvdb_client_error *err);
+
+/* Drops the collection `name` (NULL = the handle's); *vectors (may be NULL)
+ * gets how many it held. NOT_FOUND if there is none. */
+npvdb_status npvdb_client_drop_collection(npvdb_client *c, const char *name,
+                                          uint64_t *vectors,
+                                          npvdb_client_error *err);
+
+/* ---- Filters (a small builder of npvdb.v1.Filter) ---- */
+
+/* A vector passes when every MUST condition holds, at least one SHOULD
+ * condition (if any) holds and no MUST_NOT condition holds. */
+typedef enum npvdb_client_clause {
+    NPVDB_CLIENT_MUST = 0,
+    NPVDB_CLIENT_SHOULD = 1,
+    NPVDB_CLIENT_MUST_NOT = 2,
+} npvdb_client_clause;
+
+typedef struct npvdb_client_filter npvdb_client_filter;
+
+/* A new empty filter (passes everything); NULL when out of memory. The
+ * caller owns it: npvdb_client_filter_free (NULL allowed). */
+npvdb_client_filter *npvdb_client_filter_new(void);
+void npvdb_client_filter_free(npvdb_client_filter *f);
+
+/* Each adds one condition to `clause` of f and returns 0, or -1 (f
+ * unchanged) when out of memory or an argument is NULL or empty. Strings
+ * are copied. */
+int npvdb_client_filter_match_str(npvdb_client_filter *f,
+                                  npvdb_client_clause clause, const char *key,
+                                  const char *value);
+int npvdb_client_filter_match_int(npvdb_client_filter *f,
+                                  npvdb_client_clause clause, const char *key,
+                                  int64_t value);
+int npvdb_client_filter_match_bool(npvdb_client_filter *f,
+                                   npvdb_client_clause clause, const char *key,
+                                   int value);
+/* A number within the bounds; NAN for an unset bound (one must be set).
+ * lo_strict / hi_strict: gt / lt instead of gte / lte. */
+int npvdb_client_filter_range(npvdb_client_filter *f,
+                              npvdb_client_clause clause, const char *key,
+                              double lo, int lo_strict, double hi,
+                              int hi_strict);
+int npvdb_client_filter_has_field(npvdb_client_filter *f,
+                                  npvdb_client_clause clause, const char *key);
+/* Adds `sub` as a nested condition; f takes ownership of sub on success
+ * (do not free it then), the caller keeps it on failure. */
+int npvdb_client_filter_nested(npvdb_client_filter *f,
+                               npvdb_client_clause clause,
+                               npvdb_client_filter *sub);
+
+/* ---- Count ---- */
+
+/* *count gets how many vectors of the handle's collection pass `filter`
+ * (NULL: all of them). The filter is borrowed. */
+npvdb_status npvdb_client_count(npvdb_client *c,
+                                const npvdb_client_filter *filter,
+                                uint64_t *count, npvdb_client_error *err);
+
 /* ---- Init ---- */
 
 typedef struct npvdb_client_init_params {
