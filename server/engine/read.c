@@ -34,13 +34,8 @@ static npvdb_code search_prepared(npvdb_collection *c, const float *q,
     pthread_rwlock_rdlock(&c->rw);
     npvdb_code rc = filter_compile(c, p->filter, &cf, err);
     o.filter = cf;
-    if (rc == NPVDB_OK && k > c->n_vectors)
-        rc =
-            npvdb_set_error(err, NPVDB_EINVAL,
-                            "k (%u) is larger than the number of vectors (%zu)",
-                            k, c->n_vectors);
-    else if (rc == NPVDB_OK)
-        rc = search_locked(c, q, nq, k, &o, out, err);
+    /* k past the collection (or the passing set) gives short rows. */
+    if (rc == NPVDB_OK) rc = search_locked(c, q, nq, k, &o, out, err);
     pthread_rwlock_unlock(&c->rw);
     filter_free(cf);
     if (rc == NPVDB_OK) npvdb_ok(err);

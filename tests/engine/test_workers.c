@@ -1,7 +1,9 @@
 /*
  * test_workers.c -- one worker pool shared by many collections (1,000 small
  * collections written and searched from several threads at once, with a
- * fixed cost per collection of a few KiB).
+ * fixed cost per collection of a few KiB), and searches asking for more
+ * neighbours than a collection holds (short rows, padded; an empty
+ * collection answers rows of 0).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -142,11 +144,78 @@ static void test_workers_bad_size(void **s)
     assert_non_null(strstr(err.msg, "n_workers"));
 }
 
+/* A short row holds every vector, nearest first, then NULL keys at +inf. */
+static void check_short(npvdb_collection *c, npvdb_metric m, const float *x,
+                        size_t n, const float *q, uint32_t k, uint32_t nprobe)
+{
+    npvdb_results r;
+    npvdb_error err;
+    assert_int_equal(npvdb_search(c, q, 2, k, nprobe, &r, &err), NPVDB_OK);
+    size_t idx[16];
+    double dist[16];
+    for (size_t i = 0; i < 2; i++) {
+        ref_knn(m, q + i * DIM, x, n, DIM, (uint32_t)n, idx, dist);
+        assert_int_equal(r.counts[i], n);
+        for (uint32_t j = 0; j < k; j++) {
+            if (j < n) {
+                assert_int_equal(key_index(r.keys[i * k + j]), idx[j]);
+                assert_true(fabs(r.distances[i * k + j] - dist[j]) < 1e-4);
+            } else {
+                assert_null(r.keys[i * k + j]);
+                assert_true(isinf(r.distances[i * k + j]));
+            }
+        }
+    }
+    npvdb_results_free(&r);
+}
+
+static void test_fewer_than_k(void **s)
+{
+    (void)s;
+    const size_t n = 5;
+    float *x = random_rows(n, DIM, 13), *q = random_rows(2, DIM, 14);
+    char **keys = make_keys(n, "k");
+    for (int m = 0; m < 3; m++) {
+        npvdb_config cfg = {
+            .dim = DIM, .metric = (npvdb_metric)m, .n_workers = 2};
+        npvdb_collection *c = npvdb_create(&cfg, NULL);
+        npvdb_results r;
+        assert_int_equal(npvdb_search(c, q, 2, 10, 0, &r, NULL), NPVDB_OK);
+        assert_int_equal(r.counts[0], 0);
+        assert_int_equal(r.counts[1], 0);
+        assert_null(r.keys[9]);
+        npvdb_results_free(&r);
+        assert_int_equal(
+            npvdb_insert(c, (const char *const *)keys, x, n, NULL, NULL),
+            NPVDB_OK);
+        check_short(c, (npvdb_metric)m, x, n, q, 10, 0);
+        check_short(c, (npvdb_metric)m, x, n, q, NPVDB_MAX_K, 0);
+        npvdb_free(c);
+        /* Trained, empty, then 5 vectors probed with every shard. */
+        c = npvdb_create(&cfg, NULL);
+        float *cent = random_rows(4, DIM, 15);
+        assert_int_equal(npvdb_restore_index(c, cent, 4, NULL), NPVDB_OK);
+        assert_int_equal(npvdb_search(c, q, 2, 3, 0, &r, NULL), NPVDB_OK);
+        assert_int_equal(r.counts[0], 0);
+        npvdb_results_free(&r);
+        assert_int_equal(
+            npvdb_insert(c, (const char *const *)keys, x, n, NULL, NULL),
+            NPVDB_OK);
+        check_short(c, (npvdb_metric)m, x, n, q, 10, 4);
+        free(cent);
+        npvdb_free(c);
+    }
+    free(x);
+    free(q);
+    free_keys(keys, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_pool_many_collections),
         cmocka_unit_test(test_workers_bad_size),
+        cmocka_unit_test(test_fewer_than_k),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
