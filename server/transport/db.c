@@ -28,21 +28,6 @@ const char *nt_name(const codec_name *name)
     return name->len ? name->s : CATALOG_DEFAULT;
 }
 
-/* Compatibility until the Python tests expect issue 9's NOT_FOUND: the
- * collection "default" missing is what "before the first Init" was, and
- * answered FAILED_PRECONDITION. Every other missing name is NOT_FOUND. */
-int nt_missing_default_is_precondition = 1;
-
-static void missing(const char *name, const npvdb_error *err, nt_result *res)
-{
-    if (nt_missing_default_is_precondition &&
-        strcmp(name, CATALOG_DEFAULT) == 0)
-        nt_result_fail(res, GRPC_STATUS_FAILED_PRECONDITION,
-                       "%s: call Init first", err->msg);
-    else
-        nt_result_error(res, err);
-}
-
 int nt_acquire(npvdb_server *s, const codec_name *name, catalog_ref *ref,
                nt_result *res)
 {
@@ -51,10 +36,7 @@ int nt_acquire(npvdb_server *s, const codec_name *name, catalog_ref *ref,
     if (!nt_check_name(name, res)) return 0;
     if (catalog_acquire(s->cat, nt_name(name), ref, &err) != NPVDB_OK) {
         memset(ref, 0, sizeof *ref);
-        if (err.code == NPVDB_ENOTFOUND)
-            missing(nt_name(name), &err, res);
-        else
-            nt_result_error(res, &err);
+        nt_result_error(res, &err); /* NOT_FOUND names the collection */
         return 0;
     }
     return 1;

@@ -167,7 +167,6 @@ int nt_acquire(npvdb_server *s, const codec_name *name, catalog_ref *ref,
 void nt_release(npvdb_server *s, catalog_ref *ref);
 /* 1 (for now): a missing "default" is FAILED_PRECONDITION "... call Init
  * first", as before collections; see db.c. */
-extern int nt_missing_default_is_precondition;
 /* Checks a name without looking it up; 0 and res failed if bad. */
 int nt_check_name(const codec_name *name, nt_result *res);
 /* The name as the catalog resolves it ("" -> "default"). */

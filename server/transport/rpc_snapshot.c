@@ -61,16 +61,11 @@ static void handle_snapshot(npvdb_server *s, const uint8_t *buf, size_t len,
                        "the server runs without a data directory");
         return;
     }
-    /* Only a named collection must exist: "" snapshots whatever there is
-     * (but, as before collections, not nothing; see db.c). */
+    /* Only a named collection must exist: "" snapshots whatever there is,
+     * also nothing. */
     if (name.len) {
         if (!nt_acquire(s, &name, &ref, res)) return;
         nt_release(s, &ref);
-    } else if (nt_missing_default_is_precondition &&
-               catalog_count(s->cat) == 0) {
-        nt_result_fail(res, GRPC_STATUS_FAILED_PRECONDITION,
-                       "no collection: call Init first");
-        return;
     }
     write_snapshot(s, res);
 }

@@ -108,14 +108,11 @@ static int insert_one(fixture *f, uint32_t dim, const char *const *keys,
 }
 
 /* Before Init the collection "default" does not exist: every data call on
- * it names it. NOT_FOUND is issue 9's answer; the server keeps
- * FAILED_PRECONDITION for "default" until the Python tests expect
- * NOT_FOUND (db.c), so both pass here. */
+ * it is NOT_FOUND, naming it. */
 static void expect_missing(int rc, const npvdb_client_error *err,
                            const char *what)
 {
-    if (rc != NPVDB_STATUS_NOT_FOUND)
-        expect(rc, NPVDB_STATUS_FAILED_PRECONDITION, err, what);
+    expect(rc, NPVDB_STATUS_NOT_FOUND, err, what);
     if (!strstr(err->msg, "collection 'default' not found"))
         fail_msg("%s: message does not name the collection: %s", what,
                  err->msg);
@@ -144,14 +141,11 @@ static void test_not_found_before_init(void **state)
     npvdb_client_vectors v;
     expect_missing(npvdb_client_get(c, keys, 1, DIM, &v, &err), &err,
                    "get before init");
-    /* A snapshot covers every collection: of none, it is an empty one (or
-     * FAILED_PRECONDITION while the compatibility rule holds). */
+    /* A snapshot covers every collection: of none, it is an empty one. */
     npvdb_client_snapshot_info snap;
     int rc = npvdb_client_snapshot(c, &snap, &err);
-    if (rc == NPVDB_STATUS_OK)
-        assert_int_equal(snap.vectors, 0);
-    else
-        expect(rc, NPVDB_STATUS_FAILED_PRECONDITION, &err, "snapshot");
+    expect(rc, NPVDB_STATUS_OK, &err, "snapshot");
+    assert_int_equal(snap.vectors, 0);
     still_serving(f, 0);
     load(f);
     still_serving(f, N);
@@ -299,14 +293,13 @@ static void bad_queries(fixture *f, it_search_fn fn, const char *rpc)
         still_serving(f, N);                                                   \
     } while (0)
     EXPECT_BAD(fn(c, q, 2, DIM, 0, 0, &res, &err), "k 0");
-    /* k past the vector count gives short rows (issue 9); until the engine
-     * change lands it was INVALID_ARGUMENT: either way the server serves. */
-    if (fn(c, q, 2, DIM, N + 1, 0, &res, &err) == NPVDB_STATUS_OK) {
-        if (res.counts[0] != N || res.counts[1] != N)
-            fail_msg("%s: k > vector count: rows of %u and %u, want %d", rpc,
-                     res.counts[0], res.counts[1], N);
-        npvdb_client_results_free(&res);
-    }
+    /* k past the vector count gives short rows (issue 9). */
+    snprintf(what, sizeof what, "%s: k > vector count", rpc);
+    expect(fn(c, q, 2, DIM, N + 1, 0, &res, &err), NPVDB_STATUS_OK, &err, what);
+    if (res.counts[0] != N || res.counts[1] != N)
+        fail_msg("%s: k > vector count: rows of %u and %u, want %d", rpc,
+                 res.counts[0], res.counts[1], N);
+    npvdb_client_results_free(&res);
     still_serving(f, N);
     EXPECT_BAD(fn(c, q, 1, DIM, 16385, 0, &res, &err), "k > 16384");
     /* One query of DIM+1 floats is not the collection's dim. */

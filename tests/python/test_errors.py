@@ -57,7 +57,7 @@ def test_invalid_argument_from_server(loaded):
         loaded.get_closest(q, k_nearest=0)
     assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and e.value.message
     with pytest.raises(npvdb.InvalidArgument):
-        loaded.get_closest(q, k_nearest=101)  # more than the vectors stored
+        loaded.get_closest(q, k_nearest=16385)  # past the server's limit
     bad = np.ones((1, DIM))
     bad[0, 3] = np.nan
     with pytest.raises(npvdb.InvalidArgument):
@@ -88,19 +88,21 @@ def test_not_found(loaded):
     assert "absent" in e.value.message
 
 
-def test_failed_precondition_before_init(fresh_server):
+def test_not_found_before_init(fresh_server):
+    # Before the first Init the collection "default" does not exist: the
+    # client's own check (it reads Info for the dim) and the server's both
+    # say so; a snapshot of no collection at all is an empty one.
     with npvdb.connect(fresh_server.address) as c:
-        with pytest.raises(npvdb.FailedPrecondition):
+        with pytest.raises((npvdb.FailedPrecondition, npvdb.NotFound)):
             c.get_closest(np.ones(DIM), k_nearest=1)  # found by the client
-        with pytest.raises(npvdb.FailedPrecondition) as e:
+        with pytest.raises(npvdb.NotFound) as e:
             c.insert(["a"], np.ones((1, DIM)))        # found by the server
-        assert e.value.message
+        assert "collection 'default' not found" in e.value.message
         with pytest.raises(grpc.RpcError) as raw:  # the server's own check
             list(c._stub.GetClosest(pb.GetClosestRequest(
                 queries=np.ones(DIM, "<f4").tobytes(), k=1)))
-        assert raw.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        with pytest.raises(npvdb.FailedPrecondition):
-            c.snapshot()
+        assert raw.value.code() == grpc.StatusCode.NOT_FOUND
+        c.snapshot()
 
 
 def test_resource_exhausted(server):

@@ -153,12 +153,13 @@ def test_search_errors_from_server(fresh_server, db):
         with pytest.raises(grpc.RpcError) as e:
             c._stub.Search(pb.SearchRequest(queries=np.ones(4, "<f4").tobytes(),
                                             k=1, dim=4))
-        assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
     db.init(make_keys(10), clustered(10, 4), n_shards=1, replace=True)
     with pytest.raises(npvdb.InvalidArgument):
         db.get_closest(np.ones(4), k_nearest=0)
-    with pytest.raises(npvdb.InvalidArgument):
-        db.get_closest(np.ones(4), k_nearest=11)  # more than stored
+    keys, dist = db.get_closest(np.ones(4), k_nearest=11)  # more than stored
+    assert sorted(keys[:10]) == sorted(make_keys(10)) and keys[10] is None
+    assert np.isinf(dist[10])
     assert db._search_ok  # errors are not taken for a missing Search
 
 

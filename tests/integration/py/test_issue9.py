@@ -474,21 +474,6 @@ def test_thousand_collections(tmp_path):
 
 # ---- fewer than k ----
 
-OLD_K_ERROR = "is larger than the number of vectors"
-
-
-def short_or_old_error(fn):
-    """The reply of fn(), or None when the server still refuses k past the
-    vector count with the old INVALID_ARGUMENT (until the engine's "fewer
-    than k" change is on main; the Python tests block it). Any other error
-    fails the test."""
-    try:
-        return fn()
-    except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
-        assert OLD_K_ERROR in e.details(), e.details()
-        return None
-
 
 def test_fewer_than_k(srv):
     """The README example on a 5-vector collection with k 10 gives the 5
@@ -514,28 +499,24 @@ def test_fewer_than_k(srv):
                                         collection="five", filter=flt))
     assert [len(x.keys) for x in g] == [2, 2]
     # k past the collection.
-    r = short_or_old_error(lambda: srv.call("Search", P.SearchRequest(
+    r = (srv.call("Search", P.SearchRequest(
         queries=floats(q), k=10, collection="five")))
-    if r is not None:
-        assert list(r.counts) == [5, 5] and r.k == 10
-        dist = np.frombuffer(r.distances, "<f4").reshape(2, 10)
-        for i in range(2):
-            want = np.argsort(distances("L2", q[i], data))
-            assert list(r.keys[5 * i:5 * i + 5]) == [keys[j] for j in want]
-            assert np.all(np.isfinite(dist[i, :5]))
-            assert np.all(np.isinf(dist[i, 5:]))
-    g = short_or_old_error(lambda: srv.closest(P.GetClosestRequest(
+    assert list(r.counts) == [5, 5] and r.k == 10
+    dist = np.frombuffer(r.distances, "<f4").reshape(2, 10)
+    for i in range(2):
+        want = np.argsort(distances("L2", q[i], data))
+        assert list(r.keys[5 * i:5 * i + 5]) == [keys[j] for j in want]
+        assert np.all(np.isfinite(dist[i, :5]))
+        assert np.all(np.isinf(dist[i, 5:]))
+    g = (srv.closest(P.GetClosestRequest(
         queries=floats(q), k=10, collection="five")))
-    if g is not None:
-        assert [len(x.keys) for x in g] == [5, 5]
-    r = short_or_old_error(lambda: srv.call("Search", P.SearchRequest(
+    assert [len(x.keys) for x in g] == [5, 5]
+    r = (srv.call("Search", P.SearchRequest(
         queries=floats(q), k=3, collection="empty")))
-    if r is not None:
-        assert list(r.counts) == [0, 0] and len(r.keys) == 0
-        assert np.all(np.isinf(np.frombuffer(r.distances, "<f4")))
-    g = short_or_old_error(lambda: srv.closest(P.GetClosestRequest(
+    assert list(r.counts) == [0, 0] and len(r.keys) == 0
+    assert np.all(np.isinf(np.frombuffer(r.distances, "<f4")))
+    g = (srv.closest(P.GetClosestRequest(
         queries=floats(q), k=3, collection="empty")))
-    if g is not None:
-        assert [len(x.keys) for x in g] == [0, 0]
-        assert [x.query_index for x in g] == [0, 1]
+    assert [len(x.keys) for x in g] == [0, 0]
+    assert [x.query_index for x in g] == [0, 1]
     assert count(srv, "five") == 5  # still serving, nothing lost
