@@ -11,6 +11,7 @@
  * memory stays bounded.
  */
 #include "snapshot.h"
+#include "h5attr.h"
 #include "crc32c.h"
 #include "record.h"
 #include "snapshot_payload.h"
@@ -31,46 +32,6 @@
 
 /* Rows per read batch when restoring: bounds memory to ~32 MiB of rows. */
 #define READ_BATCH_BYTES (32u << 20)
-
-/* ---- attribute helpers ------------------------------------------------- */
-
-static int attr_put_u64(hid_t loc, const char *name, uint64_t v)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a =
-        H5Acreate2(loc, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, &v) >= 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return ok ? 0 : -1;
-}
-
-static int attr_put_str(hid_t loc, const char *name, const char *v)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(v) + 1);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Awrite(a, t, v) >= 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return ok ? 0 : -1;
-}
-
-static int attr_get_u64(hid_t loc, const char *name, uint64_t *v)
-{
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t sp = H5Aget_space(a);
-    int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 &&
-             H5Aread(a, H5T_NATIVE_UINT64, v) >= 0;
-    if (sp >= 0) H5Sclose(sp);
-    H5Aclose(a);
-    return ok ? 0 : -1;
-}
 
 /* ---- writing ----------------------------------------------------------- */
 
@@ -247,23 +208,24 @@ static int write_attrs(writer *w, const char *name, const npvdb_config *cfg,
     if (k.dim != w->dim || k.metric != w->metric) memset(&k, 0, sizeof k);
     hid_t f = w->loc;
     int bad = 0;
-    bad |= attr_put_str(f, "name", name);
-    bad |= attr_put_str(f, "metric", npvdb_metric_name(w->metric));
-    bad |= attr_put_u64(f, "metric_id", (uint64_t)w->metric);
-    bad |= attr_put_u64(f, "dim", w->dim);
-    bad |= attr_put_u64(f, "n_shards", w->n_shards);
-    bad |= attr_put_u64(f, "trained", (uint64_t)w->trained);
-    bad |= attr_put_u64(f, "n_vectors", w->n);
-    bad |= attr_put_u64(f, "n_payload_columns", n_cols);
-    bad |= attr_put_u64(f, "config_n_shards", k.n_shards);
-    bad |= attr_put_u64(f, "train_per_shard", k.train_per_shard);
-    bad |= attr_put_u64(f, "kmeans_iters", k.kmeans_iters);
-    bad |= attr_put_u64(f, "default_nprobe", k.default_nprobe);
-    bad |= attr_put_u64(f, "seed", k.seed);
-    bad |= attr_put_u64(f, "crc32c_centroids", w->crc_centroids);
-    bad |= attr_put_u64(f, "crc32c_vectors", w->crc_vectors);
-    bad |= attr_put_u64(f, "crc32c_keys", w->crc_keys);
-    bad |= attr_put_u64(f, "crc32c_shard_offsets", crc_offsets);
+    bad |= h5attr_put_str(f, "name", name, strlen(name));
+    const char *metric = npvdb_metric_name(w->metric);
+    bad |= h5attr_put_str(f, "metric", metric, strlen(metric));
+    bad |= h5attr_put_u64(f, "metric_id", (uint64_t)w->metric);
+    bad |= h5attr_put_u64(f, "dim", w->dim);
+    bad |= h5attr_put_u64(f, "n_shards", w->n_shards);
+    bad |= h5attr_put_u64(f, "trained", (uint64_t)w->trained);
+    bad |= h5attr_put_u64(f, "n_vectors", w->n);
+    bad |= h5attr_put_u64(f, "n_payload_columns", n_cols);
+    bad |= h5attr_put_u64(f, "config_n_shards", k.n_shards);
+    bad |= h5attr_put_u64(f, "train_per_shard", k.train_per_shard);
+    bad |= h5attr_put_u64(f, "kmeans_iters", k.kmeans_iters);
+    bad |= h5attr_put_u64(f, "default_nprobe", k.default_nprobe);
+    bad |= h5attr_put_u64(f, "seed", k.seed);
+    bad |= h5attr_put_u64(f, "crc32c_centroids", w->crc_centroids);
+    bad |= h5attr_put_u64(f, "crc32c_vectors", w->crc_vectors);
+    bad |= h5attr_put_u64(f, "crc32c_keys", w->crc_keys);
+    bad |= h5attr_put_u64(f, "crc32c_shard_offsets", crc_offsets);
     return bad ? -1 : 0;
 }
 
@@ -449,10 +411,10 @@ npvdb_code snap_finish(snap_writer *sw, npvdb_snapshot_info *info,
 {
     npvdb_code rc = NPVDB_OK;
     hid_t f = sw->file;
-    if (attr_put_u64(f, "format_version", SNAP_FORMAT_VERSION) < 0 ||
-        attr_put_u64(f, "sequence", sw->seq) < 0 ||
-        attr_put_u64(f, "n_collections", sw->n_colls) < 0 ||
-        attr_put_u64(f, "n_vectors", sw->n_vectors) < 0)
+    if (h5attr_put_u64(f, "format_version", SNAP_FORMAT_VERSION) < 0 ||
+        h5attr_put_u64(f, "sequence", sw->seq) < 0 ||
+        h5attr_put_u64(f, "n_collections", sw->n_colls) < 0 ||
+        h5attr_put_u64(f, "n_vectors", sw->n_vectors) < 0)
         rc = npvdb_set_error(err, NPVDB_EINTERNAL,
                              "cannot write snapshot metadata");
     if (rc == NPVDB_OK && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0)
@@ -512,22 +474,22 @@ static npvdb_code read_attrs(reader *r, npvdb_error *err)
 {
     uint64_t metric, v[5];
     hid_t f = r->loc;
-    if (attr_get_u64(f, "metric_id", &metric) < 0 ||
-        attr_get_u64(f, "dim", &r->dim) < 0 ||
-        attr_get_u64(f, "n_shards", &r->n_shards) < 0 ||
-        attr_get_u64(f, "trained", &r->trained) < 0 ||
-        attr_get_u64(f, "n_vectors", &r->n) < 0 ||
-        attr_get_u64(f, "config_n_shards", &v[0]) < 0 ||
-        attr_get_u64(f, "train_per_shard", &v[1]) < 0 ||
-        attr_get_u64(f, "kmeans_iters", &v[2]) < 0 ||
-        attr_get_u64(f, "default_nprobe", &v[3]) < 0 ||
-        attr_get_u64(f, "seed", &v[4]) < 0 ||
-        attr_get_u64(f, "crc32c_centroids", &r->crc[0]) < 0 ||
-        attr_get_u64(f, "crc32c_vectors", &r->crc[1]) < 0 ||
-        attr_get_u64(f, "crc32c_keys", &r->crc[2]) < 0 ||
-        attr_get_u64(f, "crc32c_shard_offsets", &r->crc[3]) < 0 ||
+    if (h5attr_get_u64(f, "metric_id", &metric) < 0 ||
+        h5attr_get_u64(f, "dim", &r->dim) < 0 ||
+        h5attr_get_u64(f, "n_shards", &r->n_shards) < 0 ||
+        h5attr_get_u64(f, "trained", &r->trained) < 0 ||
+        h5attr_get_u64(f, "n_vectors", &r->n) < 0 ||
+        h5attr_get_u64(f, "config_n_shards", &v[0]) < 0 ||
+        h5attr_get_u64(f, "train_per_shard", &v[1]) < 0 ||
+        h5attr_get_u64(f, "kmeans_iters", &v[2]) < 0 ||
+        h5attr_get_u64(f, "default_nprobe", &v[3]) < 0 ||
+        h5attr_get_u64(f, "seed", &v[4]) < 0 ||
+        h5attr_get_u64(f, "crc32c_centroids", &r->crc[0]) < 0 ||
+        h5attr_get_u64(f, "crc32c_vectors", &r->crc[1]) < 0 ||
+        h5attr_get_u64(f, "crc32c_keys", &r->crc[2]) < 0 ||
+        h5attr_get_u64(f, "crc32c_shard_offsets", &r->crc[3]) < 0 ||
         (H5Aexists(f, "n_payload_columns") > 0 &&
-         attr_get_u64(f, "n_payload_columns", &r->n_cols) < 0))
+         h5attr_get_u64(f, "n_payload_columns", &r->n_cols) < 0))
         return npvdb_set_error(err, NPVDB_EINVAL, "missing attributes");
     if (metric > NPVDB_METRIC_IP || r->dim == 0 || r->dim > NPVDB_MAX_DIM ||
         r->n_shards == 0 || r->n_shards > NPVDB_MAX_SHARDS || r->trained > 1 ||
@@ -717,34 +679,6 @@ static npvdb_code read_collection(reader *r, uint32_t n_workers,
     return NPVDB_OK;
 }
 
-/* Reads a string attribute into buf[0..size) (NUL-terminated); -1 if
- * missing, not a string, or too long. */
-static int attr_get_str(hid_t loc, const char *name, char *buf, size_t size)
-{
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
-    int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == H5T_STRING &&
-             !H5Tis_variable_str(t) && H5Sget_simple_extent_npoints(sp) == 1;
-    size_t len = ok ? H5Tget_size(t) : 0;
-    ok = ok && len > 0 && len < size;
-    hid_t mt = -1;
-    if (ok) {
-        mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, len + 1);
-        H5Tset_cset(mt, H5Tget_cset(t));
-        memset(buf, 0, len + 1);
-        ok = mt >= 0 && H5Aread(a, mt, buf) >= 0;
-    }
-    if (mt >= 0) H5Tclose(mt);
-    if (sp >= 0) H5Sclose(sp);
-    if (t >= 0) H5Tclose(t);
-    H5Aclose(a);
-    if (ok) buf[len] = '\0';
-    return ok ? 0 : -1;
-}
-
 typedef struct read_ctx {
     reader *r;
     uint32_t n_workers;
@@ -765,7 +699,7 @@ static herr_t read_member(hid_t g, const char *link, const H5L_info_t *info,
     char name[NPVDB_STORE_MAX_NAME + 2];
     x->r->loc = H5Gopen2(g, link, H5P_DEFAULT);
     if (x->r->loc < 0 ||
-        attr_get_str(x->r->loc, "name", name, sizeof name) < 0 ||
+        h5attr_get_str(x->r->loc, "name", name, sizeof name) < 0 ||
         !rec_name_valid(name, strlen(name)) ||
         strcmp(group_name(name), link) != 0) {
         x->rc = npvdb_set_error(x->err, NPVDB_EINVAL,
@@ -792,7 +726,7 @@ static herr_t read_member(hid_t g, const char *link, const H5L_info_t *info,
 static npvdb_code read_v2(hid_t file, read_ctx *x, npvdb_error *err)
 {
     uint64_t n_colls;
-    if (attr_get_u64(file, "n_collections", &n_colls) < 0)
+    if (h5attr_get_u64(file, "n_collections", &n_colls) < 0)
         return npvdb_set_error(err, NPVDB_EINVAL, "missing n_collections");
     hid_t g = H5Gopen2(file, "collections", H5P_DEFAULT);
     if (g < 0)
@@ -829,8 +763,9 @@ npvdb_code snap_read(const char *path, uint32_t n_workers,
     if (file < 0 || r.str_type < 0)
         rc = npvdb_set_error(err, NPVDB_EINVAL,
                              "not a readable HDF5 file (truncated?)");
-    else if (attr_get_u64(file, "format_version", &ver) < 0 ||
-             (ver != 1 && ver != 2) || attr_get_u64(file, "sequence", seq) < 0)
+    else if (h5attr_get_u64(file, "format_version", &ver) < 0 ||
+             (ver != 1 && ver != 2) ||
+             h5attr_get_u64(file, "sequence", seq) < 0)
         rc = npvdb_set_error(err, NPVDB_EINVAL,
                              "missing or unknown format_version or sequence");
     if (rc == NPVDB_OK && ver == 2) rc = read_v2(file, &x, err);

@@ -9,6 +9,7 @@
  * "strings_bytes" instead: variable-length uint8 sequences, exact.
  */
 #include "snapshot_payload.h"
+#include "h5attr.h"
 #include "crc32c.h"
 
 #include <stdio.h>
@@ -290,31 +291,6 @@ static uint32_t col_crc(const pcol *c)
     return crc;
 }
 
-static int put_u64(hid_t loc, const char *name, uint64_t v)
-{
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a =
-        H5Acreate2(loc, name, H5T_STD_U64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_UINT64, &v) >= 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    return ok ? 0 : -1;
-}
-
-static int put_str(hid_t loc, const char *name, const char *v, size_t len)
-{
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, len + 1);
-    H5Tset_cset(t, H5T_CSET_UTF8);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(loc, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-    int ok = a >= 0 && H5Awrite(a, t, v) >= 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-    H5Tclose(t);
-    return ok ? 0 : -1;
-}
-
 /* A 1-D dataset of n elements written whole (contiguous: it never grows). */
 static int put_ds(hid_t loc, const char *name, hid_t ftype, hid_t mtype,
                   size_t n, const void *buf)
@@ -385,9 +361,10 @@ static int write_col(hid_t g, const pcol *c)
     char type[32];
     snprintf(type, sizeof type, "%s%s", ct_names[c->ct],
              c->has_nul ? "_bytes" : "");
-    if (put_str(g, "field", c->name, c->name_len) < 0 ||
-        put_str(g, "type", type, strlen(type)) < 0 ||
-        put_u64(g, "n", c->n) < 0 || put_u64(g, "crc32c", col_crc(c)) < 0 ||
+    if (h5attr_put_str(g, "field", c->name, c->name_len) < 0 ||
+        h5attr_put_str(g, "type", type, strlen(type)) < 0 ||
+        h5attr_put_u64(g, "n", c->n) < 0 ||
+        h5attr_put_u64(g, "crc32c", col_crc(c)) < 0 ||
         put_ds(g, "rows", H5T_STD_U64LE, H5T_NATIVE_UINT64, c->n, c->rows) < 0)
         return -1;
     switch (c->ct) {
@@ -467,44 +444,6 @@ void prows_free(prows *p)
     free(p->item_lens);
     arena_free(p->arena);
     free(p);
-}
-
-/* A string attribute of at most cap-1 bytes into buf; its length, or -1. */
-static long get_str(hid_t loc, const char *name, char *buf, size_t cap)
-{
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    hid_t t = a >= 0 ? H5Aget_type(a) : -1;
-    hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
-    size_t size = t >= 0 ? H5Tget_size(t) : 0;
-    int ok = t >= 0 && sp >= 0 && H5Tget_class(t) == H5T_STRING &&
-             !H5Tis_variable_str(t) && H5Sget_simple_extent_npoints(sp) == 1 &&
-             size > 0 && size < cap;
-    hid_t mt = ok ? H5Tcopy(H5T_C_S1) : -1;
-    if (ok) {
-        H5Tset_size(mt, size + 1);
-        H5Tset_cset(mt, H5Tget_cset(t));
-        memset(buf, 0, size + 1);
-        ok = H5Aread(a, mt, buf) >= 0;
-    }
-    if (mt >= 0) H5Tclose(mt);
-    if (sp >= 0) H5Sclose(sp);
-    if (t >= 0) H5Tclose(t);
-    if (a >= 0) H5Aclose(a);
-    return ok ? (long)strnlen(buf, size) : -1;
-}
-
-static int get_u64(hid_t loc, const char *name, uint64_t *v)
-{
-    if (H5Aexists(loc, name) <= 0) return -1;
-    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
-    if (a < 0) return -1;
-    hid_t sp = H5Aget_space(a);
-    int ok = sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 &&
-             H5Aread(a, H5T_NATIVE_UINT64, v) >= 0;
-    if (sp >= 0) H5Sclose(sp);
-    H5Aclose(a);
-    return ok ? 0 : -1;
 }
 
 /* Opens 1-D dataset `name` of exactly n elements; -1 if not. */
@@ -604,10 +543,11 @@ static npvdb_code read_col(hid_t g, pcol *c, block **arena, uint64_t n_rows,
     char name[NPVDB_MAX_FIELD_NAME + 2], type[32];
     uint64_t n, crc;
     int bytes;
-    long nl = get_str(g, "field", name, sizeof name);
-    if (nl <= 0 || get_str(g, "type", type, sizeof type) < 0 ||
-        parse_type(type, &c->ct, &bytes) < 0 || get_u64(g, "n", &n) < 0 ||
-        get_u64(g, "crc32c", &crc) < 0 || n > n_rows)
+    long nl = h5attr_get_str(g, "field", name, sizeof name);
+    if (nl <= 0 || h5attr_get_str(g, "type", type, sizeof type) < 0 ||
+        parse_type(type, &c->ct, &bytes) < 0 ||
+        h5attr_get_u64(g, "n", &n) < 0 ||
+        h5attr_get_u64(g, "crc32c", &crc) < 0 || n > n_rows)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "payload column attributes are bad");
     if (!(c->name = strdup(name)))
