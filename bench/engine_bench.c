@@ -16,6 +16,7 @@
  *
  * This is a benchmark, not a test: it is never run by CTest.
  */
+#include "mixture.h"
 #include "annfile.h"
 #include "npvdb.h"
 
@@ -256,93 +257,16 @@ static void *xcalloc(size_t n, size_t size, const char *what)
     return p;
 }
 
-/* ---- generated dataset: a seeded mixture of low-rank Gaussians ----------- */
-
-static uint64_t rng_next(uint64_t *s) /* splitmix64 */
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(uint64_t *s) /* in (0, 1) */
-{
-    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-}
-
-static float rng_normal(uint64_t *s) /* Box-Muller, one of the pair */
-{
-    double u = rng_uniform(s), v = rng_uniform(s);
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
-
-/* Same shape as bench/gen_dataset.py: each cluster stretches along its own
- * random rank-8 subspace plus a little isotropic noise, with unequal sizes
- * and spreads, so IVF cells cut clusters as on real data. */
-typedef struct mixture {
-    uint32_t centres, dim, rank;
-    float *centre; /* centres * dim */
-    float *basis;  /* centres * rank * dim */
-    float *sigma;  /* centres */
-    double *cum;   /* cumulative weights */
-} mixture;
-
-static void mixture_init(mixture *m, const options *o, uint64_t *rng)
-{
-    m->centres = o->gen_centres;
-    m->dim = o->gen_dim;
-    m->rank = m->dim < 8 ? m->dim : 8;
-    m->centre = xcalloc((size_t)m->centres * m->dim, sizeof(float), "centres");
-    m->basis =
-        xcalloc((size_t)m->centres * m->rank * m->dim, sizeof(float), "bases");
-    m->sigma = xcalloc(m->centres, sizeof(float), "sigmas");
-    m->cum = xcalloc(m->centres, sizeof(double), "weights");
-    float scale = 1.0f / sqrtf((float)m->rank);
-    double total = 0;
-    for (size_t i = 0; i < (size_t)m->centres * m->dim; i++)
-        m->centre[i] = rng_normal(rng);
-    for (size_t i = 0; i < (size_t)m->centres * m->rank * m->dim; i++)
-        m->basis[i] = rng_normal(rng) * scale;
-    for (uint32_t c = 0; c < m->centres; c++) {
-        m->sigma[c] = (float)(0.5 + rng_uniform(rng));
-        total += 0.5 + rng_uniform(rng);
-        m->cum[c] = total;
-    }
-    for (uint32_t c = 0; c < m->centres; c++)
-        m->cum[c] /= total;
-}
-
-static void mixture_free(mixture *m)
-{
-    free(m->centre);
-    free(m->basis);
-    free(m->sigma);
-    free(m->cum);
-}
-
-static void mixture_sample(const mixture *m, uint64_t *rng, float *out)
-{
-    double u = rng_uniform(rng);
-    uint32_t c = 0;
-    while (c + 1 < m->centres && m->cum[c] < u)
-        c++;
-    float z[8];
-    for (uint32_t r = 0; r < m->rank; r++)
-        z[r] = rng_normal(rng);
-    for (uint32_t j = 0; j < m->dim; j++) {
-        float v = 0.1f * rng_normal(rng);
-        for (uint32_t r = 0; r < m->rank; r++)
-            v += z[r] * m->basis[((size_t)c * m->rank + r) * m->dim + j];
-        out[j] = m->centre[(size_t)c * m->dim + j] + m->sigma[c] * v;
-    }
-}
+/* ---- generated dataset (mixture.h) ------------------------------------ */
 
 static void generate(dataset *d, const options *o)
 {
     uint64_t rng = o->seed;
     mixture m;
-    mixture_init(&m, o, &rng);
+    if (mixture_init(&m, o->gen_centres, o->gen_dim, &rng)) {
+        fprintf(stderr, "npvdb-engine-bench: out of memory for the mixture\n");
+        exit(1);
+    }
     d->dim = o->gen_dim;
     d->metric = o->gen_metric;
     d->n = o->gen_n;

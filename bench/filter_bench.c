@@ -17,6 +17,7 @@
  * A benchmark, never run by CTest.
  */
 #include "internal.h"
+#include "mixture.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -53,64 +54,18 @@ static void *xmalloc(size_t n)
     return p;
 }
 
-/* ---- data: engine_bench.c's mixture of low-rank Gaussians ---- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(uint64_t *s)
-{
-    return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-}
-
-static float rng_normal(uint64_t *s)
-{
-    double u = rng_uniform(s), v = rng_uniform(s);
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
+/* ---- data (mixture.h) ---- */
 
 static void generate(const options *o, float *train, float *queries)
 {
     uint64_t rng = o->seed;
-    uint32_t C = o->centres, D = o->dim, R = D < 8 ? D : 8;
-    float *centre = xmalloc((size_t)C * D * sizeof(float));
-    float *basis = xmalloc((size_t)C * R * D * sizeof(float));
-    float *sigma = xmalloc(C * sizeof(float));
-    double *cum = xmalloc(C * sizeof(double)), total = 0;
-    for (size_t i = 0; i < (size_t)C * D; i++)
-        centre[i] = rng_normal(&rng);
-    for (size_t i = 0; i < (size_t)C * R * D; i++)
-        basis[i] = rng_normal(&rng) / sqrtf((float)R);
-    for (uint32_t c = 0; c < C; c++) {
-        sigma[c] = (float)(0.5 + rng_uniform(&rng));
-        total += 0.5 + rng_uniform(&rng);
-        cum[c] = total;
-    }
-    for (size_t i = 0; i < o->n + o->nq; i++) {
-        float *out = i < o->n ? train + i * D : queries + (i - o->n) * D;
-        double u = rng_uniform(&rng) * total;
-        uint32_t c = 0;
-        while (c + 1 < C && cum[c] < u)
-            c++;
-        float z[8];
-        for (uint32_t r = 0; r < R; r++)
-            z[r] = rng_normal(&rng);
-        for (uint32_t j = 0; j < D; j++) {
-            float v = 0.1f * rng_normal(&rng);
-            for (uint32_t r = 0; r < R; r++)
-                v += z[r] * basis[((size_t)c * R + r) * D + j];
-            out[j] = centre[(size_t)c * D + j] + sigma[c] * v;
-        }
-    }
-    free(centre);
-    free(basis);
-    free(sigma);
-    free(cum);
+    mixture m;
+    if (mixture_init(&m, o->centres, o->dim, &rng)) die("out of memory", NULL);
+    for (size_t i = 0; i < o->n; i++)
+        mixture_sample(&m, &rng, train + i * o->dim);
+    for (size_t i = 0; i < o->nq; i++)
+        mixture_sample(&m, &rng, queries + i * o->dim);
+    mixture_free(&m);
 }
 
 static int64_t bucket_of(size_t i)
