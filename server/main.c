@@ -32,6 +32,8 @@ typedef struct options {
     unsigned max_message_mb;
     unsigned snapshot_every_mb;
     unsigned grace_ms;
+    unsigned call_threads;
+    unsigned max_calls;
     npvdb_sync_mode sync;
     unsigned sync_interval_ms;
 } options;
@@ -46,8 +48,17 @@ static void usage(FILE *f)
         "                         port 0 picks a free port)\n"
         "  --data-dir DIR         snapshots and write-ahead log (default "
         "./npvdb-data)\n"
-        "  --threads N            engine worker threads (default: all cores);\n"
-        "                         the server polls with max(4, 2*N) threads\n"
+        "  --threads N            engine worker threads (default: all cores)\n"
+        "  --call-threads N       threads that run calls' engine work "
+        "(searches,\n"
+        "                         writes, snapshots; default max(4, "
+        "2*threads));\n"
+        "                         two more threads move bytes and answer "
+        "Health,\n"
+        "                         Info and ListCollections at once\n"
+        "  --max-concurrent-calls N  calls running or waiting at once "
+        "(default 256);\n"
+        "                         the next gets RESOURCE_EXHAUSTED\n"
         "  --sync MODE            always (default): every write acknowledged "
         "after\n"
         "                         fsync (grouped); interval[:MS]: fsync at "
@@ -120,6 +131,8 @@ static int parse_args(int argc, char **argv, options *o)
         O_MAXMSG,
         O_GRACE,
         O_SNAPEVERY,
+        O_CALLTHREADS,
+        O_MAXCALLS,
         O_HELP
     };
     static const struct option longs[] = {
@@ -132,6 +145,8 @@ static int parse_args(int argc, char **argv, options *o)
         {"max-message-mb", required_argument, NULL, O_MAXMSG},
         {"grace-ms", required_argument, NULL, O_GRACE},
         {"snapshot-every-mb", required_argument, NULL, O_SNAPEVERY},
+        {"call-threads", required_argument, NULL, O_CALLTHREADS},
+        {"max-concurrent-calls", required_argument, NULL, O_MAXCALLS},
         {"help", no_argument, NULL, O_HELP},
         {0, 0, 0, 0},
     };
@@ -167,6 +182,14 @@ static int parse_args(int argc, char **argv, options *o)
         case O_SNAPEVERY:
             rc = parse_uint("--snapshot-every-mb", optarg, 0, 1u << 24,
                             &o->snapshot_every_mb);
+            break;
+        case O_CALLTHREADS:
+            rc =
+                parse_uint("--call-threads", optarg, 1, 1024, &o->call_threads);
+            break;
+        case O_MAXCALLS:
+            rc = parse_uint("--max-concurrent-calls", optarg, 1, 1000000,
+                            &o->max_calls);
             break;
         case 'h':
         case O_HELP:
@@ -310,10 +333,17 @@ static int serve(const options *o)
     npvdb_catalog *cat;
     if (open_data(o, &store, &workers, &cat) != 0) return 1;
     log_restored(cat);
-    unsigned poll = 2 * o->threads < 4 ? 4 : 2 * o->threads;
+    /* Calls mostly wait on the engine's workers (a batch) or run small
+     * searches inline: twice as many as workers keeps the cores busy. */
+    unsigned calls = o->call_threads      ? o->call_threads
+                     : 2 * o->threads < 4 ? 4
+                                          : 2 * o->threads;
+    unsigned poll = 2;
     npvdb_server_config cfg = {
         .listen = o->listen,
         .n_poll_threads = poll,
+        .n_exec_threads = calls,
+        .max_concurrent_calls = o->max_calls,
         .max_message_bytes = (size_t)o->max_message_mb << 20,
         .snapshot_every_bytes = (uint64_t)o->snapshot_every_mb << 20,
     };
@@ -326,9 +356,9 @@ static int serve(const options *o)
     }
     char addr[512];
     bound_address(o->listen, port, addr, sizeof addr);
-    npvdb_log("serving on %s (data dir %s, %u engine threads, %u polling "
-              "threads, sync %s, max message %u MiB)",
-              addr, o->data_dir, o->threads, poll, sync_name(o->sync),
+    npvdb_log("serving on %s (data dir %s, %u engine threads, %u call "
+              "threads, %u polling threads, sync %s, max message %u MiB)",
+              addr, o->data_dir, o->threads, calls, poll, sync_name(o->sync),
               o->max_message_mb);
     if (o->port_file && write_port_file(o->port_file, port) != 0)
         npvdb_log("cannot write port file %s: %s", o->port_file,

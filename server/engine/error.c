@@ -28,22 +28,11 @@ void npvdb_ok(npvdb_error *err)
 const char *npvdb_code_name(npvdb_code code)
 {
     switch (code) {
-    case NPVDB_OK:
-        return "ok";
-    case NPVDB_EINVAL:
-        return "invalid argument";
-    case NPVDB_ENOMEM:
-        return "out of memory";
-    case NPVDB_ENOTFOUND:
-        return "not found";
-    case NPVDB_ESTATE:
-        return "failed precondition";
-    case NPVDB_ELIMIT:
-        return "limit exceeded";
-    case NPVDB_EINTERNAL:
-        return "internal error";
-    case NPVDB_EEXIST:
-        return "already exists";
+#define NAME_CASE(code, name, grpc)                                            \
+    case NPVDB_##code:                                                         \
+        return name;
+        NPVDB_CODE_MAP(NAME_CASE)
+#undef NAME_CASE
     }
     return "unknown error";
 }

@@ -314,7 +314,11 @@ typedef struct search_opts {
     uint32_t nprobe; /* resolved (not 0) */
     const cfilter *filter;
     bool with_payload;
-    plan *plan_out; /* may be NULL: gets the plan used (tests) */
+    plan *plan_out;           /* may be NULL: gets the plan used (tests) */
+    const atomic_int *cancel; /* npvdb_search_params: giving up */
+    int64_t deadline_ns;
+    size_t max_result_bytes;
+    size_t *result_bytes;
 } search_opts;
 npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
                          uint32_t k, const search_opts *o, npvdb_results *out,

@@ -26,6 +26,7 @@
 #ifndef NPVDB_H
 #define NPVDB_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,15 +40,34 @@ extern "C" {
 #define NPVDB_MAX_K 16384
 #define NPVDB_ERRMSG_LEN 256
 
+/* Every error code once: XX(code, name, gRPC status). The engine uses the
+ * first two (npvdb_code_name); the transport maps codes to gRPC statuses
+ * from the third (status.c), so the three tables cannot drift apart. New
+ * codes go at the end: the values are stable. */
+#define NPVDB_CODE_MAP(XX)                                                     \
+    XX(OK, "ok", OK)                                                           \
+    /* bad argument from the caller: dim, key, NaN, k, ... */                  \
+    XX(EINVAL, "invalid argument", INVALID_ARGUMENT)                           \
+    XX(ENOMEM, "out of memory", RESOURCE_EXHAUSTED)                            \
+    /* a key or collection that is not there */                                \
+    XX(ENOTFOUND, "not found", NOT_FOUND)                                      \
+    /* the call does not fit the collection's state */                         \
+    XX(ESTATE, "failed precondition", FAILED_PRECONDITION)                     \
+    /* past a size limit (shards, k, total vectors, reply bytes) */            \
+    XX(ELIMIT, "limit exceeded", RESOURCE_EXHAUSTED)                           \
+    /* a bug or a system failure (threads) */                                  \
+    XX(EINTERNAL, "internal error", INTERNAL)                                  \
+    /* a collection that exists already (catalog) */                           \
+    XX(EEXIST, "already exists", ALREADY_EXISTS)                               \
+    /* the caller gave up (npvdb_search_params.cancel) */                      \
+    XX(ECANCELLED, "cancelled", CANCELLED)                                     \
+    /* the caller's deadline passed (npvdb_search_params.deadline_ns) */       \
+    XX(ETIMEDOUT, "deadline exceeded", DEADLINE_EXCEEDED)
+
 typedef enum npvdb_code {
-    NPVDB_OK = 0,
-    NPVDB_EINVAL,    /* bad argument from the caller: dim, key, NaN, k, ... */
-    NPVDB_ENOMEM,    /* an allocation failed */
-    NPVDB_ENOTFOUND, /* a key that is not in the collection */
-    NPVDB_ESTATE,    /* the call does not fit the collection's state */
-    NPVDB_ELIMIT,    /* past a size limit (shards, k, total vectors) */
-    NPVDB_EINTERNAL, /* a bug or a system failure (threads) */
-    NPVDB_EEXIST,    /* a collection that exists already (catalog) */
+#define NPVDB_CODE_ENUM(code, name, grpc) NPVDB_##code,
+    NPVDB_CODE_MAP(NPVDB_CODE_ENUM)
+#undef NPVDB_CODE_ENUM
 } npvdb_code;
 
 typedef struct npvdb_error {
@@ -339,6 +359,18 @@ typedef struct npvdb_search_params {
     const npvdb_filter *filter; /* NULL = none */
     int with_payload;           /* fill out->payloads */
     int inplace;
+    /* Giving up, checked between shards, so a search stops within about one
+     * shard's scan of the signal: *cancel non-zero -> NPVDB_ECANCELLED,
+     * CLOCK_MONOTONIC past deadline_ns -> NPVDB_ETIMEDOUT. NULL / 0: never.
+     * The flag is the caller's, read (never written) by the workers. */
+    const atomic_int *cancel;
+    int64_t deadline_ns;
+    /* Bound on the key and payload bytes copied into the results (0: none):
+     * past it NPVDB_ELIMIT, found before any of them is copied. */
+    size_t max_result_bytes;
+    /* May be NULL: gets those bytes (one NUL per key included), also when
+     * they were over the bound. */
+    size_t *result_bytes;
 } npvdb_search_params;
 npvdb_code npvdb_search_ex(npvdb_collection *c, float *queries, size_t nq,
                            uint32_t k, const npvdb_search_params *p,

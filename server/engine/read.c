@@ -29,7 +29,11 @@ static npvdb_code search_prepared(npvdb_collection *c, const float *q,
                                   npvdb_results *out, npvdb_error *err)
 {
     search_opts o = {.nprobe = p->nprobe ? p->nprobe : c->cfg.default_nprobe,
-                     .with_payload = p->with_payload != 0};
+                     .with_payload = p->with_payload != 0,
+                     .cancel = p->cancel,
+                     .deadline_ns = p->deadline_ns,
+                     .max_result_bytes = p->max_result_bytes,
+                     .result_bytes = p->result_bytes};
     cfilter *cf = NULL;
     pthread_rwlock_rdlock(&c->rw);
     npvdb_code rc = filter_compile(c, p->filter, &cf, err);

@@ -27,6 +27,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define QTILE 256              /* queries per sgemm tile */
 #define RTILE 1024             /* shard rows per sgemm tile */
@@ -49,7 +50,29 @@ typedef struct scan {
     const cfilter *filter; /* applied in the scan (PLAN_PROBE) */
     npvdb_shard *ftile;    /* per task: a tile's passing rows (filter) */
     uint32_t **fidx;       /* per task: their row numbers */
+    const search_opts *o;  /* the caller's giving-up signals */
 } scan;
+
+/* Search results are incomplete after one of these. */
+enum { SCAN_NOMEM = -1, SCAN_GAVE_UP = -2, SCAN_TOO_BIG = -3 };
+
+/* The caller gave up: 1 cancelled, 2 deadline passed, 0 not (yet). Once
+ * true it stays true, so a task that skipped its shards and the driver that
+ * checks after the block agree. */
+static int gave_up(const scan *s)
+{
+    const search_opts *o = s->o;
+    if (!o) return 0;
+    if (o->cancel && atomic_load_explicit(o->cancel, memory_order_relaxed))
+        return 1;
+    if (o->deadline_ns) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec >= o->deadline_ns)
+            return 2;
+    }
+    return 0;
+}
 
 /* ---- 1. probe ---- */
 
@@ -231,8 +254,9 @@ static void scan_task(void *ctx, uint32_t t)
     for (uint32_t sid = t; sid < c->n_shards; sid += s->n_tasks) {
         const npvdb_shard *sh = &c->shards[sid];
         size_t nql = s->off[sid + 1] - s->off[sid];
-        if (nql && sh->n)
-            scan_rows(s, t, sh, s->qidx + s->off[sid], nql, 0, sh->n);
+        if (!nql || !sh->n) continue;
+        if (gave_up(s)) return; /* the driver sees it too and stops */
+        scan_rows(s, t, sh, s->qidx + s->off[sid], nql, 0, sh->n);
     }
 }
 
@@ -488,8 +512,10 @@ static const npvdb_pstore *entry_payload(const npvdb_collection *c,
 }
 
 /* Copies keys (and payloads) of the hits into one arena, under the read
- * lock that still pins the entries. */
-static int copy_keys(const npvdb_collection *c, npvdb_results *r)
+ * lock that still pins the entries; SCAN_TOO_BIG past `max` bytes (0: no
+ * bound), measured before anything is allocated. */
+static int copy_keys(const npvdb_collection *c, npvdb_results *r, size_t max,
+                     size_t *bytes)
 {
     size_t total = 1, slots = r->nq * r->k;
     for (size_t i = 0; i < slots; i++) {
@@ -501,8 +527,10 @@ static int copy_keys(const npvdb_collection *c, npvdb_results *r)
             if (p) total += p->len;
         }
     }
+    *bytes = total - 1;
+    if (max && total - 1 > max) return SCAN_TOO_BIG;
     r->arena_ = malloc(total);
-    if (!r->arena_) return -1;
+    if (!r->arena_) return SCAN_NOMEM;
     char *p = r->arena_;
     for (size_t i = 0; i < slots; i++) {
         if (!r->keys[i]) continue;
@@ -643,6 +671,7 @@ static int run_scan(scan *s, const float *q, const float *qn, size_t nq,
         s->q = q + q0 * s->dim;
         s->qnorms = qn + q0;
         rc = search_block(s);
+        if (rc == 0 && gave_up(s)) rc = SCAN_GAVE_UP;
         if (rc == 0) collect_block(s, out, q0, rows);
     }
     scan_free(s);
@@ -679,6 +708,29 @@ static int probe_more(scan *base, const float *q, const float *qn, size_t nq,
     return rc;
 }
 
+/* The error of a search that stopped with `rc` (a SCAN_ value). */
+static npvdb_code search_error(const scan *s, int rc, size_t nq, uint32_t k,
+                               size_t bytes, npvdb_error *err)
+{
+    if (rc == SCAN_GAVE_UP)
+        return gave_up(s) == 1
+                   ? npvdb_set_error(err, NPVDB_ECANCELLED,
+                                     "search of %zu queries cancelled", nq)
+                   : npvdb_set_error(err, NPVDB_ETIMEDOUT,
+                                     "search of %zu queries (k=%u) stopped: "
+                                     "its deadline passed",
+                                     nq, k);
+    if (rc == SCAN_TOO_BIG)
+        return npvdb_set_error(
+            err, NPVDB_ELIMIT,
+            "the results of %zu queries (k=%u) hold %zu bytes of keys%s, "
+            "over the %zu-byte bound: ask for fewer queries or a smaller k",
+            nq, k, bytes, s->o->with_payload ? " and payloads" : "",
+            s->o->max_result_bytes);
+    return npvdb_set_error(err, NPVDB_ENOMEM,
+                           "out of memory searching %zu queries (k=%u)", nq, k);
+}
+
 /* q: nq prepared queries (normalised for cosine). Caller holds rw shared. */
 npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
                          uint32_t k, const search_opts *o, npvdb_results *out,
@@ -692,10 +744,12 @@ npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
               .n_tasks = pool_size(c->pool),
               .whole = c->trained ? NULL : &c->shards[0],
               .filter = o->filter,
-              .nprobe = pl.nprobe < c->n_shards ? pl.nprobe : c->n_shards};
+              .nprobe = pl.nprobe < c->n_shards ? pl.nprobe : c->n_shards,
+              .o = o};
     npvdb_shard flat = {0};
     float *qn = malloc(nq * sizeof *qn);
-    npvdb_code rc = NPVDB_ENOMEM;
+    size_t bytes = 0;
+    int rc = SCAN_NOMEM;
     if (!qn || results_alloc(out, nq, k, o->with_payload)) goto done;
     rows_sqnorms(q, nq, s.dim, qn);
     if (o->filter && pl.kind == PLAN_EXACT) {
@@ -704,18 +758,16 @@ npvdb_code search_locked(npvdb_collection *c, const float *q, size_t nq,
         s.filter = NULL; /* every gathered row passes */
         s.k = heap_k(k, flat.n);
     }
-    if (run_scan(&s, q, qn, nq, NULL, out)) goto done;
-    if (s.filter && !s.whole && probe_more(&s, q, qn, nq, k, s.nprobe, out))
+    if ((rc = run_scan(&s, q, qn, nq, NULL, out))) goto done;
+    if (s.filter && !s.whole &&
+        (rc = probe_more(&s, q, qn, nq, k, s.nprobe, out)))
         goto done;
-    if (copy_keys(c, out)) goto done;
-    rc = NPVDB_OK;
+    rc = copy_keys(c, out, o->max_result_bytes, &bytes);
+    if (o->result_bytes) *o->result_bytes = bytes;
 done:
-    if (rc != NPVDB_OK) {
-        npvdb_results_free(out);
-        npvdb_set_error(err, rc, "out of memory searching %zu queries (k=%u)",
-                        nq, k);
-    }
     free(qn);
     flat_free(&flat);
-    return rc;
+    if (rc == 0) return NPVDB_OK;
+    npvdb_results_free(out);
+    return search_error(&s, rc, nq, k, bytes, err);
 }

@@ -5,10 +5,12 @@
 #include "internal.h"
 
 #include <grpc/byte_buffer_reader.h>
+#include <grpc/support/time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void nt_result_fail(nt_result *res, grpc_status_code st, const char *fmt, ...)
 {
@@ -132,8 +134,10 @@ void nt_call_finish(nt_call *c, nt_result *res)
     ops[n].data.send_status_from_server.status = res->status;
     ops[n++].data.send_status_from_server.status_details =
         res->status == GRPC_STATUS_OK ? NULL : &c->status_msg;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    if (!c->close_posted) {
+        ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    }
     c->final = 1;
     nt_result_clear(res);
     start_batch(c, ops, n);
@@ -142,11 +146,107 @@ void nt_call_finish(nt_call *c, nt_result *res)
 void nt_call_on_done(nt_tag *t, int ok)
 {
     nt_call *c = (nt_call *)t;
+    if (!ok) atomic_store(&c->gone, 1);
     if (!ok || c->final) {
-        nt_call_free(c);
+        nt_call_unref(c);
         return;
     }
     c->method->step(c);
+}
+
+/* ---- the life of an accepted call ---- */
+
+/* The client's deadline on CLOCK_MONOTONIC (which the engine reads), or 0
+ * for none. gpr's monotonic clock has another origin: go via the time
+ * left. */
+static int64_t deadline_ns(gpr_timespec d)
+{
+    gpr_timespec mono = gpr_convert_clock_type(d, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(mono, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0) return 0;
+    gpr_timespec left = gpr_time_sub(mono, gpr_now(GPR_CLOCK_MONOTONIC));
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec +
+                 (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+    return ns > 0 ? ns : 1;
+}
+
+/* RECV_CLOSE_ON_SERVER completed: the call is over, cancelled if the
+ * client gave up (cancel, deadline, connection lost) before our status. */
+static void on_close(nt_tag *t, int ok)
+{
+    nt_call *c = (nt_call *)((char *)t - offsetof(nt_call, close_tag));
+    if (!ok || c->cancelled) atomic_store(&c->gone, 1);
+    nt_call_unref(c);
+}
+
+void nt_call_accepted(nt_call *c)
+{
+    c->deadline_ns = deadline_ns(c->deadline);
+    atomic_store(&c->refs, 1);
+    if (c->method->runs_inline) return;
+    /* Counted calls may run long: learn at once when the client goes, so
+     * their work can stop (nt_call_stop_params). */
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    c->close_tag.on_done = on_close;
+    atomic_fetch_add(&c->refs, 1);
+    c->close_posted = 1;
+    if (grpc_call_start_batch(c->call, &op, 1, &c->close_tag, NULL) !=
+        GRPC_CALL_OK) {
+        c->close_posted = 0;
+        atomic_fetch_sub(&c->refs, 1);
+    }
+}
+
+static void run_deferred(nt_job *j)
+{
+    nt_call *c = (nt_call *)((char *)j - offsetof(nt_call, job));
+    c->deferred(c);
+}
+
+void nt_call_defer(nt_call *c, void (*fn)(nt_call *c))
+{
+    c->deferred = fn;
+    c->job.run = run_deferred;
+    nt_exec_post(&c->srv->exec, &c->job);
+}
+
+int nt_call_gave_up(nt_call *c, nt_result *res)
+{
+    if (atomic_load(&c->gone)) {
+        nt_result_fail(res, GRPC_STATUS_CANCELLED,
+                       "the client cancelled the call");
+        return 1;
+    }
+    if (c->deadline_ns) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec >= c->deadline_ns) {
+            nt_result_fail(res, GRPC_STATUS_DEADLINE_EXCEEDED,
+                           "the call's deadline passed before it ran");
+            return 1;
+        }
+    }
+    return 0;
+}
+
+void nt_call_stop_params(nt_call *c, npvdb_search_params *p)
+{
+    p->cancel = &c->gone;
+    p->deadline_ns = c->deadline_ns;
+}
+
+void nt_call_ref(nt_call *c)
+{
+    atomic_fetch_add(&c->refs, 1);
+}
+
+void nt_call_unref(nt_call *c)
+{
+    if (atomic_fetch_sub(&c->refs, 1) == 1) nt_call_free(c);
 }
 
 void nt_call_free(nt_call *c)
@@ -163,6 +263,7 @@ void nt_call_free(nt_call *c)
         grpc_call_unref(c->call);
         atomic_fetch_sub(&s->live_calls, 1);
     }
+    if (c->counted) atomic_fetch_sub(&s->active, 1);
     free(c);
     /* The last call object of a stopping server wakes npvdb_server_stop. */
     if (atomic_fetch_sub(&s->call_objects, 1) == 1 &&

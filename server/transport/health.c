@@ -32,6 +32,7 @@ static void handle_check(npvdb_server *s, const uint8_t *buf, size_t len,
 
 const nt_method nt_rpc_health = {
     .path = "/grpc.health.v1.Health/Check",
+    .runs_inline = 1,
     .call_size = sizeof(nt_call),
     .start = nt_unary_start,
     .unary = handle_check,

@@ -28,6 +28,30 @@ typedef struct nt_tag {
     void (*on_done)(struct nt_tag *t, int ok);
 } nt_tag;
 
+/* ---- exec.c: the engine pool ---- */
+/* A unit of work for the pool, embedded in what it works on. */
+typedef struct nt_job {
+    struct nt_job *next;
+    void (*run)(struct nt_job *j);
+} nt_job;
+
+typedef struct nt_exec {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    nt_job *head, *tail;
+    size_t queued, busy;
+    int stop;
+    pthread_t *threads;
+    unsigned n;
+} nt_exec;
+
+/* Starts n threads; -1 if one could not start (nt_exec_stop still frees). */
+int nt_exec_start(nt_exec *e, unsigned n);
+/* Queues j (borrowed until j->run returns); runs in order of posting. */
+void nt_exec_post(nt_exec *e, nt_job *j);
+/* Runs what is queued, then joins the threads. */
+void nt_exec_stop(nt_exec *e);
+
 typedef struct nt_call nt_call;
 
 /* The outcome of a request, ready to be sent: a status, its message, and on
@@ -46,15 +70,31 @@ typedef void (*nt_unary_fn)(npvdb_server *s, const uint8_t *buf, size_t len,
 typedef struct nt_method {
     const char *path; /* "/npvdb.v1.VectorDB/Init" */
     int streaming_in; /* 1: client-streaming (no payload with the call) */
-    size_t call_size; /* sizeof the RPC's call struct; nt_call first */
-    void (*start)(nt_call *c);   /* the call arrived */
-    void (*step)(nt_call *c);    /* a non-final batch succeeded */
+    /* 1: cheap (Health, Info, ListCollections): starts on the polling
+     * thread, not counted against max_concurrent_calls. 0: starts on the
+     * engine pool; its steps run on the polling thread and hand heavy work
+     * to the pool themselves (nt_call_defer). */
+    int runs_inline;
+    size_t call_size;          /* sizeof the RPC's call struct; nt_call first */
+    void (*start)(nt_call *c); /* the call arrived */
+    void (*step)(nt_call *c);  /* a non-final batch succeeded */
     void (*cleanup)(nt_call *c); /* frees RPC state; may be NULL */
     nt_unary_fn unary; /* for unary methods (start = nt_unary_start) */
 } nt_method;
 
 struct nt_call {
-    nt_tag tag; /* the tag of every batch of this call */
+    nt_tag tag;       /* the tag of every batch of this call */
+    nt_tag close_tag; /* RECV_CLOSE_ON_SERVER, posted when the call starts */
+    nt_job job;       /* a step deferred to the engine pool */
+    void (*deferred)(nt_call *c);
+    /* Owners: the call's chain of batches and steps (1), the close batch
+     * (1), and any further batch a method runs alongside (Insert). Freed at
+     * zero. */
+    atomic_int refs;
+    atomic_int gone;     /* the client cancelled, or the call ended badly */
+    int close_posted;    /* the close batch is in flight or done */
+    int counted;         /* holds one of max_concurrent_calls */
+    int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
     npvdb_server *srv;
     const nt_method *method;
     grpc_call *call;
@@ -72,6 +112,7 @@ struct nt_call {
 /* Number of registered methods (the table lives in server.c). */
 #define NT_N_METHODS 13
 #define NT_MAX_MESSAGE_DEFAULT (64u << 20)
+#define NT_MAX_CALLS_DEFAULT 256
 
 struct npvdb_server {
     grpc_server *grpc;
@@ -82,7 +123,10 @@ struct npvdb_server {
     atomic_int stopping;      /* no more re-arming */
     atomic_long live_calls;   /* calls accepted and not yet freed */
     atomic_long call_objects; /* nt_calls alive: armed requests + calls */
+    atomic_long active;       /* counted calls (not runs_inline) alive */
+    long max_calls;           /* bound on active */
     size_t max_message;
+    nt_exec exec; /* the engine pool */
 
     nt_tag shutdown_tag; /* completes when gRPC has no calls left */
     pthread_mutex_t shutdown_mu;
@@ -138,6 +182,20 @@ void nt_call_send(nt_call *c, grpc_byte_buffer *bb, uint32_t flags);
 void nt_call_finish(nt_call *c, nt_result *res);
 /* The tag callback of every call batch. */
 void nt_call_on_done(nt_tag *t, int ok);
+/* Sets up a call that just arrived: its deadline, and for counted methods
+ * the close batch that tells when the client gives up. */
+void nt_call_accepted(nt_call *c);
+/* Runs fn(c) on the engine pool (the call's chain waits for it: no batch of
+ * the main tag may be in flight). */
+void nt_call_defer(nt_call *c, void (*fn)(nt_call *c));
+/* 1 and res failed (CANCELLED / DEADLINE_EXCEEDED) if the client gave up. */
+int nt_call_gave_up(nt_call *c, nt_result *res);
+/* The search parameters that stop a search when the client gives up. */
+void nt_call_stop_params(nt_call *c, npvdb_search_params *p);
+void nt_call_ref(nt_call *c);
+/* Drops an owner; the last frees the call. */
+void nt_call_unref(nt_call *c);
+/* Frees a call no batch was ever started on (an armed request). */
 void nt_call_free(nt_call *c);
 
 /* ---- rpc_search.c: a received message read in place ---- */

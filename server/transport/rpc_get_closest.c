@@ -3,10 +3,13 @@
  * order.
  *
  * Queries are searched in chunks (at most CHUNK_QUERIES queries and
- * CHUNK_HITS results at a time) so a large request does not hold every
- * result in memory at once, yet the engine still gets batches big enough
- * for BLAS. The collection lock is held per chunk only; if Init replaces the
- * collection between two chunks the call ends with ABORTED.
+ * CHUNK_HITS results at a time, their replies at most CHUNK_BYTES) so a
+ * large request does not hold every result in memory at once, yet the
+ * engine still gets batches big enough for BLAS. A call thus holds at most
+ * one chunk unsent, however slowly its client reads. Searches run on the
+ * engine pool; sending the replies of a searched chunk happens on the
+ * polling threads. The collection lock is held per chunk only; if Init replaces
+ * the collection between two chunks the call ends with ABORTED.
  *
  * Speed: the request's queries are read from the received slices where they
  * lie. A chunk's replies are encoded back to back into one buffer right
@@ -29,6 +32,7 @@
 
 #define CHUNK_QUERIES 16384
 #define CHUNK_HITS (1u << 20)
+#define CHUNK_BYTES ((size_t)16 << 20)
 
 typedef struct closest_call {
     nt_call base;
@@ -40,6 +44,7 @@ typedef struct closest_call {
     size_t chunk_n;     /* queries in the current chunk */
     grpc_slice packed;  /* the chunk's replies, back to back */
     size_t *offsets;    /* reply i is packed[offsets[i]..offsets[i+1]) */
+    size_t max_chunk;   /* queries per chunk; shrinks when keys are long */
 } closest_call;
 
 static size_t chunk_size(const closest_call *cc)
@@ -49,6 +54,7 @@ static size_t chunk_size(const closest_call *cc)
     size_t n = hits / cc->q.k;
     if (n == 0) n = 1;
     if (n > CHUNK_QUERIES) n = CHUNK_QUERIES;
+    if (cc->max_chunk && n > cc->max_chunk) n = cc->max_chunk;
     if (n > cc->q.nq - cc->next) n = cc->q.nq - cc->next;
     return n;
 }
@@ -81,20 +87,35 @@ static void pack_chunk(closest_call *cc, const npvdb_results *hits,
     cc->chunk_n = hits->nq;
 }
 
-/* Searches and packs the chunk starting at cc->next on `coll` (read lock
- * held). */
+/* The chunk's search: its keys and payloads must fit CHUNK_BYTES (one
+ * query's may take up to the message limit). */
+static npvdb_code search_n(closest_call *cc, npvdb_collection *coll, size_t n,
+                           npvdb_results *hits, npvdb_error *err)
+{
+    /* The call owns its decoded queries and reads each chunk once. */
+    npvdb_search_params p = nt_search_params(&cc->q);
+    nt_call_stop_params(&cc->base, &p);
+    p.max_result_bytes = n > 1 ? CHUNK_BYTES : cc->base.srv->max_message;
+    return npvdb_search_ex(coll, cc->q.queries + cc->next * cc->dim, n, cc->q.k,
+                           &p, hits, err);
+}
+
+/* Searches and packs the chunk starting at cc->next on `coll` (held). A
+ * chunk whose keys are too long for CHUNK_BYTES is searched again in
+ * halves (the queries are prepared in place at most once: a cosine
+ * normalisation of normalised rows changes nothing). */
 static void search_chunk(closest_call *cc, npvdb_collection *coll,
                          nt_result *res)
 {
     npvdb_error err = {0};
     npvdb_results hits = {0};
     size_t n = chunk_size(cc);
+    npvdb_code rc;
     cc->chunk_start = cc->next;
     cc->chunk_n = 0;
-    /* The call owns its decoded queries and reads each chunk once. */
-    npvdb_search_params p = nt_search_params(&cc->q);
-    if (npvdb_search_ex(coll, cc->q.queries + cc->next * cc->dim, n, cc->q.k,
-                        &p, &hits, &err) != NPVDB_OK)
+    while ((rc = search_n(cc, coll, n, &hits, &err)) == NPVDB_ELIMIT && n > 1)
+        cc->max_chunk = n = n / 2;
+    if (rc != NPVDB_OK)
         nt_result_error(res, &err);
     else
         pack_chunk(cc, &hits, res);
@@ -148,11 +169,21 @@ static void send_next(closest_call *cc)
     nt_call_send(&cc->base, bb, last_of_chunk ? 0 : GRPC_WRITE_BUFFER_HINT);
 }
 
+static void send_next_deferred(nt_call *c)
+{
+    send_next((closest_call *)c);
+}
+
+/* On the polling thread: the next reply is packed already, or its chunk is
+ * engine work for the pool. */
 static void step(nt_call *c)
 {
     closest_call *cc = (closest_call *)c;
     cc->next++;
-    send_next(cc);
+    if (cc->next >= cc->chunk_start + cc->chunk_n)
+        nt_call_defer(c, send_next_deferred);
+    else
+        send_next(cc);
 }
 
 /* Loads the parsed request's queries for `coll` (held) and searches the

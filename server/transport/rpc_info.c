@@ -58,6 +58,7 @@ static void handle_info(npvdb_server *s, const uint8_t *buf, size_t len,
 
 const nt_method nt_rpc_info = {
     .path = "/npvdb.v1.VectorDB/Info",
+    .runs_inline = 1,
     .call_size = sizeof(nt_call),
     .start = nt_unary_start,
     .unary = handle_info,

@@ -46,7 +46,6 @@ typedef struct insert_call {
     grpc_byte_buffer *incoming; /* RECV_MESSAGE's target */
     int recv_ok;                /* success of the last RECV_MESSAGE */
     atomic_int parties;         /* join: apply of i + receive of i+1 */
-    atomic_int refs;            /* batches in flight */
     int failed;                 /* the final batch went out with an error */
     uint64_t messages;          /* messages applied (empty ones included) */
     uint64_t inserted, replaced;
@@ -66,7 +65,7 @@ static insert_call *from_recv_tag(nt_tag *t)
 
 static void unref(insert_call *ic)
 {
-    if (atomic_fetch_sub(&ic->refs, 1) == 1) nt_call_free(&ic->base);
+    nt_call_unref(&ic->base);
 }
 
 static void pending_free(insert_call *ic, pending *p)
@@ -194,7 +193,7 @@ static void finish(insert_call *ic, nt_result *res)
         nt_result_pack(res, &r.base);
         nt_autosnapshot_maybe(ic->base.srv);
     }
-    atomic_fetch_add(&ic->refs, 1);
+    nt_call_ref(&ic->base);
     nt_call_finish(&ic->base, res);
 }
 
@@ -212,7 +211,7 @@ static void post_recv(insert_call *ic)
     }
     ops[n].op = GRPC_OP_RECV_MESSAGE;
     ops[n++].data.recv_message.recv_message = &ic->incoming;
-    atomic_fetch_add(&ic->refs, 1);
+    nt_call_ref(&ic->base);
     grpc_call_error e =
         grpc_call_start_batch(ic->base.call, ops, n, &ic->recv_tag, NULL);
     if (e != GRPC_CALL_OK) {
@@ -247,16 +246,23 @@ static int advance(insert_call *ic)
     return atomic_fetch_sub(&ic->parties, 1) == 1;
 }
 
-static void on_recv(nt_tag *t, int ok)
+/* On the engine pool: decoding, preparing and applying are engine work. */
+static void received(nt_call *c)
 {
-    insert_call *ic = from_recv_tag(t);
-    ic->recv_ok = ok;
+    insert_call *ic = (insert_call *)c;
     prepare_next(ic); /* concurrently with the apply of the previous one */
     if (atomic_fetch_sub(&ic->parties, 1) == 1) {
         while (advance(ic)) {
         }
     }
     unref(ic); /* the RECV batch's reference, held while advancing */
+}
+
+static void on_recv(nt_tag *t, int ok)
+{
+    insert_call *ic = from_recv_tag(t);
+    ic->recv_ok = ok;
+    nt_call_defer(&ic->base, received);
 }
 
 /* The final batch completed (sent or not): its reference goes. */
@@ -273,9 +279,8 @@ static void start(nt_call *c)
     ic->recv_tag.on_done = on_recv;
     /* Until the first message arrives the apply "party" is done. */
     atomic_store(&ic->parties, 1);
-    atomic_store(&ic->refs, 1); /* held by start until the recv is posted */
     post_recv(ic);
-    unref(ic);
+    unref(ic); /* the chain's reference: from here on the batches hold it */
 }
 
 static void cleanup(nt_call *c)

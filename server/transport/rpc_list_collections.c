@@ -52,6 +52,7 @@ static void handle_list(npvdb_server *s, const uint8_t *buf, size_t len,
 
 const nt_method nt_rpc_list_collections = {
     .path = "/npvdb.v1.VectorDB/ListCollections",
+    .runs_inline = 1,
     .call_size = sizeof(nt_call),
     .start = nt_unary_start,
     .unary = handle_list,

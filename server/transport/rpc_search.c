@@ -119,9 +119,10 @@ npvdb_search_params nt_search_params(const codec_query *q)
     return p;
 }
 
-static void handle_search(npvdb_server *s, const codec_span *msg, size_t n,
+static void handle_search(nt_call *c, const codec_span *msg, size_t n,
                           nt_result *res)
 {
+    npvdb_server *s = c->srv;
     codec_query q;
     npvdb_results hits = {0};
     npvdb_error err = {0};
@@ -137,12 +138,20 @@ static void handle_search(npvdb_server *s, const codec_span *msg, size_t n,
         return;
     }
     npvdb_search_params p = nt_search_params(&q);
+    nt_call_stop_params(c, &p);
+    /* Keys and payloads are bounded before they are copied: a 256-byte
+     * request must not allocate a gigabyte of them to find out. */
+    size_t key_bytes = 0;
+    p.max_result_bytes = s->max_message;
+    p.result_bytes = &key_bytes;
     if (codec_query_load(&q, npvdb_dim(ref.coll), &err) != NPVDB_OK)
         nt_result_error(res, &err);
     else if (min_reply_bytes(&q) > s->max_message)
         too_big(s, min_reply_bytes(&q), q.nq, 1, res);
-    else if (npvdb_search_ex(ref.coll, q.queries, q.nq, q.k, &p, &hits, &err) !=
-             NPVDB_OK)
+    else if (npvdb_search_ex(ref.coll, q.queries, q.nq, q.k, &p, &hits, &err) ==
+             NPVDB_ELIMIT)
+        too_big(s, min_reply_bytes(&q) + key_bytes, q.nq, 1, res);
+    else if (err.code != NPVDB_OK)
         nt_result_error(res, &err);
     else
         ok = 1;
@@ -167,7 +176,7 @@ static void start(nt_call *c)
         nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
                        "out of memory reading the request");
     else {
-        handle_search(c->srv, m.spans, m.n, &res);
+        handle_search(c, m.spans, m.n, &res);
         nt_message_close(c, &m);
     }
     nt_call_finish(c, &res);

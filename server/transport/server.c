@@ -3,9 +3,12 @@
  * completion-queue threads, the accept loop (requests kept armed for every
  * method), and the clean shutdown.
  *
- * One completion queue serves both new calls and call batches; its threads
- * run the handlers too (searches, inserts), so there are several of them:
- * while some threads compute, the others keep the network moving.
+ * One completion queue serves both new calls and call batches. Its threads
+ * only move bytes and answer the cheap calls (Health, Info,
+ * ListCollections); everything else starts on the engine pool (exec.c), so
+ * a Health check never waits behind a search. The door: at most
+ * max_concurrent_calls counted calls live at once, the next is
+ * RESOURCE_EXHAUSTED at once (no unbounded queue of received requests).
  */
 #include "internal.h"
 
@@ -63,6 +66,32 @@ static size_t method_index(const nt_method *m)
     return NT_N_METHODS; /* the unknown-method handler */
 }
 
+/* Takes one of max_concurrent_calls for c, or finishes it with
+ * RESOURCE_EXHAUSTED and returns 0. */
+static int admit(npvdb_server *s, nt_call *c)
+{
+    c->counted = 1; /* nt_call_free gives it back */
+    if (atomic_fetch_add(&s->active, 1) < s->max_calls) return 1;
+    nt_result res = {0};
+    nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                   "the server is busy: %ld calls are running, its limit "
+                   "(--max-concurrent-calls); retry later",
+                   s->max_calls);
+    nt_call_finish(c, &res);
+    return 0;
+}
+
+/* On the engine pool: the call may have waited there; if its client gave
+ * up meanwhile, it costs no work. */
+static void deferred_start(nt_call *c)
+{
+    nt_result res = {0};
+    if (nt_call_gave_up(c, &res))
+        nt_call_finish(c, &res);
+    else
+        c->method->start(c);
+}
+
 /* A request completed: a call arrived (ok) or the server is shutting down. */
 static void on_accepted(nt_tag *t, int ok)
 {
@@ -81,7 +110,11 @@ static void on_accepted(nt_tag *t, int ok)
             arm_unknown(s);
     }
     c->tag.on_done = nt_call_on_done;
-    c->method->start(c);
+    nt_call_accepted(c);
+    if (c->method->runs_inline)
+        c->method->start(c);
+    else if (admit(s, c))
+        nt_call_defer(c, deferred_start);
 }
 
 static void arm(npvdb_server *s, size_t m)
@@ -116,6 +149,7 @@ static void unknown_start(nt_call *c)
 
 const nt_method nt_rpc_unknown = {
     .path = "(unknown method)",
+    .runs_inline = 1,
     .call_size = sizeof(nt_call),
     .start = unknown_start,
 };
@@ -188,15 +222,21 @@ static void free_locks(npvdb_server *s)
 static npvdb_code create_grpc(npvdb_server *s, const char *listen, int *port,
                               npvdb_error *err)
 {
-    grpc_arg args[2] = {
+    grpc_arg args[] = {
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)s->max_message},
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
          .value.integer = (int)s->max_message},
+        /* gRPC sets SO_REUSEPORT by default: a second server on our
+         * address would then start and take half the connections. */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_ALLOW_REUSEPORT,
+         .value.integer = 0},
     };
-    grpc_channel_args ch = {.num_args = 2, .args = args};
+    grpc_channel_args ch = {.num_args = sizeof args / sizeof args[0],
+                            .args = args};
     s->grpc = grpc_server_create(&ch, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     if (!s->grpc || !s->cq)
@@ -254,6 +294,7 @@ static void destroy_unstarted(npvdb_server *s)
         grpc_completion_queue_destroy(s->cq);
     }
     grpc_shutdown();
+    nt_exec_stop(&s->exec);
     free_locks(s);
     free(s);
 }
@@ -272,11 +313,21 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
     s->cat = cat;
     s->store = store;
     s->snapshot_every = cfg->snapshot_every_bytes;
-    s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 4;
+    s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 2;
+    s->max_calls = cfg->max_concurrent_calls ? (long)cfg->max_concurrent_calls
+                                             : NT_MAX_CALLS_DEFAULT;
     s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes
                                             : NT_MAX_MESSAGE_DEFAULT;
     if (s->max_message > (size_t)INT32_MAX) s->max_message = INT32_MAX;
     s->shutdown_tag.on_done = on_shutdown;
+    if (nt_exec_start(&s->exec,
+                      cfg->n_exec_threads ? cfg->n_exec_threads : 4)) {
+        nt_exec_stop(&s->exec);
+        free_locks(s);
+        free(s);
+        fail(err, NPVDB_EINTERNAL, "cannot start the engine pool's threads");
+        return NULL;
+    }
     grpc_init();
     if (create_grpc(s, cfg->listen, &port, err) != NPVDB_OK) {
         destroy_unstarted(s);
@@ -368,6 +419,7 @@ void npvdb_server_stop(npvdb_server *s, unsigned grace_ms)
      * call's event was handled: the queue must stay open until every call
      * object (armed requests included: shutdown fails them) is freed. */
     wait_calls_freed(s);
+    nt_exec_stop(&s->exec); /* nothing left to post jobs */
     grpc_server_destroy(s->grpc);
     grpc_completion_queue_shutdown(s->cq);
     for (unsigned i = 0; i < s->n_threads; i++)

@@ -6,23 +6,13 @@
 grpc_status_code nt_status_from_code(npvdb_code code)
 {
     switch (code) {
-    case NPVDB_OK:
-        return GRPC_STATUS_OK;
-    case NPVDB_EINVAL:
-        return GRPC_STATUS_INVALID_ARGUMENT;
-    case NPVDB_ESTATE:
-        return GRPC_STATUS_FAILED_PRECONDITION;
-    case NPVDB_ELIMIT:
-    case NPVDB_ENOMEM:
-        return GRPC_STATUS_RESOURCE_EXHAUSTED;
-    case NPVDB_ENOTFOUND:
-        return GRPC_STATUS_NOT_FOUND;
-    case NPVDB_EEXIST:
-        return GRPC_STATUS_ALREADY_EXISTS;
-    case NPVDB_EINTERNAL:
-    default:
-        return GRPC_STATUS_INTERNAL;
+#define STATUS_CASE(code, name, grpc)                                          \
+    case NPVDB_##code:                                                         \
+        return GRPC_STATUS_##grpc;
+        NPVDB_CODE_MAP(STATUS_CASE)
+#undef STATUS_CASE
     }
+    return GRPC_STATUS_INTERNAL;
 }
 
 const char *nt_status_name(grpc_status_code st)

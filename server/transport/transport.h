@@ -23,7 +23,12 @@
 
 typedef struct npvdb_server_config {
     const char *listen;            /* "host:port"; port 0 picks a free one */
-    unsigned n_poll_threads;       /* completion-queue threads; 0 = 4 */
+    unsigned n_poll_threads;       /* completion-queue threads; 0 = 2 */
+    unsigned n_exec_threads;       /* the engine pool (searches, writes,
+                                      snapshots); 0 = 4 */
+    unsigned max_concurrent_calls; /* calls (but Health, Info and
+                                      ListCollections) alive at once; the next
+                                      is RESOURCE_EXHAUSTED; 0 = 256 */
     size_t max_message_bytes;      /* receive and send limit; 0 = 64 MiB */
     uint64_t snapshot_every_bytes; /* automatic snapshot once the log grew
                                       this much since the last; 0 = never */
