@@ -261,7 +261,9 @@ func TestExample(t *testing.T) {
 		t.Fatalf("example: %v\n%s", err, out)
 	}
 	for _, want := range []string{"insert: 3000 new", "query 0: vec0 (0.0000)",
-		"query 2: vec2 (0.0000)", "info: 3000 vectors of dim 32, metric L2"} {
+		"query 2: vec2 (0.0000)", "info: 3000 vectors of dim 32, metric L2",
+		"example_docs, tenant 3 and price < 50: vec3 (0.0000) map[price:3 tags:[odd] tenant:3]",
+		"count: 150 pass, scroll: 150", "drop: example_docs held 3000 vectors"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("example output lacks %q:\n%s", want, out)
 		}
