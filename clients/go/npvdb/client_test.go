@@ -395,6 +395,8 @@ func TestCollections(t *testing.T) {
 	wantCode(t, "Count on dropped", err, codes.NotFound, "go_b")
 	_, err = b.Search(ctx, dataB[:8], 8, 1, SearchOptions{})
 	wantCode(t, "Search on dropped", err, codes.NotFound, "go_b")
+	_, err = b.Snapshot(ctx)
+	wantCode(t, "Snapshot of dropped", err, codes.NotFound, "go_b")
 	s := b.Scroll(ctx, ScrollOptions{})
 	if s.Next() {
 		t.Error("Scroll on dropped: a point")
