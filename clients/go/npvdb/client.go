@@ -418,9 +418,10 @@ func (h *Collection) Search(ctx context.Context, queries []float32, dim, k int, 
 			return nil, fmt.Errorf("npvdb: Search reply: %d hits for query %d of k %d, %d keys",
 				n, i, rk, len(r.Keys))
 		}
-		out[i] = Hits{Keys: r.Keys[at : at+n], Distances: dist[i*rk : i*rk+n]}
+		// Capped: appending to one query's hits never writes into the next.
+		out[i] = Hits{Keys: r.Keys[at : at+n : at+n], Distances: dist[i*rk : i*rk+n : i*rk+n]}
 		if pls != nil {
-			out[i].Payloads = pls[at : at+n]
+			out[i].Payloads = pls[at : at+n : at+n]
 		}
 		at += n
 	}
