@@ -1,5 +1,6 @@
 // Command example inits an npvdb collection, inserts vectors, queries it
-// and prints what it finds:
+// and prints what it finds; then does the same with payloads and a filter
+// in a named collection, counts, scrolls and drops it:
 //
 //	example -addr 127.0.0.1:50051 -n 2000 -dim 32
 package main
@@ -21,14 +22,15 @@ func main() {
 	n := flag.Int("n", 2000, "vectors to insert")
 	dim := flag.Int("dim", 32, "dimension")
 	k := flag.Int("k", 3, "neighbours per query")
+	coll := flag.String("collection", "example_docs", "the named collection to create and drop")
 	flag.Parse()
-	if err := run(*addr, *n, *dim, *k); err != nil {
+	if err := run(*addr, *n, *dim, *k, *coll); err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, n, dim, k int) error {
+func run(addr string, n, dim, k int, coll string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c, err := npvdb.Dial(ctx, addr)
@@ -82,5 +84,53 @@ func run(addr string, n, dim, k int) error {
 	}
 	fmt.Printf("info: %d vectors of dim %d, metric %s, %d shards, server %s\n",
 		info.Vectors, info.Dim, info.Metric, info.NShards, info.ServerVersion)
+	return withPayloads(ctx, c.Collection(coll), keys, data, dim, k)
+}
+
+// withPayloads stores the vectors again in the collection docs, each with
+// a payload, and searches, counts and scrolls those passing a filter.
+func withPayloads(ctx context.Context, docs *npvdb.Collection, keys []string, data []float32, dim, k int) error {
+	if _, err := docs.Init(ctx, dim, npvdb.InitOptions{Metric: pb.Metric_L2, Replace: true}); err != nil {
+		return fmt.Errorf("init %s: %w", docs.Name(), err)
+	}
+	payloads := make([]npvdb.Payload, len(keys))
+	for i := range payloads {
+		payloads[i] = npvdb.Payload{"tenant": i % 10, "price": float64(i % 100),
+			"tags": []string{[]string{"even", "odd"}[i%2]}}
+	}
+	if _, err := docs.InsertWith(ctx, keys, data, npvdb.InsertOptions{Payloads: payloads}); err != nil {
+		return fmt.Errorf("insert %s: %w", docs.Name(), err)
+	}
+
+	// The nearest among tenant 3's vectors under 50: vec3 is one of them.
+	f := npvdb.Filter{Must: []npvdb.Condition{npvdb.Match("tenant", 3), npvdb.Range("price", npvdb.Lt(50))}}
+	hits, err := docs.GetClosestWith(ctx, data[3*dim:4*dim], dim, k,
+		npvdb.SearchOptions{Filter: &f, WithPayload: true})
+	if err != nil {
+		return fmt.Errorf("filtered get_closest: %w", err)
+	}
+	fmt.Printf("%s, tenant 3 and price < 50:", docs.Name())
+	for j := range hits[0].Keys {
+		fmt.Printf(" %s (%.4f) %v", hits[0].Keys[j], hits[0].Distances[j], hits[0].Payloads[j])
+	}
+	fmt.Println()
+	count, err := docs.Count(ctx, &f)
+	if err != nil {
+		return fmt.Errorf("count: %w", err)
+	}
+	scrolled := 0
+	s := docs.Scroll(ctx, npvdb.ScrollOptions{Filter: &f, WithPayload: true})
+	for s.Next() {
+		scrolled++
+	}
+	if err := s.Err(); err != nil {
+		return fmt.Errorf("scroll: %w", err)
+	}
+	fmt.Printf("count: %d pass, scroll: %d\n", count, scrolled)
+	dropped, err := docs.Drop(ctx)
+	if err != nil {
+		return fmt.Errorf("drop: %w", err)
+	}
+	fmt.Printf("drop: %s held %d vectors\n", docs.Name(), dropped)
 	return nil
 }
