@@ -34,6 +34,7 @@ typedef struct options {
     unsigned grace_ms;
     unsigned call_threads;
     unsigned max_calls;
+    unsigned stall_ms;
     npvdb_sync_mode sync;
     unsigned sync_interval_ms;
 } options;
@@ -59,6 +60,9 @@ static void usage(FILE *f)
         "  --max-concurrent-calls N  calls running or waiting at once "
         "(default 256);\n"
         "                         the next gets RESOURCE_EXHAUSTED\n"
+        "  --stall-timeout-ms N   cancel a call whose reply the client has "
+        "not read\n"
+        "                         for N ms (default 30000)\n"
         "  --sync MODE            always (default): every write acknowledged "
         "after\n"
         "                         fsync (grouped); interval[:MS]: fsync at "
@@ -133,6 +137,7 @@ static int parse_args(int argc, char **argv, options *o)
         O_SNAPEVERY,
         O_CALLTHREADS,
         O_MAXCALLS,
+        O_STALL,
         O_HELP
     };
     static const struct option longs[] = {
@@ -147,6 +152,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"snapshot-every-mb", required_argument, NULL, O_SNAPEVERY},
         {"call-threads", required_argument, NULL, O_CALLTHREADS},
         {"max-concurrent-calls", required_argument, NULL, O_MAXCALLS},
+        {"stall-timeout-ms", required_argument, NULL, O_STALL},
         {"help", no_argument, NULL, O_HELP},
         {0, 0, 0, 0},
     };
@@ -190,6 +196,10 @@ static int parse_args(int argc, char **argv, options *o)
         case O_MAXCALLS:
             rc = parse_uint("--max-concurrent-calls", optarg, 1, 1000000,
                             &o->max_calls);
+            break;
+        case O_STALL:
+            rc = parse_uint("--stall-timeout-ms", optarg, 100, 86400000,
+                            &o->stall_ms);
             break;
         case 'h':
         case O_HELP:
@@ -344,6 +354,7 @@ static int serve(const options *o)
         .n_poll_threads = poll,
         .n_exec_threads = calls,
         .max_concurrent_calls = o->max_calls,
+        .stall_timeout_ms = o->stall_ms,
         .max_message_bytes = (size_t)o->max_message_mb << 20,
         .snapshot_every_bytes = (uint64_t)o->snapshot_every_mb << 20,
     };

@@ -44,6 +44,28 @@ void nt_result_clear(nt_result *res)
     memset(res, 0, sizeof *res);
 }
 
+void nt_result_trailer(nt_result *res, const char *key, uint64_t value)
+{
+    if (res->n_trailers >= NT_MAX_TRAILERS) return;
+    res->trailer_key[res->n_trailers] = key;
+    snprintf(res->trailer_val[res->n_trailers],
+             sizeof res->trailer_val[res->n_trailers], "%llu",
+             (unsigned long long)value);
+    res->n_trailers++;
+}
+
+/* Moves res's trailers into the call, which keeps them until it is freed
+ * (gRPC reads them until the final batch completes). */
+static void take_trailers(nt_call *c, const nt_result *res)
+{
+    for (unsigned i = 0; i < res->n_trailers; i++) {
+        grpc_metadata *m = &c->trailers[c->n_trailers++];
+        memset(m, 0, sizeof *m);
+        m->key = grpc_slice_from_static_string(res->trailer_key[i]);
+        m->value = grpc_slice_from_copied_string(res->trailer_val[i]);
+    }
+}
+
 grpc_slice nt_call_take_message(nt_call *c)
 {
     grpc_byte_buffer_reader r;
@@ -104,6 +126,7 @@ void nt_call_send(nt_call *c, grpc_byte_buffer *bb, uint32_t flags)
     ops[n].op = GRPC_OP_SEND_MESSAGE;
     ops[n].flags = flags;
     ops[n].data.send_message.send_message = bb;
+    nt_stall_sending(c, 1);
     start_batch(c, ops, n + 1);
 }
 
@@ -125,12 +148,16 @@ void nt_call_finish(nt_call *c, nt_result *res)
         res->reply = NULL;
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->send;
+        nt_stall_sending(c, 1);
     }
     if (worth_logging(res->status))
         npvdb_log("%s failed: %s: %s", c->method->path,
                   nt_status_name(res->status), res->msg);
     c->status_msg = grpc_slice_from_copied_string(res->msg);
+    take_trailers(c, res);
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.trailing_metadata_count = c->n_trailers;
+    ops[n].data.send_status_from_server.trailing_metadata = c->trailers;
     ops[n].data.send_status_from_server.status = res->status;
     ops[n++].data.send_status_from_server.status_details =
         res->status == GRPC_STATUS_OK ? NULL : &c->status_msg;
@@ -146,6 +173,7 @@ void nt_call_finish(nt_call *c, nt_result *res)
 void nt_call_on_done(nt_tag *t, int ok)
 {
     nt_call *c = (nt_call *)t;
+    nt_stall_sending(c, 0);
     if (!ok) atomic_store(&c->gone, 1);
     if (!ok || c->final) {
         nt_call_unref(c);
@@ -185,6 +213,7 @@ void nt_call_accepted(nt_call *c)
     c->deadline_ns = deadline_ns(c->deadline);
     atomic_store(&c->refs, 1);
     if (c->method->runs_inline) return;
+    nt_stall_link(c);
     /* Counted calls may run long: learn at once when the client goes, so
      * their work can stop (nt_call_stop_params). */
     grpc_op op;
@@ -252,10 +281,15 @@ void nt_call_unref(nt_call *c)
 void nt_call_free(nt_call *c)
 {
     if (!c) return;
+    nt_stall_unlink(c);
     if (c->method && c->method->cleanup) c->method->cleanup(c);
     if (c->recv) grpc_byte_buffer_destroy(c->recv);
     if (c->send) grpc_byte_buffer_destroy(c->send);
     grpc_slice_unref(c->status_msg);
+    for (size_t i = 0; i < c->n_trailers; i++) {
+        grpc_slice_unref(c->trailers[i].key);
+        grpc_slice_unref(c->trailers[i].value);
+    }
     grpc_metadata_array_destroy(&c->md);
     grpc_call_details_destroy(&c->details);
     npvdb_server *s = c->srv;

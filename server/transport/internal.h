@@ -23,6 +23,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#define NT_MAX_TRAILERS 2
+
 /* Every tag given to gRPC points at one of these. */
 typedef struct nt_tag {
     void (*on_done)(struct nt_tag *t, int ok);
@@ -60,6 +62,10 @@ typedef struct nt_result {
     grpc_status_code status;
     char msg[512];
     grpc_byte_buffer *reply; /* owned; NULL unless status is OK */
+    /* Trailing metadata sent with the status (nt_result_trailer). */
+    const char *trailer_key[NT_MAX_TRAILERS]; /* static strings */
+    char trailer_val[NT_MAX_TRAILERS][24];
+    unsigned n_trailers;
 } nt_result;
 
 /* A unary handler: decode `buf[0..len)`, do the work, fill *res (which comes
@@ -95,6 +101,10 @@ struct nt_call {
     int close_posted;    /* the close batch is in flight or done */
     int counted;         /* holds one of max_concurrent_calls */
     int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+    /* stall.c: counted calls are on the server's list while alive. */
+    nt_call *stall_prev, *stall_next;
+    int stall_linked, stall_cancelled;
+    atomic_llong send_since; /* CLOCK_MONOTONIC ns a send began; 0 = none */
     npvdb_server *srv;
     const nt_method *method;
     grpc_call *call;
@@ -104,15 +114,21 @@ struct nt_call {
     grpc_byte_buffer *recv;    /* the last received message, or NULL */
     grpc_byte_buffer *send;    /* the message of the batch in flight */
     grpc_slice status_msg;     /* status details of the final batch */
-    int cancelled;             /* written by RECV_CLOSE_ON_SERVER */
-    int sent_md;               /* initial metadata already sent */
-    int final;                 /* the batch in flight is the last one */
+    grpc_metadata trailers[NT_MAX_TRAILERS]; /* of the final batch */
+    size_t n_trailers;
+    int cancelled; /* written by RECV_CLOSE_ON_SERVER */
+    int sent_md;   /* initial metadata already sent */
+    int final;     /* the batch in flight is the last one */
 };
 
 /* Number of registered methods (the table lives in server.c). */
 #define NT_N_METHODS 13
 #define NT_MAX_MESSAGE_DEFAULT (64u << 20)
 #define NT_MAX_CALLS_DEFAULT 256
+#define NT_STALL_MS_DEFAULT 30000
+/* HTTP/2 streams one connection may have open: the RFC's recommended
+ * minimum, and what a client multiplexing calls rarely needs more of. */
+#define NT_MAX_STREAMS_PER_CONNECTION 100
 
 struct npvdb_server {
     grpc_server *grpc;
@@ -127,6 +143,14 @@ struct npvdb_server {
     long max_calls;           /* bound on active */
     size_t max_message;
     nt_exec exec; /* the engine pool */
+
+    /* stall.c: the stalled-reader watchdog */
+    pthread_mutex_t stall_mu;
+    pthread_cond_t stall_cv;
+    nt_call *stall_head;
+    pthread_t stall_thread;
+    int stall_started, stall_stop;
+    unsigned stall_ms;
 
     nt_tag shutdown_tag; /* completes when gRPC has no calls left */
     pthread_mutex_t shutdown_mu;
@@ -156,6 +180,14 @@ void nt_autosnapshot_maybe(npvdb_server *s);
 /* Waits for a running automatic snapshot (shutdown, before freeing). */
 void nt_autosnapshot_wait(npvdb_server *s);
 
+/* ---- stall.c ---- */
+int nt_stall_start(npvdb_server *s);
+void nt_stall_stop(npvdb_server *s);
+void nt_stall_link(nt_call *c);   /* a counted call was accepted */
+void nt_stall_unlink(nt_call *c); /* it is being freed */
+/* A send of c began (1) or completed (0). */
+void nt_stall_sending(nt_call *c, int sending);
+
 /* ---- status.c ---- */
 grpc_status_code nt_status_from_code(npvdb_code code);
 const char *nt_status_name(grpc_status_code st);
@@ -168,6 +200,9 @@ void nt_result_error(nt_result *res, const npvdb_error *err);
 /* Packs `m` as the reply (status stays OK), or fails res on ENOMEM. */
 void nt_result_pack(nt_result *res, const ProtobufCMessage *m);
 void nt_result_clear(nt_result *res);
+/* Adds trailing metadata `key` (a static string) = value, sent with the
+ * status whatever it is; ignored past NT_MAX_TRAILERS. */
+void nt_result_trailer(nt_result *res, const char *key, uint64_t value);
 
 /* Copies the received message out of c->recv into one slice (caller unrefs)
  * and destroys c->recv. */

@@ -32,7 +32,7 @@
 
 #define CHUNK_QUERIES 16384
 #define CHUNK_HITS (1u << 20)
-#define CHUNK_BYTES ((size_t)16 << 20)
+#define CHUNK_BYTES ((size_t)4 << 20)
 
 typedef struct closest_call {
     nt_call base;

@@ -182,6 +182,11 @@ static void finish(insert_call *ic, nt_result *res)
                        durable.status == GRPC_STATUS_OK
                            ? ""
                            : " but the log could not be synced");
+        /* Messages before the failing one were applied (and are durable
+         * unless the message says otherwise): a client resumes from here. */
+        nt_result_trailer(res, "npvdb-applied-messages", ic->messages);
+        nt_result_trailer(res, "npvdb-applied-vectors",
+                          ic->inserted + ic->replaced);
         ic->failed = 1;
     } else if (durable.status != GRPC_STATUS_OK) {
         nt_result_fail(res, durable.status, "%s", durable.msg);

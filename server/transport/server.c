@@ -203,6 +203,7 @@ static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *msg)
 
 static int init_locks(npvdb_server *s)
 {
+    if (nt_stall_start(s)) return -1;
     pthread_mutex_init(&s->auto_mu, NULL);
     pthread_cond_init(&s->auto_cv, NULL);
     pthread_mutex_init(&s->shutdown_mu, NULL);
@@ -212,6 +213,7 @@ static int init_locks(npvdb_server *s)
 
 static void free_locks(npvdb_server *s)
 {
+    nt_stall_stop(s);
     pthread_mutex_destroy(&s->auto_mu);
     pthread_cond_destroy(&s->auto_cv);
     pthread_mutex_destroy(&s->shutdown_mu);
@@ -234,6 +236,9 @@ static npvdb_code create_grpc(npvdb_server *s, const char *listen, int *port,
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_ALLOW_REUSEPORT,
          .value.integer = 0},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+         .value.integer = NT_MAX_STREAMS_PER_CONNECTION},
     };
     grpc_channel_args ch = {.num_args = sizeof args / sizeof args[0],
                             .args = args};
@@ -306,6 +311,7 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
     npvdb_server *s = calloc(1, sizeof *s);
     int port = 0;
     if (!s || init_locks(s)) {
+        if (s) nt_stall_stop(s);
         free(s);
         fail(err, NPVDB_ENOMEM, "out of memory");
         return NULL;
@@ -316,6 +322,8 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
     s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 2;
     s->max_calls = cfg->max_concurrent_calls ? (long)cfg->max_concurrent_calls
                                              : NT_MAX_CALLS_DEFAULT;
+    s->stall_ms =
+        cfg->stall_timeout_ms ? cfg->stall_timeout_ms : NT_STALL_MS_DEFAULT;
     s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes
                                             : NT_MAX_MESSAGE_DEFAULT;
     if (s->max_message > (size_t)INT32_MAX) s->max_message = INT32_MAX;

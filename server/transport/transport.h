@@ -29,6 +29,9 @@ typedef struct npvdb_server_config {
     unsigned max_concurrent_calls; /* calls (but Health, Info and
                                       ListCollections) alive at once; the next
                                       is RESOURCE_EXHAUSTED; 0 = 256 */
+    unsigned stall_timeout_ms;     /* a call whose reply the client has not
+                                      read for this long is cancelled;
+                                      0 = 30 s */
     size_t max_message_bytes;      /* receive and send limit; 0 = 64 MiB */
     uint64_t snapshot_every_bytes; /* automatic snapshot once the log grew
                                       this much since the last; 0 = never */
