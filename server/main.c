@@ -354,7 +354,12 @@ static void close_data(npvdb_store *store, npvdb_workers *workers,
     npvdb_workers_free(workers);
 }
 
-/* "TLS off", "TLS", "mutual TLS", and the tokens, for the serving line. */
+static const char *plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
+/* "plaintext", "TLS" or "mutual TLS", and the tokens: the serving line. */
 static void describe_security(const options *o, npvdb_auth *auth, char *out,
                               size_t cap)
 {
@@ -362,8 +367,9 @@ static void describe_security(const options *o, npvdb_auth *auth, char *out,
                       : o->tls_cert    ? "TLS"
                                        : "plaintext";
     if (auth)
-        snprintf(out, cap, "%s, %zu tokens from %s", tls,
-                 npvdb_auth_count(auth), npvdb_auth_path(auth));
+        snprintf(out, cap, "%s, %zu token%s from %s", tls,
+                 npvdb_auth_count(auth), plural(npvdb_auth_count(auth)),
+                 npvdb_auth_path(auth));
     else
         snprintf(out, cap, "%s, no tokens%s", tls,
                  o->insecure ? ", --insecure" : "");
@@ -385,11 +391,12 @@ static int wait_for_stop(npvdb_auth *auth)
         if (!auth)
             npvdb_log("SIGHUP: no --token-file, nothing to re-read");
         else if (npvdb_auth_reload(auth, &err) != NPVDB_OK)
-            npvdb_log("SIGHUP: keeping the %zu tokens in use: %s",
-                      npvdb_auth_count(auth), err.msg);
+            npvdb_log("SIGHUP: kept the %zu token%s in use: %s",
+                      npvdb_auth_count(auth), plural(npvdb_auth_count(auth)),
+                      err.msg);
         else
-            npvdb_log("SIGHUP: %zu tokens from %s", npvdb_auth_count(auth),
-                      npvdb_auth_path(auth));
+            npvdb_log("SIGHUP: %zu token%s from %s", npvdb_auth_count(auth),
+                      plural(npvdb_auth_count(auth)), npvdb_auth_path(auth));
     }
 }
 
