@@ -3,10 +3,15 @@
 # HDF5), as a non-root user, data in the volume /data.
 #
 #   docker build -t npvdb:0.1.0 .
-#   docker run --rm -p 50051:50051 -v npvdb-data:/data npvdb:0.1.0 --threads=4
+#   echo "$(openssl rand -hex 24) write" > tokens && chmod 644 tokens
+#   docker run --rm -p 50051:50051 -v npvdb-data:/data \
+#     -v "$PWD/tokens:/etc/npvdb/tokens:ro" -e NPVDB_TOKEN_FILE=/etc/npvdb/tokens \
+#     npvdb:0.1.0 --threads=4
 #
 # Arguments after the image name replace the default CMD (see
 # `npvdb-server --help`); keep --listen=0.0.0.0:50051 and --data-dir=/data.
+# On 0.0.0.0 the server refuses to start without a token file
+# (NPVDB_TOKEN_FILE or --token-file) or --tls-client-ca (README, Security).
 # The server handles SIGTERM itself (sigwait, also as PID 1): it lets calls in
 # flight finish for --grace-ms, syncs its write-ahead log and exits 0, so give
 # `docker stop -t` more than that (default 10 s = the server's default grace).

@@ -13,6 +13,7 @@ PACKAGES=(
   python3-grpcio python3-protobuf python3-tqdm python3-matplotlib
   python3-faiss python3-hnswlib python3-yaml
   python3-setuptools golang-go golang-google-grpc-dev golang-goprotobuf-dev
+  openssl
 )
 
 missing=()

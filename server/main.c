@@ -7,7 +7,8 @@
  * synchronously by sigwait() in the main thread: no code runs in a signal
  * handler. On one of them the server stops accepting calls, lets the calls
  * in flight finish (bounded by --grace-ms), closes the store (which syncs
- * the log) and exits 0.
+ * the log) and exits 0. SIGHUP is taken the same way and re-reads the token
+ * file (a bad file keeps the tokens in use and logs why).
  */
 #include "storage.h"
 #include "transport.h"
@@ -37,6 +38,11 @@ typedef struct options {
     unsigned stall_ms;
     npvdb_sync_mode sync;
     unsigned sync_interval_ms;
+    const char *token_file; /* --token-file, else $NPVDB_TOKEN_FILE */
+    const char *tls_cert;
+    const char *tls_key;
+    const char *tls_client_ca;
+    int insecure;
 } options;
 
 static void usage(FILE *f)
@@ -81,6 +87,22 @@ static void usage(FILE *f)
         "flight\n"
         "                         before they are cancelled (default 10000)\n"
         "  --port-file PATH       write the bound port there once serving\n"
+        "security (see README, Security):\n"
+        "  --token-file FILE      callers need 'authorization: Bearer TOKEN';\n"
+        "                         FILE has lines 'TOKEN read' or 'TOKEN "
+        "write'\n"
+        "                         (default $NPVDB_TOKEN_FILE); SIGHUP re-reads "
+        "it\n"
+        "  --tls-cert FILE        serve TLS with this PEM certificate chain\n"
+        "  --tls-key FILE         and this PEM private key\n"
+        "  --tls-client-ca FILE   also require client certificates signed by "
+        "these\n"
+        "                         PEM CAs (mutual TLS)\n"
+        "  --insecure             allow a non-loopback --listen without "
+        "--token-file\n"
+        "                         or --tls-client-ca (anyone who reaches it "
+        "may\n"
+        "                         read and change everything)\n"
         "  --help                 this text\n");
 }
 
@@ -138,6 +160,11 @@ static int parse_args(int argc, char **argv, options *o)
         O_CALLTHREADS,
         O_MAXCALLS,
         O_STALL,
+        O_TOKENS,
+        O_TLS_CERT,
+        O_TLS_KEY,
+        O_TLS_CA,
+        O_INSECURE,
         O_HELP
     };
     static const struct option longs[] = {
@@ -153,6 +180,11 @@ static int parse_args(int argc, char **argv, options *o)
         {"call-threads", required_argument, NULL, O_CALLTHREADS},
         {"max-concurrent-calls", required_argument, NULL, O_MAXCALLS},
         {"stall-timeout-ms", required_argument, NULL, O_STALL},
+        {"token-file", required_argument, NULL, O_TOKENS},
+        {"tls-cert", required_argument, NULL, O_TLS_CERT},
+        {"tls-key", required_argument, NULL, O_TLS_KEY},
+        {"tls-client-ca", required_argument, NULL, O_TLS_CA},
+        {"insecure", no_argument, NULL, O_INSECURE},
         {"help", no_argument, NULL, O_HELP},
         {0, 0, 0, 0},
     };
@@ -201,6 +233,21 @@ static int parse_args(int argc, char **argv, options *o)
             rc = parse_uint("--stall-timeout-ms", optarg, 100, 86400000,
                             &o->stall_ms);
             break;
+        case O_TOKENS:
+            o->token_file = optarg;
+            break;
+        case O_TLS_CERT:
+            o->tls_cert = optarg;
+            break;
+        case O_TLS_KEY:
+            o->tls_key = optarg;
+            break;
+        case O_TLS_CA:
+            o->tls_client_ca = optarg;
+            break;
+        case O_INSECURE:
+            o->insecure = 1;
+            break;
         case 'h':
         case O_HELP:
             usage(stdout);
@@ -213,6 +260,12 @@ static int parse_args(int argc, char **argv, options *o)
     if (rc == 0 && optind < argc) {
         fprintf(stderr, "npvdb-server: unexpected argument '%s'\n",
                 argv[optind]);
+        rc = -1;
+    }
+    if (rc == 0 &&
+        (!o->tls_cert != !o->tls_key || (o->tls_client_ca && !o->tls_cert))) {
+        fprintf(stderr, "npvdb-server: TLS needs both --tls-cert and "
+                        "--tls-key (and --tls-client-ca needs them too)\n");
         rc = -1;
     }
     return rc;
@@ -334,6 +387,69 @@ static void close_data(npvdb_store *store, npvdb_workers *workers,
     npvdb_workers_free(workers);
 }
 
+static const char *plural(size_t n)
+{
+    return n == 1 ? "" : "s";
+}
+
+/* "plaintext", "TLS" or "mutual TLS", and the tokens: the serving line. */
+static void describe_security(const options *o, npvdb_auth *auth, char *out,
+                              size_t cap)
+{
+    const char *tls = o->tls_client_ca ? "mutual TLS"
+                      : o->tls_cert    ? "TLS"
+                                       : "plaintext";
+    if (auth)
+        snprintf(out, cap, "%s, %zu token%s from %s", tls,
+                 npvdb_auth_count(auth), plural(npvdb_auth_count(auth)),
+                 npvdb_auth_path(auth));
+    else
+        snprintf(out, cap, "%s, no tokens%s", tls,
+                 o->insecure ? ", --insecure" : "");
+}
+
+/* Waits for SIGINT or SIGTERM (returned); SIGHUP re-reads the tokens. */
+static int wait_for_stop(npvdb_auth *auth)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (sig != SIGHUP) return sig;
+        npvdb_error err = {0};
+        if (!auth)
+            npvdb_log("SIGHUP: no --token-file, nothing to re-read");
+        else if (npvdb_auth_reload(auth, &err) != NPVDB_OK)
+            npvdb_log("SIGHUP: kept the %zu token%s in use: %s",
+                      npvdb_auth_count(auth), plural(npvdb_auth_count(auth)),
+                      err.msg);
+        else
+            npvdb_log("SIGHUP: %zu token%s from %s", npvdb_auth_count(auth),
+                      plural(npvdb_auth_count(auth)), npvdb_auth_path(auth));
+    }
+}
+
+/* The token file (--token-file or $NPVDB_TOKEN_FILE), NULL without one;
+ * -1 in *rc when it cannot be loaded. */
+static npvdb_auth *open_auth(const options *o, int *rc)
+{
+    const char *path = o->token_file;
+    if (!path) path = getenv("NPVDB_TOKEN_FILE");
+    *rc = 0;
+    if (!path || !*path) return NULL;
+    npvdb_error err = {0};
+    npvdb_auth *a = npvdb_auth_open(path, &err);
+    if (!a) {
+        npvdb_log("cannot start: %s", err.msg);
+        *rc = -1;
+    }
+    return a;
+}
+
 /* Serves until SIGINT/SIGTERM. Returns the exit status. */
 static int serve(const options *o)
 {
@@ -341,14 +457,15 @@ static int serve(const options *o)
     npvdb_store *store;
     npvdb_workers *workers;
     npvdb_catalog *cat;
-    if (open_data(o, &store, &workers, &cat) != 0) return 1;
-    log_restored(cat);
+    int rc;
     /* Calls mostly wait on the engine's workers (a batch) or run small
      * searches inline: twice as many as workers keeps the cores busy. */
     unsigned calls = o->call_threads      ? o->call_threads
                      : 2 * o->threads < 4 ? 4
                                           : 2 * o->threads;
     unsigned poll = 2;
+    npvdb_auth *auth = open_auth(o, &rc);
+    if (rc != 0) return 1;
     npvdb_server_config cfg = {
         .listen = o->listen,
         .n_poll_threads = poll,
@@ -357,35 +474,48 @@ static int serve(const options *o)
         .stall_timeout_ms = o->stall_ms,
         .max_message_bytes = (size_t)o->max_message_mb << 20,
         .snapshot_every_bytes = (uint64_t)o->snapshot_every_mb << 20,
+        .auth = auth,
+        .tls_cert_file = o->tls_cert,
+        .tls_key_file = o->tls_key,
+        .tls_client_ca_file = o->tls_client_ca,
+        .insecure = o->insecure,
     };
+    /* Before the data, whose loading can take minutes. */
+    if (npvdb_server_check_config(&cfg, &err) != NPVDB_OK) {
+        npvdb_log("cannot start: %s", err.msg);
+        npvdb_auth_free(auth);
+        return 1;
+    }
+    if (open_data(o, &store, &workers, &cat) != 0) {
+        npvdb_auth_free(auth);
+        return 1;
+    }
+    log_restored(cat);
     int port = 0;
     npvdb_server *srv = npvdb_server_start(&cfg, cat, store, &port, &err);
     if (!srv) {
         npvdb_log("cannot start: %s", err.msg);
         close_data(store, workers, cat);
+        npvdb_auth_free(auth);
         return 1;
     }
-    char addr[512];
+    char addr[512], security[512];
     bound_address(o->listen, port, addr, sizeof addr);
-    npvdb_log("serving on %s (data dir %s, %u engine threads, %u call "
+    describe_security(o, auth, security, sizeof security);
+    npvdb_log("serving on %s (%s; data dir %s, %u engine threads, %u call "
               "threads, %u polling threads, sync %s, max message %u MiB)",
-              addr, o->data_dir, o->threads, calls, poll, sync_name(o->sync),
-              o->max_message_mb);
+              addr, security, o->data_dir, o->threads, calls, poll,
+              sync_name(o->sync), o->max_message_mb);
     if (o->port_file && write_port_file(o->port_file, port) != 0)
         npvdb_log("cannot write port file %s: %s", o->port_file,
                   strerror(errno));
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0) {
-    }
+    int sig = wait_for_stop(auth);
     npvdb_log("%s: shutting down (grace %u ms)",
               sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
     npvdb_server_stop(srv, o->grace_ms);
     close_data(store, workers, cat);
+    npvdb_auth_free(auth); /* after the server: calls check against it */
     npvdb_log("stopped");
     return 0;
 }
@@ -420,6 +550,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN); /* a closed socket is an error, not a death */
     return serve(&o);

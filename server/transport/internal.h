@@ -157,6 +157,8 @@ struct npvdb_server {
     pthread_cond_t shutdown_cv;
     int shutdown_done;
 
+    npvdb_auth *auth; /* borrowed; NULL: calls need no token (auth.h) */
+
     npvdb_catalog *cat; /* borrowed: every collection and every write */
     npvdb_store *store; /* borrowed, the catalog's; NULL = no durability */
 
@@ -187,6 +189,22 @@ void nt_stall_link(nt_call *c);   /* a counted call was accepted */
 void nt_stall_unlink(nt_call *c); /* it is being freed */
 /* A send of c began (1) or completed (0). */
 void nt_stall_sending(nt_call *c, int sending);
+
+/* ---- auth_check.c: tokens and roles at the door ---- */
+/* Checks the call's `authorization: Bearer` token against the role its
+ * method needs (s->auth; NULL admits everything). 1: go on with
+ * method->start. 0: refused, the call's final batch (UNAUTHENTICATED or
+ * PERMISSION_DENIED) is started and frees it. */
+int nt_auth_admit(nt_call *c);
+
+/* ---- tls.c ---- */
+/* The credentials of the listening port: plaintext, TLS or mutual TLS as
+ * cfg's tls_* files say (caller releases). NULL with err when a file is
+ * missing, unreadable or not PEM, or the cert/key pair is incomplete. */
+grpc_server_credentials *nt_server_credentials(const npvdb_server_config *cfg,
+                                               npvdb_error *err);
+/* Checks that the TLS files cfg names form a set and are readable PEM. */
+npvdb_code nt_tls_check(const npvdb_server_config *cfg, npvdb_error *err);
 
 /* ---- status.c ---- */
 grpc_status_code nt_status_from_code(npvdb_code code);

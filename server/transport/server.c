@@ -111,6 +111,7 @@ static void on_accepted(nt_tag *t, int ok)
     }
     c->tag.on_done = nt_call_on_done;
     nt_call_accepted(c);
+    if (!nt_auth_admit(c)) return; /* refused: its status is on the way */
     if (c->method->runs_inline)
         c->method->start(c);
     else if (admit(s, c))
@@ -221,8 +222,8 @@ static void free_locks(npvdb_server *s)
 }
 
 /* Creates the gRPC server and its queue, registers the methods, binds. */
-static npvdb_code create_grpc(npvdb_server *s, const char *listen, int *port,
-                              npvdb_error *err)
+static npvdb_code create_grpc(npvdb_server *s, const npvdb_server_config *cfg,
+                              int *port, npvdb_error *err)
 {
     grpc_arg args[] = {
         {.type = GRPC_ARG_INTEGER,
@@ -257,15 +258,20 @@ static npvdb_code create_grpc(npvdb_server *s, const char *listen, int *port,
         if (!s->registered[i])
             return fail(err, NPVDB_EINTERNAL, "cannot register a method");
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    const char *listen = cfg->listen;
+    grpc_server_credentials *creds = nt_server_credentials(cfg, err);
+    if (!creds) return err ? err->code : NPVDB_EINVAL;
     *port = grpc_server_add_http2_port(s->grpc, listen, creds);
     grpc_server_credentials_release(creds);
     if (*port == 0) {
         if (err) {
             err->code = NPVDB_EINVAL;
             snprintf(err->msg, sizeof err->msg,
-                     "cannot listen on %s (address in use or invalid?)",
-                     listen);
+                     "cannot listen on %s (address in use or invalid?%s)",
+                     listen,
+                     cfg->tls_cert_file ? " or gRPC refused the TLS "
+                                          "certificate and key: see above"
+                                        : "");
         }
         return NPVDB_EINVAL;
     }
@@ -308,6 +314,7 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
                                  npvdb_catalog *cat, npvdb_store *store,
                                  int *bound_port, npvdb_error *err)
 {
+    if (npvdb_server_check_config(cfg, err) != NPVDB_OK) return NULL;
     npvdb_server *s = calloc(1, sizeof *s);
     int port = 0;
     if (!s || init_locks(s)) {
@@ -318,6 +325,7 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
     }
     s->cat = cat;
     s->store = store;
+    s->auth = cfg->auth;
     s->snapshot_every = cfg->snapshot_every_bytes;
     s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 2;
     s->max_calls = cfg->max_concurrent_calls ? (long)cfg->max_concurrent_calls
@@ -337,7 +345,7 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
         return NULL;
     }
     grpc_init();
-    if (create_grpc(s, cfg->listen, &port, err) != NPVDB_OK) {
+    if (create_grpc(s, cfg, &port, err) != NPVDB_OK) {
         destroy_unstarted(s);
         return NULL;
     }

@@ -14,6 +14,7 @@
 #ifndef NPVDB_TRANSPORT_H
 #define NPVDB_TRANSPORT_H
 
+#include "auth.h"
 #include "catalog.h"
 #include "npvdb.h"
 #include "storage.h"
@@ -35,9 +36,25 @@ typedef struct npvdb_server_config {
     size_t max_message_bytes;      /* receive and send limit; 0 = 64 MiB */
     uint64_t snapshot_every_bytes; /* automatic snapshot once the log grew
                                       this much since the last; 0 = never */
+
+    /* Who may call. Secure by default: a listen address that is not
+     * loopback (npvdb_listen_is_loopback) needs auth or tls_client_ca_file,
+     * or insecure set, else npvdb_server_start refuses. */
+    npvdb_auth *auth; /* borrowed, outlives the server; NULL: no tokens */
+    const char *tls_cert_file;      /* PEM chain; NULL: plaintext */
+    const char *tls_key_file;       /* PEM key; with tls_cert_file */
+    const char *tls_client_ca_file; /* PEM CAs: require and verify client
+                                       certificates (needs tls_cert_file) */
+    int insecure; /* 1: serve any address without authentication */
 } npvdb_server_config;
 
 typedef struct npvdb_server npvdb_server;
+
+/* What npvdb_server_start checks before it binds, callable early (before
+ * loading data): the secure-by-default rule (NPVDB_EINVAL with a message
+ * naming --insecure) and that the TLS files are a set and readable PEM. */
+npvdb_code npvdb_server_check_config(const npvdb_server_config *cfg,
+                                     npvdb_error *err);
 
 /* Starts serving the collections of `cat`. `cat` and `store` are borrowed
  * and must outlive the server; `store` must be the catalog's (NULL runs

@@ -4,11 +4,16 @@
 //
 // It is NOT helm: it has only the few Sprig functions the npvdb chart uses,
 // toYaml writes block YAML that quotes more strings than helm does (same
-// data), and .Capabilities, .Files, lookup and subcharts do not exist. A missing
+// data), and .Capabilities, .Files and subcharts do not exist. A missing
 // key is an error here (helm prints nothing), which is stricter on purpose: a
 // misspelt .Values path fails the test instead of rendering empty.
 //
-// usage: render -chart DIR -values VALUES.json [-release NAME] [-namespace NS] [-notes]
+// lookup answers from the objects of -existing (a JSON list of Kubernetes
+// objects, standing for the cluster), an empty map for anything else (what
+// `helm template` gets); randAlphaNum draws from crypto/rand as Sprig does.
+//
+// usage: render -chart DIR -values VALUES.json [-release NAME]
+// [-namespace NS] [-existing OBJECTS.json] [-notes]
 // Prints "---\n# Source: CHART/templates/FILE\n<manifest>" per non-empty
 // template, or with -notes the rendered NOTES.txt. Exit 1 with the template
 // error (e.g. from `fail`) on stderr.
@@ -16,10 +21,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -149,6 +157,34 @@ func toYaml(v interface{}) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
+const alphaNum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+func randAlphaNum(n int) (string, error) {
+	out := make([]byte, n)
+	for i := range out {
+		j, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphaNum))))
+		if err != nil {
+			return "", err
+		}
+		out[i] = alphaNum[j.Int64()]
+	}
+	return string(out), nil
+}
+
+// existing holds the objects lookup can find (-existing).
+var existing []map[string]interface{}
+
+func lookup(apiVersion, kind, namespace, name string) map[string]interface{} {
+	for _, o := range existing {
+		md, _ := o["metadata"].(map[string]interface{})
+		if o["apiVersion"] == apiVersion && o["kind"] == kind && md != nil &&
+			md["namespace"] == namespace && md["name"] == name {
+			return o
+		}
+	}
+	return map[string]interface{}{}
+}
+
 func funcs(t **template.Template) template.FuncMap {
 	return template.FuncMap{
 		"include": func(name string, data interface{}) (string, error) {
@@ -204,8 +240,11 @@ func funcs(t **template.Template) template.FuncMap {
 			}
 			return p
 		},
-		"div":  func(a, b interface{}) int64 { return toInt64(a) / toInt64(b) },
-		"fail": func(msg string) (string, error) { return "", errors.New(msg) },
+		"div":          func(a, b interface{}) int64 { return toInt64(a) / toInt64(b) },
+		"fail":         func(msg string) (string, error) { return "", errors.New(msg) },
+		"randAlphaNum": randAlphaNum,
+		"b64enc":       func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) },
+		"lookup":       lookup,
 	}
 }
 
@@ -215,7 +254,18 @@ func main() {
 	release := flag.String("release", "npvdb", "release name")
 	namespace := flag.String("namespace", "default", "namespace")
 	notes := flag.Bool("notes", false, "render NOTES.txt only")
+	existingPath := flag.String("existing", "", "JSON list of objects lookup finds")
 	flag.Parse()
+	if *existingPath != "" {
+		raw, err := os.ReadFile(*existingPath)
+		if err == nil {
+			err = json.Unmarshal(raw, &existing)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "render:", err)
+			os.Exit(1)
+		}
+	}
 	if err := run(*chart, *valuesPath, *release, *namespace, *notes); err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)

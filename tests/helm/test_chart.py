@@ -10,12 +10,15 @@ template names exists in values.yaml.
 Environment (set by tests/helm/CMakeLists.txt): NPVDB_HELM_RENDER (render
 binary), NPVDB_SERVER (npvdb-server), NPVDB_SOURCE (repository root).
 """
+import base64
 import copy
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
+import time
 
 import pytest
 import yaml
@@ -47,8 +50,9 @@ def set_path(values, dotted, value):
     node[parts[-1]] = value
 
 
-def render_raw(overrides=None, notes=False):
-    """Renders with values.yaml plus {dotted.path: value}; CompletedProcess."""
+def render_raw(overrides=None, notes=False, existing=None):
+    """Renders with values.yaml plus {dotted.path: value}; CompletedProcess.
+    existing: Kubernetes objects that lookup finds (the cluster's)."""
     if not RENDER:
         pytest.skip("NPVDB_HELM_RENDER not set (render.go not built)")
     values = copy.deepcopy(load_values())
@@ -59,15 +63,22 @@ def render_raw(overrides=None, notes=False):
     try:
         cmd = [RENDER, "-chart", CHART, "-values", f.name,
                "-release", "db", "-namespace", "vec"]
+        if existing is not None:
+            with tempfile.NamedTemporaryFile("w", suffix=".json",
+                                             delete=False) as g:
+                json.dump(existing, g)
+            cmd += ["-existing", g.name]
         return subprocess.run(cmd + (["-notes"] if notes else []),
                               capture_output=True, text=True, timeout=60)
     finally:
         os.unlink(f.name)
+        if existing is not None:
+            os.unlink(g.name)
 
 
-def render(overrides=None):
+def render(overrides=None, existing=None):
     """Rendered manifests as {(kind, name): object}."""
-    r = render_raw(overrides)
+    r = render_raw(overrides, existing=existing)
     assert r.returncode == 0, r.stderr
     objs = {}
     for doc in yaml.safe_load_all(r.stdout):
@@ -174,7 +185,8 @@ def test_default_render_has_the_objects_and_helm_create_labels():
     objs = render()
     assert set(objs) == {("StatefulSet", "db-npvdb"), ("Service", "db-npvdb"),
                          ("Service", "db-npvdb-headless"),
-                         ("ServiceAccount", "db-npvdb")}
+                         ("ServiceAccount", "db-npvdb"),
+                         ("Secret", "db-npvdb-tokens")}
     for (kind, name), o in objs.items():
         labels = o["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "npvdb", (kind, name)
@@ -269,9 +281,12 @@ def test_non_root_read_only_root_with_writable_data_and_tmp():
     c = container(objs)
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
-    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-    assert mounts == {"/data": "data", "/tmp": "tmp"}
-    assert all(not m.get("readOnly") for m in c["volumeMounts"])
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert {p: m["name"] for p, m in mounts.items()} == {
+        "/data": "data", "/tmp": "tmp", "/etc/npvdb/tokens": "tokens"}
+    assert not mounts["/data"].get("readOnly")
+    assert not mounts["/tmp"].get("readOnly")
+    assert mounts["/etc/npvdb/tokens"]["readOnly"] is True
     assert pod["automountServiceAccountToken"] is False
     assert {"requests", "limits"} <= set(c["resources"])
 
@@ -285,7 +300,7 @@ def test_persistence_size_class_and_disabled():
     assert claim["spec"]["storageClassName"] == "fast-ssd"
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     vols = {v["name"] for v in sts["spec"]["template"]["spec"]["volumes"]}
-    assert vols == {"tmp"}  # data comes from the claim
+    assert vols == {"tmp", "tokens"}  # data comes from the claim
 
     claim = statefulset(render())["spec"]["volumeClaimTemplates"][0]
     assert "storageClassName" not in claim["spec"]  # the cluster default
@@ -297,6 +312,97 @@ def test_persistence_size_class_and_disabled():
     assert "volumeClaimTemplates" not in sts["spec"]
     vols = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}
     assert vols["data"] == {"name": "data", "emptyDir": {}}
+
+
+# ---- tokens ------------------------------------------------------------------
+
+def secret_tokens(objs, name="db-npvdb-tokens"):
+    return base64.b64decode(objs[("Secret", name)]["data"]["tokens"]).decode()
+
+
+def test_pods_get_their_token_file_from_a_secret_never_insecure():
+    objs = render()
+    c = container(objs)
+    assert "--token-file=/etc/npvdb/tokens/tokens" in c["args"]
+    assert not any(a.startswith("--insecure") for a in c["args"])
+    pod = statefulset(objs)["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["tokens"]["secret"]["secretName"] == "db-npvdb-tokens"
+    assert vols["tokens"]["secret"]["defaultMode"] == 0o440
+    # One write and one read token of 40 random letters and digits.
+    text = secret_tokens(objs)
+    lines = [ln.split() for ln in text.splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert [role for _, role in lines] == ["write", "read"]
+    for tok, _ in lines:
+        assert re.fullmatch(r"[A-Za-z0-9]{40}", tok), tok
+    assert secret_tokens(render()) != text  # random at each install
+
+
+def test_upgrades_keep_the_tokens_of_the_secret():
+    kept = base64.b64encode(b"abc write\n").decode()
+    cluster = [{"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "db-npvdb-tokens", "namespace": "vec"},
+                "data": {"tokens": kept}}]
+    objs = render(existing=cluster)
+    assert objs[("Secret", "db-npvdb-tokens")]["data"]["tokens"] == kept
+    # Another namespace's Secret of that name is not ours.
+    cluster[0]["metadata"]["namespace"] = "other"
+    assert secret_tokens(render(existing=cluster)) != "abc write\n"
+
+
+def test_an_existing_secret_replaces_the_generated_one():
+    objs = render({"auth.existingSecret": "team-tokens",
+                   "auth.existingSecretKey": "npvdb.txt"})
+    assert not [k for k in objs if k[0] == "Secret"]
+    assert "--token-file=/etc/npvdb/tokens/npvdb.txt" in container(objs)["args"]
+    pod = statefulset(objs)["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["tokens"]["secret"]["secretName"] == "team-tokens"
+    r = render_raw({"auth.existingSecret": "team-tokens"}, notes=True)
+    assert r.returncode == 0 and "team-tokens" in r.stdout
+
+
+def test_the_server_starts_with_the_rendered_args_and_secret(tmp_path):
+    """The chart must keep starting: the real server, run with the rendered
+    args (the port and paths moved into tmp_path) and the rendered Secret's
+    token file, serves; without the token file it refuses, as it would on
+    0.0.0.0 in the pod."""
+    if not SERVER:
+        pytest.skip("NPVDB_SERVER not set")
+    objs = render()
+    tokens = tmp_path / "tokens"
+    tokens.write_text(secret_tokens(objs))
+
+    def local(a):
+        if a.startswith("--listen="):
+            return "--listen=0.0.0.0:0"
+        if a.startswith("--data-dir="):
+            return "--data-dir=" + str(tmp_path / "data")
+        if a.startswith("--token-file="):
+            return "--token-file=" + str(tokens)
+        return a
+
+    args = [local(a) for a in container(objs)["args"]]
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen([SERVER, *args, "--port-file", str(port_file)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline, "no port file"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "2 tokens from" in err
+    no_tokens = [a for a in args if not a.startswith("--token-file=")]
+    r = subprocess.run([SERVER, *no_tokens], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0 and "--insecure" in r.stderr
 
 
 def test_pod_anti_affinity_optional():
@@ -341,6 +447,7 @@ def test_notes_say_how_to_connect():
     assert r.returncode == 0, r.stderr
     assert "port-forward svc/db-npvdb 50051:50051" in r.stdout
     assert "npvdb --server 127.0.0.1:50051" in r.stdout
+    assert "get secret db-npvdb-tokens" in r.stdout and 'token="TOKEN"' in r.stdout
     assert "data-db-npvdb-0" in r.stdout
     r = render_raw({"replicaCount": 2}, notes=True)
     assert "independent" in r.stdout

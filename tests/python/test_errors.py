@@ -90,11 +90,20 @@ def test_not_found(loaded):
 
 def test_not_found_before_init(fresh_server):
     # Before the first Init the collection "default" does not exist: the
-    # client's own check (it reads Info for the dim) and the server's both
-    # say so; a snapshot of no collection at all is an empty one.
+    # client reads Info for the dim, finds none and lets the server answer,
+    # so every call raises the server's NotFound; a snapshot of no
+    # collection at all is an empty one.
     with npvdb.connect(fresh_server.address) as c:
-        with pytest.raises((npvdb.FailedPrecondition, npvdb.NotFound)):
-            c.get_closest(np.ones(DIM), k_nearest=1)  # found by the client
+        for stream in (False, True):
+            with pytest.raises(npvdb.NotFound) as e:
+                c.get_closest(np.ones(DIM), k_nearest=1, stream=stream)
+            assert "collection 'default' not found" in e.value.message
+        with pytest.raises(npvdb.NotFound) as e:
+            c.get_closest(np.ones(DIM), k_nearest=1, collection="nope")
+        assert "collection 'nope' not found" in e.value.message
+        with pytest.raises(npvdb.NotFound) as e:
+            c.get([])  # no call needed for no keys: the client says it
+        assert "collection 'default' not found" in e.value.message
         with pytest.raises(npvdb.NotFound) as e:
             c.insert(["a"], np.ones((1, DIM)))        # found by the server
         assert "collection 'default' not found" in e.value.message

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 
-from .errors import (FailedPrecondition, Internal, InvalidArgument, NotFound,
-                     Unimplemented)
+from .errors import Internal, InvalidArgument, NotFound, Unimplemented
 from .errors import from_rpc_error
 from .payload import (filter_pb, payload_dict, payload_pb, payloads_pb)
 
@@ -144,14 +143,24 @@ class SnapshotResult:
 _SearchOptions = namedtuple("_SearchOptions", "k nprobe filter with_payload")
 
 
-def connect(address=DEFAULT_ADDRESS, timeout=None, **kwargs):
+def connect(address=DEFAULT_ADDRESS, timeout=None, *, tls_ca=None,
+            tls_cert=None, tls_key=None, token=None, **kwargs):
     """Opens a client to the npvdb server at `address` ("host:port").
 
     timeout: deadline in seconds for each call (an insert stream counts as
-    one call), None for none. Other keyword arguments go to Client. The
-    connection is made lazily: a server that is not there shows as
+    one call), None for none.
+    tls_ca: the CA certificate (PEM file path, or the PEM bytes) that signed
+    the server's certificate: connects with TLS (npvdb-server --tls-cert).
+    tls_cert, tls_key: this client's certificate and key (paths or PEM
+    bytes), for a server with --tls-client-ca (mutual TLS).
+    token: sent as `authorization: Bearer <token>` with every call (a
+    server with --token-file). Over plaintext anyone on the path can read
+    it: use TLS off loopback.
+    Other keyword arguments go to Client. The connection is made lazily: a
+    server that is not there, or a TLS handshake that fails, shows as
     npvdb.Unavailable on the first call."""
-    return Client(address, timeout=timeout, **kwargs)
+    return Client(address, timeout=timeout, tls_ca=tls_ca, tls_cert=tls_cert,
+                  tls_key=tls_key, token=token, **kwargs)
 
 
 class Client:
@@ -161,20 +170,36 @@ class Client:
 
     def __init__(self, address=DEFAULT_ADDRESS, timeout=None, *,
                  credentials=None, options=None,
-                 max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES):
-        """credentials: grpc.ChannelCredentials for TLS (None: plaintext).
-        options: extra grpc channel options, a list of (name, value).
+                 max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, tls_ca=None,
+                 tls_cert=None, tls_key=None, token=None):
+        """tls_ca, tls_cert, tls_key, token: as in connect().
+        credentials: any grpc.ChannelCredentials instead of tls_* (e.g.
+        grpc.ssl_channel_credentials() for the system's CAs); None and no
+        tls_*: plaintext.
+        options: extra grpc channel options, a list of (name, value) (e.g.
+        ("grpc.ssl_target_name_override", "db.internal") when the address
+        is not a name in the server's certificate).
         max_message_bytes: the server's receive limit; inputs are split into
         messages no larger than this (the Init training sample may use all
         of it; other messages are about 4 MiB)."""
         opts = [("grpc.max_send_message_length", -1),
                 ("grpc.max_receive_message_length", -1)]
         opts += list(options or [])
+        tls = _tls_credentials(tls_ca, tls_cert, tls_key)
+        if tls is not None:
+            if credentials is not None:
+                raise InvalidArgument("give credentials or tls_ca/tls_cert/"
+                                      "tls_key, not both")
+            credentials = tls
+        metadata = _token_metadata(token)
         if credentials is not None:
             self._channel = grpc.secure_channel(address, credentials, opts)
         else:
             self._channel = grpc.insecure_channel(address, opts)
-        self._stub = pb_grpc.VectorDBStub(self._channel)
+        channel = self._channel
+        if metadata is not None:
+            channel = grpc.intercept_channel(channel, _Metadata(metadata))
+        self._stub = pb_grpc.VectorDBStub(channel)
         self.address = address
         self.timeout = timeout
         self.max_message_bytes = int(max_message_bytes)
@@ -660,9 +685,11 @@ class Client:
     def _check_dim(self, dim):
         if self._dim is None or self._dim != dim:
             # First query, or another client may have re-created the
-            # collection: ask the server once before refusing.
+            # collection: ask the server once before refusing. A collection
+            # that does not exist is left to the server, whose NotFound
+            # says so.
             self._dim = None
-            self._dim_now()
+            self.info()
         if self._dim is not None and self._dim != dim:
             raise InvalidArgument(
                 "queries have {} dimensions, the collection has {}".format(dim, self._dim))
@@ -671,7 +698,8 @@ class Client:
         if self._dim is None:
             info = self.info()
             if not info.initialized:
-                raise FailedPrecondition("the collection is not initialized: call init() first")
+                # What the server answers for a collection that is not there.
+                raise NotFound("collection '{}' not found".format(self.name))
         return self._dim
 
     def _queries(self, queries, k_nearest):
@@ -889,6 +917,80 @@ class VectorDB(Client):
             n_shards = int(self.n_workers)
         return super().init(keys, data, payloads, n_shards=n_shards,
                             replace=replace, **kwargs)
+
+
+# -- security --------------------------------------------------------------
+def _pem(value, what):
+    """PEM bytes from a path (str or os.PathLike) or the bytes themselves."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, (str, os.PathLike)):
+        with open(value, "rb") as f:  # OSError names the path
+            return f.read()
+    raise InvalidArgument("{} must be a file path or PEM bytes, got {}".format(
+        what, type(value).__name__))
+
+
+def _tls_credentials(tls_ca, tls_cert, tls_key):
+    """grpc.ChannelCredentials for the tls_* arguments, None without any."""
+    if tls_ca is None and tls_cert is None and tls_key is None:
+        return None
+    if (tls_cert is None) != (tls_key is None):
+        raise InvalidArgument("tls_cert and tls_key go together (a client "
+                              "certificate and its key)")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_pem(tls_ca, "tls_ca"),
+        private_key=_pem(tls_key, "tls_key"),
+        certificate_chain=_pem(tls_cert, "tls_cert"))
+
+
+def _token_metadata(token):
+    """The ("authorization", "Bearer <token>") pair, None without a token."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise InvalidArgument("token must be a str, got {}".format(
+            type(token).__name__))
+    if not token or any(not "!" <= ch <= "~" for ch in token):
+        raise InvalidArgument("token must be printable ASCII without "
+                              "whitespace (as in the server's token file)")
+    return ("authorization", "Bearer " + token)
+
+
+class _CallDetails(namedtuple("_CallDetails", "method timeout metadata "
+                              "credentials wait_for_ready compression"),
+                   grpc.ClientCallDetails):
+    pass
+
+
+class _Metadata(grpc.UnaryUnaryClientInterceptor,
+                grpc.UnaryStreamClientInterceptor,
+                grpc.StreamUnaryClientInterceptor,
+                grpc.StreamStreamClientInterceptor):
+    """Adds one metadata pair to every call of a channel."""
+
+    def __init__(self, pair):
+        self._pair = pair
+
+    def _details(self, d):
+        return _CallDetails(d.method, d.timeout,
+                            list(d.metadata or ()) + [self._pair],
+                            d.credentials, getattr(d, "wait_for_ready", None),
+                            getattr(d, "compression", None))
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        return continuation(self._details(details), requests)
 
 
 # -- conversions -----------------------------------------------------------

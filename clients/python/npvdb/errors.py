@@ -59,6 +59,7 @@ class AlreadyExists(Error):
 
 
 class PermissionDenied(Error):
+    """A read-only token on a call that writes (Init, Insert, Delete, ...)."""
     code = grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -69,7 +70,8 @@ class ResourceExhausted(Error):
 
 
 class FailedPrecondition(Error):
-    """The call does not fit the server's state, e.g. a query before init()."""
+    """The call does not fit the server's state, e.g. Snapshot on a server
+    running without a data directory."""
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
@@ -99,6 +101,7 @@ class DataLoss(Error):
 
 
 class Unauthenticated(Error):
+    """No token, or one the server does not know (connect(token=...))."""
     code = grpc.StatusCode.UNAUTHENTICATED
 
 

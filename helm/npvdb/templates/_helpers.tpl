@@ -31,6 +31,25 @@ The headless service that governs the StatefulSet (stable pod DNS names).
 {{- end }}
 
 {{/*
+The Secret holding the token file, and the key of the file in it.
+*/}}
+{{- define "npvdb.tokenSecretName" -}}
+{{- if .Values.auth.existingSecret }}
+{{- .Values.auth.existingSecret }}
+{{- else }}
+{{- printf "%s-tokens" (include "npvdb.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "npvdb.tokenSecretKey" -}}
+{{- if .Values.auth.existingSecret }}
+{{- .Values.auth.existingSecretKey }}
+{{- else }}
+{{- "tokens" }}
+{{- end }}
+{{- end }}
+
+{{/*
 Create chart name and version as used by the chart label.
 */}}
 {{- define "npvdb.chart" -}}
