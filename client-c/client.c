@@ -791,25 +791,6 @@ npvdb_status npvdb_client_insert_payloads(
 
 /* ---- GetClosest ---- */
 
-void npvdb_client_results_free(npvdb_client_results *r)
-{
-    if (!r) return;
-    free(r->counts);
-    free(r->keys);
-    free(r->distances);
-    free(r->arena_);
-    npvdb_payloads_release(r->payloads_, r->payloads_ ? r->nq * r->k : 0);
-    memset(r, 0, sizeof *r);
-}
-
-const npvdb_client_payload *
-npvdb_client_results_payload(const npvdb_client_results *r, size_t i,
-                             uint32_t j)
-{
-    if (!r || !r->payloads_ || i >= r->nq || j >= r->counts[i]) return NULL;
-    return r->payloads_[i * r->k + j];
-}
-
 /* The bytes of a received message as one slice (caller unrefs): the
  * message's own slice when it came in one piece (no copy), else a copy. */
 static grpc_slice message_bytes(grpc_byte_buffer *bb)

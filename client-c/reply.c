@@ -1,6 +1,8 @@
 /*
- * reply.c -- SearchReply and GetClosestReply decoded from the wire bytes
- * (see reply.h). Field numbers are the ones of protos/npvdb/v1/npvdb.proto.
+ * reply.c -- SearchReply and GetClosestReply decoded from the wire bytes,
+ * with their payloads, and the results they fill (see reply.h). Field
+ * numbers are the ones of protos/npvdb/v1/npvdb.proto. No gRPC here: the
+ * fuzz target (tests/fuzz/client) builds this file and payload.c alone.
  */
 #include "reply.h"
 #include "payload.h"
@@ -430,6 +432,27 @@ npvdb_status npvdb_reply_payloads(const uint8_t *buf, size_t len,
         (*n_found)++;
     }
     return NPVDB_STATUS_OK;
+}
+
+/* ---- results ---- */
+
+void npvdb_client_results_free(npvdb_client_results *r)
+{
+    if (!r) return;
+    free(r->counts);
+    free(r->keys);
+    free(r->distances);
+    free(r->arena_);
+    npvdb_payloads_release(r->payloads_, r->payloads_ ? r->nq * r->k : 0);
+    memset(r, 0, sizeof *r);
+}
+
+const npvdb_client_payload *
+npvdb_client_results_payload(const npvdb_client_results *r, size_t i,
+                             uint32_t j)
+{
+    if (!r || !r->payloads_ || i >= r->nq || j >= r->counts[i]) return NULL;
+    return r->payloads_[i * r->k + j];
 }
 
 /* ---- SearchReply ---- */
