@@ -6,9 +6,14 @@
  * load/query/bench read ann-benchmarks HDF5 files (datasets train, test,
  * neighbors) through the import library. The key of train row i is the
  * decimal string of i, so results compare with `neighbors` directly.
+ * load --payload-column reads further datasets of the file with libhdf5
+ * (one value per train row) into the payloads. Payloads are printed as
+ * JSON objects; scroll prints one JSON object per line (an export).
  */
 #include "annfile.h"
 #include "npvdb_client.h"
+
+#include <hdf5.h>
 
 #include <errno.h>
 #include <math.h>
@@ -47,6 +52,11 @@ typedef struct opts {
     const char *collection; /* --collection: NULL = "default" */
     const char *where[32];  /* --where conditions, all must hold */
     int nwhere;
+    int with_payload;        /* --with-payload */
+    int with_vectors;        /* --with-vectors (scroll) */
+    uint32_t limit;          /* --limit (scroll): keys per page */
+    const char *columns[16]; /* --payload-column NAME (load) */
+    int ncolumns;
 } opts;
 
 /* The two search RPCs: same arguments, same results. */
@@ -57,15 +67,24 @@ typedef npvdb_status (*search_fn)(npvdb_client *c, const float *queries,
                                   size_t nq, uint32_t dim, uint32_t k,
                                   uint32_t nprobe, npvdb_client_results *out,
                                   npvdb_client_error *err);
+typedef npvdb_status (*search_ex_fn)(npvdb_client *c, const float *queries,
+                                     size_t nq, uint32_t dim, uint32_t k,
+                                     uint32_t nprobe,
+                                     const npvdb_client_search_opts *opts,
+                                     npvdb_client_results *out,
+                                     npvdb_client_error *err);
 
 static const struct api {
     int bit;
     const char *name; /* the RPC */
     const char *call; /* for error messages */
     search_fn fn;
+    search_ex_fn ex; /* with a filter and payloads */
 } apis[] = {
-    {API_GETCLOSEST, "GetClosest", "get_closest", npvdb_client_get_closest},
-    {API_SEARCH, "Search", "search", npvdb_client_search},
+    {API_GETCLOSEST, "GetClosest", "get_closest", npvdb_client_get_closest,
+     npvdb_client_get_closest_ex},
+    {API_SEARCH, "Search", "search", npvdb_client_search,
+     npvdb_client_search_ex},
 };
 #define N_APIS (sizeof apis / sizeof apis[0])
 
@@ -78,13 +97,22 @@ static void usage(FILE *out)
         "commands:\n"
         "  load FILE.hdf5 [--batch N] [--metric cosine|l2|ip] [--shards N]\n"
         "                 [--train-sample N] [--nprobe N] [--replace]\n"
+        "                 [--payload-column NAME]...\n"
         "      create the collection from FILE's metric and dim (trained on\n"
         "      a sample of its rows) and stream its `train` rows; row i\n"
         "      gets key \"i\"; --batch: rows per Insert message (default:\n"
-        "      about 2 MiB of vectors)\n"
+        "      about 2 MiB of vectors); --payload-column: the dataset NAME\n"
+        "      of FILE (one integer, float, bool or string per train row)\n"
+        "      becomes the payload field NAME of each row\n"
         "  query FILE.hdf5 [--k 10] [--nprobe N] [--n 5] [--api A]\n"
+        "              [--where COND]... [--with-payload]\n"
         "      print the answers to the first N `test` queries (one Search\n"
-        "      call; GetClosest with --api getclosest)\n"
+        "      call; GetClosest with --api getclosest), the k nearest among\n"
+        "      the vectors passing every COND, with their payloads\n"
+        "  search V1,V2,... [--k 10] [--nprobe N] [--api A] [--where COND]...\n"
+        "               [--with-payload]\n"
+        "      the same for one query vector given on the command line:\n"
+        "      one line per hit: key, distance (and payload as JSON)\n"
         "  bench FILE.hdf5 [--nprobe 1,2,4,8,16,32,64] [--k 10] [--batch N]\n"
         "                  [--single N] [--api getclosest|search|both]\n"
         "                  [--repeat N]\n"
@@ -97,7 +125,7 @@ static void usage(FILE *out)
         "      untimed batch per RPC warms the connection up first\n"
         "  info | snapshot | health\n"
         "  delete KEY...\n"
-        "  get KEY...\n"
+        "  get KEY... [--with-payload]\n"
         "  collections\n"
         "      every collection: name, dim, metric, vectors\n"
         "  drop NAME\n"
@@ -109,6 +137,11 @@ static void usage(FILE *out)
         "      with \"...\" to force a string), FIELD!=VALUE (must not),\n"
         "      FIELD>N, FIELD>=N, FIELD<N, FIELD<=N (numbers), or\n"
         "      has:FIELD; e.g. --where tenant=42 --where 'price<20'\n"
+        "  scroll [--where COND]... [--limit N] [--with-vectors]\n"
+        "         [--with-payload]   (also: export)\n"
+        "      every key of the collection passing every COND, one JSON\n"
+        "      object a line: {\"key\": ..., \"vector\": [...], \"payload\":\n"
+        "      {...}}, paged N keys per call (default 256)\n"
         "\n"
         "--collection NAME: the collection every command works on (default:\n"
         "\"default\"), e.g. npvdb --collection docs load FILE.hdf5\n"
@@ -215,6 +248,15 @@ static int set_option(opts *o, const char *name, const char *v)
         if (o->nwhere >= (int)(sizeof o->where / sizeof o->where[0]))
             return fail("too many --where conditions"), 0;
         o->where[o->nwhere++] = v;
+    } else if (!strcmp(name, "--limit")) {
+        if (!parse_ulong(name, v, 16384, &x)) return 0;
+        o->limit = (uint32_t)x;
+    } else if (!strcmp(name, "--payload-column")) {
+        if (o->ncolumns >= (int)(sizeof o->columns / sizeof o->columns[0]))
+            return fail("too many --payload-column options"), 0;
+        if (!*v || strlen(v) > 255)
+            return fail("--payload-column: a name of 1..255 bytes"), 0;
+        o->columns[o->ncolumns++] = v;
     } else {
         return fail("unknown option %s (see npvdb --help)", name), 0;
     }
@@ -232,6 +274,10 @@ static int parse_args(int argc, char **argv, opts *o, const char **cmd)
             exit(0);
         } else if (!strcmp(a, "--replace")) {
             o->replace = 1;
+        } else if (!strcmp(a, "--with-payload")) {
+            o->with_payload = 1;
+        } else if (!strcmp(a, "--with-vectors")) {
+            o->with_vectors = 1;
         } else if (!strncmp(a, "--", 2) && a[2]) {
             const char *eq = strchr(a, '=');
             char name[64];
@@ -327,6 +373,276 @@ static float *read_rows(npvdb_annfile *f, const char *dataset, size_t first,
         return NULL;
     }
     return rows;
+}
+
+/* ---- payloads as JSON ---- */
+
+/* s[0..n) as a JSON string: quotes, backslashes and control bytes (a NUL
+ * included) escaped; other bytes as they are (payload strings are
+ * UTF-8). */
+static void print_json_str(const char *s, size_t n)
+{
+    putchar('"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch == '\n')
+            fputs("\\n", stdout);
+        else if (ch == '\t')
+            fputs("\\t", stdout);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+/* A double that reads back as one (5.0, not 5). */
+static void print_json_double(double d)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.17g", d);
+    fputs(buf, stdout);
+    if (!strpbrk(buf, ".eEn")) fputs(".0", stdout);
+}
+
+/* p as a JSON object ({} for none), fields in name order. */
+static void print_payload(const npvdb_client_payload *p)
+{
+    putchar('{');
+    for (size_t i = 0; i < npvdb_client_payload_len(p); i++) {
+        const npvdb_client_field *f = npvdb_client_payload_field(p, i);
+        if (i) fputs(", ", stdout);
+        print_json_str(f->name, f->name_len);
+        fputs(": ", stdout);
+        switch (f->type) {
+        case NPVDB_CLIENT_VALUE_STRING:
+            print_json_str(f->str, f->str_len);
+            break;
+        case NPVDB_CLIENT_VALUE_INT:
+            printf("%lld", (long long)f->i);
+            break;
+        case NPVDB_CLIENT_VALUE_DOUBLE:
+            print_json_double(f->d);
+            break;
+        case NPVDB_CLIENT_VALUE_BOOL:
+            fputs(f->b ? "true" : "false", stdout);
+            break;
+        case NPVDB_CLIENT_VALUE_STRINGS:
+            putchar('[');
+            for (size_t j = 0; j < f->n_strs; j++) {
+                if (j) fputs(", ", stdout);
+                print_json_str(f->strs[j], f->str_lens[j]);
+            }
+            putchar(']');
+            break;
+        }
+    }
+    putchar('}');
+}
+
+/* The --where conditions as one filter (*out NULL without any); 0, or 2
+ * after printing why not. */
+static int where_filter(const opts *o, npvdb_client_filter **out);
+
+/* ---- payload columns (load --payload-column) ---- */
+
+typedef enum col_kind {
+    COL_INT,
+    COL_DOUBLE,
+    COL_BOOL,
+    COL_STR, /* fixed length */
+    COL_VSTR /* variable length */
+} col_kind;
+
+typedef struct pcol {
+    const char *name;
+    hid_t ds, mem; /* mem: the type rows are read as */
+    col_kind kind;
+    size_t size; /* bytes of one row in buf */
+    unsigned char *buf;
+} pcol;
+
+typedef struct pcols {
+    hid_t file;
+    int n;
+    pcol c[16];
+} pcols;
+
+static void pcols_close(pcols *pc)
+{
+    for (int i = 0; i < pc->n; i++) {
+        if (pc->c[i].mem >= 0) H5Tclose(pc->c[i].mem);
+        if (pc->c[i].ds >= 0) H5Dclose(pc->c[i].ds);
+        free(pc->c[i].buf);
+    }
+    if (pc->file >= 0) H5Fclose(pc->file);
+    pc->n = 0;
+    pc->file = -1;
+}
+
+/* The memory type and kind of a column of file type t; 0 when usable. */
+static int pcol_type(pcol *c, hid_t t)
+{
+    switch (H5Tget_class(t)) {
+    case H5T_INTEGER:
+        c->kind = COL_INT;
+        c->mem = H5Tcopy(H5T_NATIVE_INT64);
+        break;
+    case H5T_FLOAT:
+        c->kind = COL_DOUBLE;
+        c->mem = H5Tcopy(H5T_NATIVE_DOUBLE);
+        break;
+    case H5T_ENUM: /* h5py's bool: an int8 enum FALSE = 0, TRUE = 1 */
+        if (H5Tget_nmembers(t) != 2 || H5Tget_size(t) != 1) return -1;
+        c->kind = COL_BOOL;
+        c->mem = H5Tget_native_type(t, H5T_DIR_ASCEND);
+        break;
+    case H5T_STRING:
+        c->mem = H5Tcopy(H5T_C_S1);
+        if (c->mem < 0) return -1;
+        if (H5Tis_variable_str(t) > 0) {
+            c->kind = COL_VSTR;
+            H5Tset_size(c->mem, H5T_VARIABLE);
+        } else {
+            c->kind = COL_STR;
+            H5Tset_size(c->mem, H5Tget_size(t));
+            H5Tset_strpad(c->mem, H5T_STR_NULLPAD);
+        }
+        H5Tset_cset(c->mem, H5Tget_cset(t));
+        break;
+    default:
+        return -1;
+    }
+    if (c->mem < 0) return -1;
+    c->size = H5Tget_size(c->mem);
+    return 0;
+}
+
+/* Opens column NAME: a dataset of `rows` values (shape (rows,) or
+ * (rows, 1)). 0 on success, else a message was printed. */
+static int pcol_open(pcols *pc, const char *name, size_t rows, size_t batch)
+{
+    pcol *c = &pc->c[pc->n++];
+    memset(c, 0, sizeof *c);
+    c->name = name;
+    c->ds = c->mem = -1;
+    c->ds = H5Dopen2(pc->file, name, H5P_DEFAULT);
+    if (c->ds < 0) return fail("--payload-column %s: no such dataset", name);
+    hid_t sp = H5Dget_space(c->ds);
+    hsize_t dims[2] = {0, 0};
+    int rank = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
+    if (rank == 1 || rank == 2) H5Sget_simple_extent_dims(sp, dims, NULL);
+    if (sp >= 0) H5Sclose(sp);
+    if ((rank != 1 && !(rank == 2 && dims[1] == 1)) || dims[0] != rows)
+        return fail("--payload-column %s: want one value per train row "
+                    "(shape (%zu,)), not rank %d with %llu rows",
+                    name, rows, rank, (unsigned long long)dims[0]);
+    hid_t t = H5Dget_type(c->ds);
+    int bad = t < 0 || pcol_type(c, t);
+    if (t >= 0) H5Tclose(t);
+    if (bad)
+        return fail("--payload-column %s: only integers, floats, bools and "
+                    "strings are supported",
+                    name);
+    c->buf = malloc(batch * c->size);
+    if (!c->buf) return fail("out of memory for column %s", name);
+    return 0;
+}
+
+/* Opens every --payload-column of FILE; 0 on success (pc->n 0 without
+ * any), else a message was printed and everything is closed. */
+static int pcols_open(pcols *pc, const char *path, const opts *o, size_t rows,
+                      size_t batch)
+{
+    pc->n = 0;
+    pc->file = -1;
+    if (!o->ncolumns) return 0;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages, not HDF5's */
+    pc->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (pc->file < 0) return fail("cannot open %s with libhdf5", path);
+    for (int i = 0; i < o->ncolumns; i++)
+        if (pcol_open(pc, o->columns[i], rows, batch)) {
+            pcols_close(pc);
+            return -1;
+        }
+    return 0;
+}
+
+/* Reads rows [first, first+n) of every column; 0 on success. */
+static int pcols_read(pcols *pc, size_t first, size_t n)
+{
+    for (int i = 0; i < pc->n; i++) {
+        pcol *c = &pc->c[i];
+        hid_t fs = H5Dget_space(c->ds);
+        int rank = H5Sget_simple_extent_ndims(fs);
+        hsize_t start[2] = {first, 0}, count[2] = {n, 1};
+        hid_t ms = H5Screate_simple(rank, count, NULL);
+        herr_t rc =
+            H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+        if (rc >= 0) rc = H5Dread(c->ds, c->mem, ms, fs, H5P_DEFAULT, c->buf);
+        H5Sclose(ms);
+        H5Sclose(fs);
+        if (rc < 0) return fail("reading payload column %s", c->name);
+    }
+    return 0;
+}
+
+/* Frees HDF5's strings of the variable-length columns after a read. */
+static void pcols_reclaim(pcols *pc, size_t n)
+{
+    for (int i = 0; i < pc->n; i++) {
+        pcol *c = &pc->c[i];
+        if (c->kind != COL_VSTR) continue;
+        hsize_t count = n;
+        hid_t ms = H5Screate_simple(1, &count, NULL);
+        H5Dvlen_reclaim(c->mem, ms, H5P_DEFAULT, c->buf);
+        H5Sclose(ms);
+    }
+}
+
+/* The payload of row j of the batch just read; NULL when out of memory. */
+static npvdb_client_payload *pcols_payload(const pcols *pc, size_t j)
+{
+    npvdb_client_payload *p = npvdb_client_payload_new();
+    for (int i = 0; p && i < pc->n; i++) {
+        const pcol *c = &pc->c[i];
+        const unsigned char *v = c->buf + j * c->size;
+        int64_t x;
+        double d;
+        const char *str;
+        int rc = 0;
+        switch (c->kind) {
+        case COL_INT:
+            memcpy(&x, v, sizeof x);
+            rc = npvdb_client_payload_set_int(p, c->name, x);
+            break;
+        case COL_DOUBLE:
+            memcpy(&d, v, sizeof d);
+            /* NaN / inf cannot be stored: the row goes without it. */
+            if (isfinite(d))
+                rc = npvdb_client_payload_set_double(p, c->name, d);
+            break;
+        case COL_BOOL:
+            rc = npvdb_client_payload_set_bool(p, c->name, v[0] != 0);
+            break;
+        case COL_STR:
+            rc = npvdb_client_payload_set_strn(
+                p, c->name, (const char *)v, strnlen((const char *)v, c->size));
+            break;
+        case COL_VSTR:
+            memcpy(&str, v, sizeof str);
+            rc = npvdb_client_payload_set_str(p, c->name, str ? str : "");
+            break;
+        }
+        if (rc) {
+            npvdb_client_payload_free(p);
+            p = NULL;
+        }
+    }
+    return p;
 }
 
 /* ---- load ---- */
@@ -428,21 +744,48 @@ static void progress_line(size_t done, size_t total, double t0, int final)
     fflush(stderr);
 }
 
+/* Sends one batch: n rows, with the payloads of the columns' batch when
+ * there are columns. */
+static npvdb_status send_batch(npvdb_client_stream *s, const pcols *pc,
+                               const char **keys, const float *rows, size_t n,
+                               npvdb_client_payload **pls,
+                               npvdb_client_error *err)
+{
+    if (!pc->n) return npvdb_client_stream_send(s, keys, rows, n, err);
+    npvdb_status rc = NPVDB_STATUS_OK;
+    size_t made = 0;
+    for (; made < n; made++)
+        if (!(pls[made] = pcols_payload(pc, made))) break;
+    if (made < n) {
+        rc = NPVDB_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(err->msg, sizeof err->msg, "out of memory for payloads");
+        err->code = rc;
+    } else {
+        rc = npvdb_client_stream_send_payloads(
+            s, keys, rows, (const npvdb_client_payload *const *)pls, n, err);
+    }
+    for (size_t i = 0; i < made; i++)
+        npvdb_client_payload_free(pls[i]);
+    return rc;
+}
+
 /* Streams every train row in batches; the next batch is read from the file
  * while the previous one is on the wire. */
-static int stream_rows(npvdb_client *c, npvdb_annfile *f, size_t batch)
+static int stream_rows(npvdb_client *c, npvdb_annfile *f, size_t batch,
+                       pcols *pc)
 {
     size_t total = npvdb_annfile_train_rows(f), dim = npvdb_annfile_dim(f);
     float *rows = malloc(batch * dim * sizeof(float));
     char *keybuf = malloc(batch * KEY_MAX);
     const char **keys = malloc(batch * sizeof *keys);
+    npvdb_client_payload **pls = calloc(batch, sizeof *pls);
     npvdb_client_error err;
     npvdb_client_stream *s =
-        rows && keybuf && keys
+        rows && keybuf && keys && pls
             ? npvdb_client_insert_begin(c, (uint32_t)dim, &err)
             : NULL;
     int ok = s != NULL;
-    if (!ok && rows && keybuf && keys)
+    if (!ok && rows && keybuf && keys && pls)
         rpc_fail("insert", &err);
     else if (!ok)
         fail("out of memory for a batch of %zu rows", batch);
@@ -456,12 +799,17 @@ static int stream_rows(npvdb_client *c, npvdb_annfile *f, size_t batch)
             ok = 0;
             break;
         }
+        if (pc->n && pcols_read(pc, first, n)) {
+            ok = 0;
+            break;
+        }
         for (size_t i = 0; i < n; i++) {
             snprintf(keybuf + i * KEY_MAX, KEY_MAX, "%zu", first + i);
             keys[i] = keybuf + i * KEY_MAX;
         }
-        if (npvdb_client_stream_send(s, keys, rows, n, &err) !=
-            NPVDB_STATUS_OK) {
+        npvdb_status src = send_batch(s, pc, keys, rows, n, pls, &err);
+        pcols_reclaim(pc, n);
+        if (src != NPVDB_STATUS_OK) {
             if (tty) fputc('\n', stderr);
             rpc_fail("insert", &err);
             ok = 0;
@@ -493,6 +841,7 @@ static int stream_rows(npvdb_client *c, npvdb_annfile *f, size_t batch)
     free(rows);
     free(keybuf);
     free(keys);
+    free(pls);
     return ok;
 }
 
@@ -502,9 +851,11 @@ static int stream_rows(npvdb_client *c, npvdb_annfile *f, size_t batch)
  * in bytes, not rows, keeps wide vectors far from the message limit. */
 #define LOAD_MESSAGE_BYTES (2u << 20)
 
-static size_t load_batch(npvdb_annfile *f)
+static size_t load_batch(npvdb_annfile *f, const opts *o)
 {
-    size_t row = npvdb_annfile_dim(f) * sizeof(float) + KEY_MAX;
+    /* A payload column: about 64 bytes a row with its field name. */
+    size_t row = npvdb_annfile_dim(f) * sizeof(float) + KEY_MAX +
+                 (size_t)o->ncolumns * 64;
     size_t n = LOAD_MESSAGE_BYTES / row;
     return n ? n : 1;
 }
@@ -516,10 +867,16 @@ static int cmd_load(npvdb_client *c, const opts *o)
     if (!f) return 1;
     int ok = 0;
     uint32_t shards = 0;
+    size_t batch = o->batch ? o->batch : load_batch(f, o);
+    pcols pc;
     if (npvdb_annfile_train_rows(f) == 0)
         fail("%s has no `train` rows", o->pos[0]);
-    else if (init_collection(c, f, o, &shards))
-        ok = stream_rows(c, f, o->batch ? o->batch : load_batch(f));
+    else if (pcols_open(&pc, o->pos[0], o, npvdb_annfile_train_rows(f),
+                        batch) == 0) {
+        if (init_collection(c, f, o, &shards))
+            ok = stream_rows(c, f, batch, &pc);
+        pcols_close(&pc);
+    }
     npvdb_annfile_close(f);
     return ok ? 0 : 1;
 }
@@ -577,18 +934,28 @@ static int cmd_query(npvdb_client *c, const opts *o)
     const struct api *a = &apis[o->api & API_SEARCH ? 1 : 0];
     npvdb_client_results r;
     npvdb_client_error err;
+    npvdb_client_filter *flt = NULL;
+    npvdb_client_search_opts so = {.with_payload = o->with_payload};
     if (!nt) {
         fail("%s has no `test` rows", o->pos[0]);
-    } else if (q && a->fn(c, q, n, dim, o->k, o->nprobe, &r, &err) !=
-                        NPVDB_STATUS_OK) {
+    } else if (q && where_filter(o, &flt)) {
+        rc = 2;
+    } else if (q && (so.filter = flt, a->ex(c, q, n, dim, o->k, o->nprobe, &so,
+                                            &r, &err)) != NPVDB_STATUS_OK) {
         rpc_fail(a->call, &err);
     } else if (q) {
         for (size_t i = 0; i < n; i++) {
             printf("query %zu:", i);
-            for (uint32_t j = 0; j < r.counts[i]; j++)
+            for (uint32_t j = 0; j < r.counts[i]; j++) {
                 printf(" %s (%.4g)", r.keys[i * r.k + j],
                        (double)r.distances[i * r.k + j]);
-            if (nb) {
+                if (o->with_payload) {
+                    putchar(' ');
+                    print_payload(npvdb_client_results_payload(&r, i, j));
+                }
+            }
+            /* Recall against `neighbors` means nothing under a filter. */
+            if (nb && !flt) {
                 uint32_t kk = o->k < width ? o->k : width;
                 printf("  [recall@%u %.2f]", kk,
                        (double)hits(&r, i, nb + i * width, kk) / kk);
@@ -598,9 +965,74 @@ static int cmd_query(npvdb_client *c, const opts *o)
         npvdb_client_results_free(&r);
         rc = 0;
     }
+    npvdb_client_filter_free(flt);
     free(q);
     free(nb);
     npvdb_annfile_close(f);
+    return rc;
+}
+
+/* "0.5,1,-2" into a new array of *dim floats; NULL after a message. */
+static float *parse_vector(const char *s, uint32_t *dim)
+{
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    if (n > 65536) return fail("query vector of more than 65536 values"), NULL;
+    float *v = malloc(n * sizeof *v);
+    if (!v) return fail("out of memory"), NULL;
+    for (size_t i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        double x = strtod(s, &end);
+        if (end == s || errno || !isfinite(x) || (*end && *end != ',') ||
+            (i + 1 < n) != (*end == ',')) {
+            free(v);
+            return fail("bad query vector at value %zu: use V1,V2,... of "
+                        "finite numbers",
+                        i),
+                   NULL;
+        }
+        v[i] = (float)x;
+        s = end + (*end == ',');
+    }
+    *dim = (uint32_t)n;
+    return v;
+}
+
+static int cmd_search(npvdb_client *c, const opts *o)
+{
+    if (o->npos != 1) return fail("usage: npvdb search V1,V2,... [options]");
+    uint32_t dim;
+    float *q = parse_vector(o->pos[0], &dim);
+    if (!q) return 2;
+    npvdb_client_filter *flt = NULL;
+    if (where_filter(o, &flt)) {
+        free(q);
+        return 2;
+    }
+    const struct api *a = &apis[o->api & API_SEARCH ? 1 : 0];
+    npvdb_client_search_opts so = {.filter = flt,
+                                   .with_payload = o->with_payload};
+    npvdb_client_results r;
+    npvdb_client_error err;
+    int rc = 0;
+    if (a->ex(c, q, 1, dim, o->k, o->nprobe, &so, &r, &err) !=
+        NPVDB_STATUS_OK) {
+        rc = rpc_fail(a->call, &err);
+    } else {
+        for (uint32_t j = 0; j < r.counts[0]; j++) {
+            printf("%s\t%.6g", r.keys[j], (double)r.distances[j]);
+            if (o->with_payload) {
+                putchar('\t');
+                print_payload(npvdb_client_results_payload(&r, 0, j));
+            }
+            putchar('\n');
+        }
+        npvdb_client_results_free(&r);
+    }
+    npvdb_client_filter_free(flt);
+    free(q);
     return rc;
 }
 
@@ -875,13 +1307,17 @@ static int cmd_get(npvdb_client *c, const opts *o)
         return rpc_fail("info", &err);
     npvdb_client_info_free(&info);
     npvdb_client_vectors v;
-    if (npvdb_client_get(c, o->pos, (size_t)o->npos, info.dim, &v, &err) !=
-        NPVDB_STATUS_OK)
+    if (npvdb_client_get_ex(c, o->pos, (size_t)o->npos, info.dim,
+                            o->with_payload, &v, &err) != NPVDB_STATUS_OK)
         return rpc_fail("get", &err);
     for (size_t i = 0; i < v.n_found; i++) {
         printf("%s:", v.keys[i]);
         for (uint32_t j = 0; j < v.dim; j++)
             printf(" %g", (double)v.vectors[i * v.dim + j]);
+        if (o->with_payload) {
+            putchar(' ');
+            print_payload(npvdb_client_vectors_payload(&v, i));
+        }
         printf("\n");
     }
     for (size_t i = 0; i < v.n_missing; i++)
@@ -984,18 +1420,27 @@ static int add_where(npvdb_client_filter *f, const char *cond)
     return npvdb_client_filter_range(f, NPVDB_CLIENT_MUST, key, NAN, 0, x, !eq);
 }
 
-static int cmd_count(npvdb_client *c, const opts *o)
+static int where_filter(const opts *o, npvdb_client_filter **out)
 {
-    if (o->npos) return fail("usage: npvdb count [--where COND]...");
-    npvdb_client_filter *f = NULL;
-    if (o->nwhere && !(f = npvdb_client_filter_new()))
-        return fail("out of memory");
+    *out = NULL;
+    if (!o->nwhere) return 0;
+    npvdb_client_filter *f = npvdb_client_filter_new();
+    if (!f) return fail("out of memory"), 2;
     for (int i = 0; i < o->nwhere; i++) {
         if (add_where(f, o->where[i])) {
             npvdb_client_filter_free(f);
             return 2;
         }
     }
+    *out = f;
+    return 0;
+}
+
+static int cmd_count(npvdb_client *c, const opts *o)
+{
+    if (o->npos) return fail("usage: npvdb count [--where COND]...");
+    npvdb_client_filter *f;
+    if (where_filter(o, &f)) return 2;
     uint64_t n = 0;
     npvdb_client_error err;
     npvdb_status rc = npvdb_client_count(c, f, &n, &err);
@@ -1005,8 +1450,57 @@ static int cmd_count(npvdb_client *c, const opts *o)
     return 0;
 }
 
+/* One scrolled key as a JSON line. */
+static void print_item(const npvdb_client_page *pg, size_t i, const opts *o)
+{
+    fputs("{\"key\": ", stdout);
+    print_json_str(pg->keys[i], strlen(pg->keys[i]));
+    if (o->with_vectors) {
+        fputs(", \"vector\": [", stdout);
+        for (uint32_t j = 0; j < pg->dim; j++)
+            printf("%s%.9g", j ? ", " : "",
+                   (double)pg->vectors[i * pg->dim + j]);
+        putchar(']');
+    }
+    if (o->with_payload) {
+        fputs(", \"payload\": ", stdout);
+        print_payload(npvdb_client_page_payload(pg, i));
+    }
+    fputs("}\n", stdout);
+}
+
+static int cmd_scroll(npvdb_client *c, const opts *o)
+{
+    if (o->npos)
+        return fail("usage: npvdb scroll [--where COND]... [--limit N] "
+                    "[--with-vectors] [--with-payload]");
+    npvdb_client_filter *f;
+    if (where_filter(o, &f)) return 2;
+    npvdb_client_scroll_params p = {.filter = f,
+                                    .limit = o->limit,
+                                    .with_vectors = o->with_vectors,
+                                    .with_payload = o->with_payload};
+    npvdb_client_page pg = {0};
+    npvdb_client_error err;
+    int rc = 0;
+    do {
+        if (npvdb_client_scroll(c, &p, &pg, &err) != NPVDB_STATUS_OK) {
+            rc = rpc_fail("scroll", &err);
+            break;
+        }
+        for (size_t i = 0; i < pg.n; i++)
+            print_item(&pg, i, o);
+    } while (!pg.done);
+    npvdb_client_page_free(&pg);
+    npvdb_client_filter_free(f);
+    return rc;
+}
+
 static int dispatch(npvdb_client *c, const char *cmd, const opts *o)
 {
+    if (!strcmp(cmd, "search")) return cmd_search(c, o);
+    if (!strcmp(cmd, "scroll") || !strcmp(cmd, "export"))
+        return cmd_scroll(c, o);
     if (!strcmp(cmd, "collections")) return cmd_collections(c);
     if (!strcmp(cmd, "drop")) return cmd_drop(c, o);
     if (!strcmp(cmd, "count")) return cmd_count(c, o);
@@ -1037,8 +1531,9 @@ int main(int argc, char **argv)
     const char *cmd;
     if (!parse_args(argc, argv, &o, &cmd)) return 2;
     static const char *const known[] = {
-        "load", "query",  "bench",       "info", "snapshot", "delete",
-        "get",  "health", "collections", "drop", "count"};
+        "load",   "query",  "bench",  "info",        "snapshot",
+        "delete", "get",    "health", "collections", "drop",
+        "count",  "search", "scroll", "export"};
     int found = 0;
     for (size_t i = 0; cmd && i < sizeof known / sizeof known[0]; i++)
         found |= !strcmp(cmd, known[i]);

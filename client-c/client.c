@@ -13,6 +13,7 @@
  * slice (gRPC's own allocator aborts on failure; ours is checked).
  */
 #include "npvdb_client.h"
+#include "payload.h"
 #include "reply.h"
 
 #include "grpc/health/v1/health.pb-c.h"
@@ -245,6 +246,16 @@ static void free_packed(void *p)
     free(p);
 }
 
+/* Hands len bytes of malloc'ed buf to a new byte buffer (buf is freed
+ * with it). */
+static grpc_byte_buffer *wrap_bytes(uint8_t *buf, size_t len)
+{
+    grpc_slice s = grpc_slice_new(buf, len, free_packed);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
 /* Packs m into a new byte buffer (caller destroys it), NULL when out of
  * memory. */
 static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
@@ -253,10 +264,35 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *m)
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) return NULL;
     protobuf_c_message_pack(m, buf);
-    grpc_slice s = grpc_slice_new(buf, len, free_packed);
-    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return bb;
+    return wrap_bytes(buf, len);
+}
+
+/* Room for payload p as one repeated field (tag, length, message). */
+static size_t payload_room(const npvdb_client_payload *p)
+{
+    return 16 + npvdb_payload_size(p);
+}
+
+/* Packs an InsertRequest and then its n payloads as field 4, by hand
+ * (payload.c): fields may come in any order, and the hand encoder keeps
+ * strings with NUL bytes whole. NULL when out of memory. */
+static grpc_byte_buffer *pack_insert(const Npvdb__V1__InsertRequest *req,
+                                     const npvdb_client_payload *const *pls,
+                                     size_t n)
+{
+    size_t len = protobuf_c_message_get_packed_size(&req->base), room = len;
+    for (size_t i = 0; pls && i < n; i++) {
+        size_t more = payload_room(pls[i]);
+        if (more > SIZE_MAX - room) return NULL;
+        room += more;
+    }
+    uint8_t *buf = malloc(room ? room : 1);
+    if (!buf) return NULL;
+    protobuf_c_message_pack(&req->base, buf);
+    uint8_t *o = buf + len;
+    for (size_t i = 0; pls && i < n; i++)
+        o = npvdb_payload_put(o, 4, pls[i]);
+    return wrap_bytes(buf, (size_t)(o - buf));
 }
 
 /* Unpacks and destroys bb; NULL when it is not a valid message. */
@@ -586,6 +622,15 @@ npvdb_status npvdb_client_stream_send(npvdb_client_stream *s,
                                       const float *rows, size_t n,
                                       npvdb_client_error *err)
 {
+    return npvdb_client_stream_send_payloads(s, keys, rows, NULL, n, err);
+}
+
+npvdb_status
+npvdb_client_stream_send_payloads(npvdb_client_stream *s,
+                                  const char *const *keys, const float *rows,
+                                  const npvdb_client_payload *const *payloads,
+                                  size_t n, npvdb_client_error *err)
+{
     clear_err(err);
     if (s->status_done) {
         if (err) *err = s->final_err;
@@ -607,7 +652,7 @@ npvdb_status npvdb_client_stream_send(npvdb_client_stream *s,
     req.keys = (char **)keys; /* only read by pack */
     req.vectors.len = n * s->dim * sizeof(float);
     req.vectors.data = (uint8_t *)rows;
-    grpc_byte_buffer *bb = pack_message(&req.base);
+    grpc_byte_buffer *bb = pack_insert(&req, payloads, n);
     if (!bb)
         return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
                        "insert: out of memory packing a message");
@@ -684,12 +729,14 @@ void npvdb_client_stream_cancel(npvdb_client_stream *s)
 
 /* How many rows from `first` fit one message of at most `batch` rows and
  * INSERT_MAX_MESSAGE_BYTES bytes (always at least one). */
-static size_t batch_rows(const char *const *keys, size_t first, size_t n,
-                         size_t batch, uint32_t dim)
+static size_t batch_rows(const char *const *keys,
+                         const npvdb_client_payload *const *pls, size_t first,
+                         size_t n, size_t batch, uint32_t dim)
 {
     size_t bytes = 0, rows = 0;
     while (first + rows < n && rows < batch) {
         size_t row = (size_t)dim * 4 + strlen(keys[first + rows]) + 8;
+        if (pls) row += payload_room(pls[first + rows]);
         if (rows && bytes + row > INSERT_MAX_MESSAGE_BYTES) break;
         bytes += row;
         rows++;
@@ -704,6 +751,16 @@ npvdb_status npvdb_client_insert(npvdb_client *c, uint32_t dim,
                                  npvdb_client_insert_reply *reply,
                                  npvdb_client_error *err)
 {
+    return npvdb_client_insert_payloads(c, dim, keys, rows, NULL, n, batch,
+                                        progress, ctx, reply, err);
+}
+
+npvdb_status npvdb_client_insert_payloads(
+    npvdb_client *c, uint32_t dim, const char *const *keys, const float *rows,
+    const npvdb_client_payload *const *payloads, size_t n, size_t batch,
+    npvdb_client_progress_cb progress, void *ctx,
+    npvdb_client_insert_reply *reply, npvdb_client_error *err)
+{
     clear_err(err);
     if (reply) memset(reply, 0, sizeof *reply);
     if (n && (!keys || !rows))
@@ -714,9 +771,10 @@ npvdb_status npvdb_client_insert(npvdb_client *c, uint32_t dim,
     if (!s) return err ? err->code : NPVDB_STATUS_INTERNAL;
     size_t done = 0;
     while (done < n) {
-        size_t m = batch_rows(keys, done, n, batch, dim);
-        npvdb_status rc = npvdb_client_stream_send(
-            s, keys + done, rows + done * (size_t)dim, m, err);
+        size_t m = batch_rows(keys, payloads, done, n, batch, dim);
+        npvdb_status rc = npvdb_client_stream_send_payloads(
+            s, keys + done, rows + done * (size_t)dim,
+            payloads ? payloads + done : NULL, m, err);
         if (rc != NPVDB_STATUS_OK) {
             npvdb_client_stream_cancel(s);
             return rc;
@@ -732,16 +790,6 @@ npvdb_status npvdb_client_insert(npvdb_client *c, uint32_t dim,
 }
 
 /* ---- GetClosest ---- */
-
-void npvdb_client_results_free(npvdb_client_results *r)
-{
-    if (!r) return;
-    free(r->counts);
-    free(r->keys);
-    free(r->distances);
-    free(r->arena_);
-    memset(r, 0, sizeof *r);
-}
 
 /* The bytes of a received message as one slice (caller unrefs): the
  * message's own slice when it came in one piece (no copy), else a copy. */
@@ -859,6 +907,20 @@ npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
                                       npvdb_client_results *out,
                                       npvdb_client_error *err)
 {
+    return npvdb_client_get_closest_ex(c, queries, nq, dim, k, nprobe, NULL,
+                                       out, err);
+}
+
+/* The filter's protobuf-c message (only read by pack), NULL for none. */
+static Npvdb__V1__Filter *filter_msg(const npvdb_client_filter *f);
+
+npvdb_status npvdb_client_get_closest_ex(npvdb_client *c, const float *queries,
+                                         size_t nq, uint32_t dim, uint32_t k,
+                                         uint32_t nprobe,
+                                         const npvdb_client_search_opts *opts,
+                                         npvdb_client_results *out,
+                                         npvdb_client_error *err)
+{
     clear_err(err);
     memset(out, 0, sizeof *out);
     if (!query_args_ok(queries, nq, dim, k))
@@ -871,11 +933,15 @@ npvdb_status npvdb_client_get_closest(npvdb_client *c, const float *queries,
     req.k = k;
     req.nprobe = nprobe;
     req.dim = dim;
+    int with_payload = opts && opts->with_payload;
+    req.filter = filter_msg(opts ? opts->filter : NULL);
+    req.with_payload = with_payload;
     npvdb_reply_collector col;
     grpc_byte_buffer *bb = NULL;
     npvdb_status rc;
     size_t got = 0;
     if (npvdb_reply_collector_init(&col, out, nq, k) ||
+        (with_payload && npvdb_reply_collector_want_payloads(&col)) ||
         !(bb = pack_message(&req.base)))
         rc = set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
                      "get_closest: out of memory for %zu x %u results", nq, k);
@@ -900,6 +966,17 @@ npvdb_status npvdb_client_search(npvdb_client *c, const float *queries,
                                  uint32_t nprobe, npvdb_client_results *out,
                                  npvdb_client_error *err)
 {
+    return npvdb_client_search_ex(c, queries, nq, dim, k, nprobe, NULL, out,
+                                  err);
+}
+
+npvdb_status npvdb_client_search_ex(npvdb_client *c, const float *queries,
+                                    size_t nq, uint32_t dim, uint32_t k,
+                                    uint32_t nprobe,
+                                    const npvdb_client_search_opts *opts,
+                                    npvdb_client_results *out,
+                                    npvdb_client_error *err)
+{
     clear_err(err);
     memset(out, 0, sizeof *out);
     if (!query_args_ok(queries, nq, dim, k))
@@ -912,14 +989,17 @@ npvdb_status npvdb_client_search(npvdb_client *c, const float *queries,
     req.k = k;
     req.nprobe = nprobe;
     req.dim = dim;
+    int with_payload = opts && opts->with_payload;
+    req.filter = filter_msg(opts ? opts->filter : NULL);
+    req.with_payload = with_payload;
     grpc_byte_buffer *in = NULL;
     npvdb_status rc = unary_raw(c, "/npvdb.v1.VectorDB/Search", c->timeout_ms,
                                 &req.base, &in, err);
     if (rc != NPVDB_STATUS_OK) return rc;
     grpc_slice s = message_bytes(in);
     grpc_byte_buffer_destroy(in);
-    rc = npvdb_reply_search(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s), nq,
-                            k, out, err);
+    rc = npvdb_reply_search_ex(GRPC_SLICE_START_PTR(s), GRPC_SLICE_LENGTH(s),
+                               nq, k, with_payload, out, err);
     grpc_slice_unref(s);
     return rc;
 }
@@ -1028,10 +1108,17 @@ static void free_strings(char **v, size_t n)
 void npvdb_client_vectors_free(npvdb_client_vectors *v)
 {
     if (!v) return;
+    npvdb_payloads_release(v->payloads_, v->payloads_ ? v->n_found : 0);
     free_strings(v->keys, v->n_found);
     free_strings(v->missing, v->n_missing);
     free(v->vectors);
     memset(v, 0, sizeof *v);
+}
+
+const npvdb_client_payload *
+npvdb_client_vectors_payload(const npvdb_client_vectors *v, size_t i)
+{
+    return v && v->payloads_ && i < v->n_found ? v->payloads_[i] : NULL;
 }
 
 /* Copies n strings; NULL when out of memory. */
@@ -1075,6 +1162,59 @@ npvdb_status npvdb_client_get(npvdb_client *c, const char *const *keys,
                               size_t n, uint32_t dim, npvdb_client_vectors *out,
                               npvdb_client_error *err)
 {
+    return npvdb_client_get_ex(c, keys, n, dim, 0, out, err);
+}
+
+/* One unary call whose reply is decoded twice: by protobuf-c into *reply
+ * (caller frees) for its keys and numbers, and by reply.c for payloads
+ * from the bytes in *bytes (caller unrefs; empty on error). */
+static npvdb_status unary_keep_bytes(npvdb_client *c, const char *method,
+                                     const ProtobufCMessage *req,
+                                     const ProtobufCMessageDescriptor *d,
+                                     ProtobufCMessage **reply,
+                                     grpc_slice *bytes, npvdb_client_error *err)
+{
+    *reply = NULL;
+    *bytes = grpc_empty_slice();
+    grpc_byte_buffer *in = NULL;
+    npvdb_status rc = unary_raw(c, method, c->timeout_ms, req, &in, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    *bytes = message_bytes(in);
+    grpc_byte_buffer_destroy(in);
+    *reply = protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(*bytes),
+                                       GRPC_SLICE_START_PTR(*bytes));
+    if (*reply) return NPVDB_STATUS_OK;
+    grpc_slice_unref(*bytes);
+    *bytes = grpc_empty_slice();
+    return set_err(err, NPVDB_STATUS_INTERNAL, "%s: malformed reply", method);
+}
+
+/* n payloads (repeated field `field`) of a reply's bytes into a new
+ * *slots; exactly n or INTERNAL. */
+static npvdb_status take_payloads(grpc_slice bytes, uint32_t field,
+                                  const char *what, size_t n,
+                                  npvdb_client_payload ***slots,
+                                  npvdb_client_error *err)
+{
+    *slots = calloc(n ? n : 1, sizeof **slots);
+    if (!*slots)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "%s: out of memory for %zu payloads", what, n);
+    size_t found;
+    npvdb_status rc = npvdb_reply_payloads(GRPC_SLICE_START_PTR(bytes),
+                                           GRPC_SLICE_LENGTH(bytes), field,
+                                           what, *slots, n, &found, err);
+    if (rc == NPVDB_STATUS_OK && found != n)
+        rc = set_err(err, NPVDB_STATUS_INTERNAL,
+                     "%s: reply has %zu payloads for %zu keys", what, found, n);
+    return rc;
+}
+
+npvdb_status npvdb_client_get_ex(npvdb_client *c, const char *const *keys,
+                                 size_t n, uint32_t dim, int with_payload,
+                                 npvdb_client_vectors *out,
+                                 npvdb_client_error *err)
+{
     clear_err(err);
     memset(out, 0, sizeof *out);
     if (n && !keys)
@@ -1083,13 +1223,19 @@ npvdb_status npvdb_client_get(npvdb_client *c, const char *const *keys,
     req.collection = c->collection; /* only read by pack */
     req.n_keys = n;
     req.keys = (char **)keys; /* only read by pack */
+    req.with_payload = with_payload != 0;
     ProtobufCMessage *m = NULL;
+    grpc_slice bytes;
     npvdb_status rc =
-        unary(c, "/npvdb.v1.VectorDB/Get", c->timeout_ms, &req.base,
-              &npvdb__v1__get_reply__descriptor, &m, err);
+        unary_keep_bytes(c, "/npvdb.v1.VectorDB/Get", &req.base,
+                         &npvdb__v1__get_reply__descriptor, &m, &bytes, err);
     if (rc != NPVDB_STATUS_OK) return rc;
     rc = copy_get_reply((const Npvdb__V1__GetReply *)m, dim, out, err);
     protobuf_c_message_free_unpacked(m, NULL);
+    if (rc == NPVDB_STATUS_OK && with_payload)
+        rc = take_payloads(bytes, 4, "get", out->n_found, &out->payloads_, err);
+    grpc_slice_unref(bytes);
+    if (rc != NPVDB_STATUS_OK) npvdb_client_vectors_free(out);
     return rc;
 }
 
@@ -1217,6 +1363,11 @@ npvdb_status npvdb_client_drop_collection(npvdb_client *c, const char *name,
 struct npvdb_client_filter {
     Npvdb__V1__Filter f;
 };
+
+static Npvdb__V1__Filter *filter_msg(const npvdb_client_filter *f)
+{
+    return f ? (Npvdb__V1__Filter *)&f->f : NULL;
+}
 
 npvdb_client_filter *npvdb_client_filter_new(void)
 {
@@ -1424,4 +1575,106 @@ npvdb_status npvdb_client_count(npvdb_client *c,
     if (count) *count = ((Npvdb__V1__CountReply *)m)->count;
     protobuf_c_message_free_unpacked(m, NULL);
     return NPVDB_STATUS_OK;
+}
+
+/* ---- Scroll ---- */
+
+void npvdb_client_page_free(npvdb_client_page *page)
+{
+    if (!page) return;
+    npvdb_payloads_release(page->payloads_, page->payloads_ ? page->n : 0);
+    free_strings(page->keys, page->n);
+    free(page->vectors);
+    free(page->cursor);
+    memset(page, 0, sizeof *page);
+}
+
+const npvdb_client_payload *
+npvdb_client_page_payload(const npvdb_client_page *page, size_t i)
+{
+    return page && page->payloads_ && i < page->n ? page->payloads_[i] : NULL;
+}
+
+/* The page's vectors: n * dim floats, dim as asked (0: from the page). */
+static npvdb_status page_vectors(const ProtobufCBinaryData *v, size_t n,
+                                 uint32_t dim, npvdb_client_page *out,
+                                 npvdb_client_error *err)
+{
+    size_t row = n * sizeof(float);
+    if (!dim && n && v->len % row == 0 && v->len / row <= UINT32_MAX)
+        dim = (uint32_t)(v->len / row);
+    if ((n && !dim) || v->len != n * (size_t)dim * sizeof(float))
+        return set_err(err, NPVDB_STATUS_INTERNAL,
+                       "scroll: %zu bytes of vectors for %zu keys of dim %u",
+                       v->len, n, dim);
+    out->dim = dim;
+    out->vectors = malloc(v->len ? v->len : 1);
+    if (!out->vectors)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "scroll: out of memory for %zu vectors", n);
+    if (v->len) memcpy(out->vectors, v->data, v->len);
+    return NPVDB_STATUS_OK;
+}
+
+/* Copies a ScrollReply (and its payloads from `bytes`) into out. */
+static npvdb_status copy_page(const Npvdb__V1__ScrollReply *r, grpc_slice bytes,
+                              const npvdb_client_scroll_params *p,
+                              npvdb_client_page *out, npvdb_client_error *err)
+{
+    if (!(out->keys = copy_strings(r->keys, r->n_keys)))
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "scroll: out of memory for %zu keys", r->n_keys);
+    out->n = r->n_keys;
+    out->done = r->next_cursor.len == 0;
+    if (!out->done) {
+        out->cursor = malloc(r->next_cursor.len);
+        if (!out->cursor)
+            return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                           "scroll: out of memory");
+        memcpy(out->cursor, r->next_cursor.data, r->next_cursor.len);
+        out->cursor_len = r->next_cursor.len;
+    }
+    npvdb_status rc = NPVDB_STATUS_OK;
+    if (p->with_vectors)
+        rc = page_vectors(&r->vectors, r->n_keys, p->dim, out, err);
+    if (rc == NPVDB_STATUS_OK && p->with_payload)
+        rc = take_payloads(bytes, 3, "scroll", out->n, &out->payloads_, err);
+    return rc;
+}
+
+npvdb_status npvdb_client_scroll(npvdb_client *c,
+                                 const npvdb_client_scroll_params *p,
+                                 npvdb_client_page *page,
+                                 npvdb_client_error *err)
+{
+    clear_err(err);
+    if (!p || !page)
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "scroll: missing arguments");
+    /* The cursor of a page that is not the last goes on; the rest of the
+     * page is freed before the call. */
+    uint8_t *cursor = page->done ? NULL : page->cursor;
+    size_t cursor_len = page->done ? 0 : page->cursor_len;
+    if (cursor) page->cursor = NULL;
+    npvdb_client_page_free(page);
+    Npvdb__V1__ScrollRequest req = NPVDB__V1__SCROLL_REQUEST__INIT;
+    req.collection = c->collection; /* only read by pack */
+    req.filter = filter_msg(p->filter);
+    req.limit = p->limit;
+    req.cursor.data = cursor;
+    req.cursor.len = cursor_len;
+    req.with_vectors = p->with_vectors != 0;
+    req.with_payload = p->with_payload != 0;
+    ProtobufCMessage *m = NULL;
+    grpc_slice bytes;
+    npvdb_status rc =
+        unary_keep_bytes(c, "/npvdb.v1.VectorDB/Scroll", &req.base,
+                         &npvdb__v1__scroll_reply__descriptor, &m, &bytes, err);
+    free(cursor);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    rc = copy_page((const Npvdb__V1__ScrollReply *)m, bytes, p, page, err);
+    protobuf_c_message_free_unpacked(m, NULL);
+    grpc_slice_unref(bytes);
+    if (rc != NPVDB_STATUS_OK) npvdb_client_page_free(page);
+    return rc;
 }

@@ -91,7 +91,7 @@ const char *npvdb_client_target(const npvdb_client *c);
 /* ---- Collections ---- */
 
 /* Every later data call on the handle (init, insert, search, get, delete,
- * info, snapshot, count) names the collection `name`: 1..255 bytes of
+ * info, snapshot, count, scroll) names the collection `name`: 1..255 bytes of
  * [A-Za-z0-9_.-]; NULL or "" = "default", what a fresh handle means. The
  * name is copied. Must not race with other calls on the handle; use one
  * handle per collection for concurrent work. INVALID_ARGUMENT for a bad
@@ -120,6 +120,85 @@ npvdb_status npvdb_client_list_collections(npvdb_client *c,
 npvdb_status npvdb_client_drop_collection(npvdb_client *c, const char *name,
                                           uint64_t *vectors,
                                           npvdb_client_error *err);
+
+/* ---- Payloads (attributes stored beside each vector) ----
+ *
+ * A payload maps field names (1..255 bytes) to values of five types; the
+ * server allows at most 64 fields and 1 MiB per payload. One opaque type
+ * serves both directions:
+ *   - built by the caller (npvdb_client_payload_new + _set_*) to send with
+ *     an insert; the caller owns it and frees it with
+ *     npvdb_client_payload_free once the insert call returned;
+ *   - read from a reply (npvdb_client_results_payload,
+ *     npvdb_client_vectors_payload, npvdb_client_page_payload): owned by
+ *     the results it came from, valid until their _free; never free it
+ *     yourself, and never _set_* it.
+ * A payload from a reply may be sent again as is (export / re-index).
+ * Every read accessor takes NULL as an empty payload (no fields). */
+
+/* Values are the field numbers of the .proto's Value oneof. */
+typedef enum npvdb_client_value_type {
+    NPVDB_CLIENT_VALUE_STRING = 1,  /* str, str_len */
+    NPVDB_CLIENT_VALUE_INT = 2,     /* i */
+    NPVDB_CLIENT_VALUE_DOUBLE = 3,  /* d */
+    NPVDB_CLIENT_VALUE_BOOL = 4,    /* b: 0 or 1 */
+    NPVDB_CLIENT_VALUE_STRINGS = 5, /* n_strs, strs, str_lens */
+} npvdb_client_value_type;
+
+/* One field, read-only, owned by its payload. Strings are NUL-terminated
+ * and also carry their byte length, since a payload string (a value, not a
+ * name) may hold a NUL byte. Members of the other types are 0 / NULL. */
+typedef struct npvdb_client_field {
+    const char *name;
+    size_t name_len;
+    npvdb_client_value_type type;
+    const char *str;
+    size_t str_len;
+    int64_t i;
+    double d;
+    int b;
+    size_t n_strs;
+    const char *const *strs;
+    const size_t *str_lens;
+} npvdb_client_field;
+
+typedef struct npvdb_client_payload npvdb_client_payload;
+
+/* A new empty payload; NULL when out of memory. The caller owns it. */
+npvdb_client_payload *npvdb_client_payload_new(void);
+/* Frees a payload made by _new (NULL allowed). */
+void npvdb_client_payload_free(npvdb_client_payload *p);
+
+/* Each sets field `name` (replacing a field of that name) and returns 0,
+ * or -1 (p unchanged) when out of memory, an argument is NULL, the name is
+ * empty or longer than 255 bytes, a double is not finite, or p came from a
+ * reply. Names and strings are copied. */
+int npvdb_client_payload_set_str(npvdb_client_payload *p, const char *name,
+                                 const char *value);
+/* A string of `len` bytes that may hold NULs. */
+int npvdb_client_payload_set_strn(npvdb_client_payload *p, const char *name,
+                                  const char *value, size_t len);
+int npvdb_client_payload_set_int(npvdb_client_payload *p, const char *name,
+                                 int64_t value);
+int npvdb_client_payload_set_double(npvdb_client_payload *p, const char *name,
+                                    double value);
+int npvdb_client_payload_set_bool(npvdb_client_payload *p, const char *name,
+                                  int value);
+/* A list of n strings (n may be 0; values may then be NULL). */
+int npvdb_client_payload_set_strings(npvdb_client_payload *p, const char *name,
+                                     const char *const *values, size_t n);
+/* Removes field `name`; 0 when it was there, -1 when not. */
+int npvdb_client_payload_remove(npvdb_client_payload *p, const char *name);
+
+/* How many fields p has (0 for NULL). */
+size_t npvdb_client_payload_len(const npvdb_client_payload *p);
+/* Field i (0 <= i < len), fields in byte order of their names; NULL past
+ * the end. */
+const npvdb_client_field *
+npvdb_client_payload_field(const npvdb_client_payload *p, size_t i);
+/* The field called `name`, or NULL. */
+const npvdb_client_field *
+npvdb_client_payload_find(const npvdb_client_payload *p, const char *name);
 
 /* ---- Filters (a small builder of npvdb.v1.Filter) ---- */
 
@@ -241,6 +320,27 @@ npvdb_status npvdb_client_insert(npvdb_client *c, uint32_t dim,
                                  npvdb_client_insert_reply *reply,
                                  npvdb_client_error *err);
 
+/* npvdb_client_stream_send with payloads: payloads[i] (borrowed) goes with
+ * keys[i]; a NULL entry sends the key without a payload, and a NULL array
+ * sends none at all (as npvdb_client_stream_send). An upsert replaces the
+ * payload with the vector. The payloads are encoded before the call
+ * returns. INVALID_ARGUMENT from the server names a bad payload (limits of
+ * fields, names, sizes). */
+npvdb_status
+npvdb_client_stream_send_payloads(npvdb_client_stream *s,
+                                  const char *const *keys, const float *rows,
+                                  const npvdb_client_payload *const *payloads,
+                                  size_t n, npvdb_client_error *err);
+
+/* npvdb_client_insert with payloads (one per key, or a NULL array for
+ * none; borrowed): the messages are cut so that each stays under 4 MiB
+ * with its payloads. */
+npvdb_status npvdb_client_insert_payloads(
+    npvdb_client *c, uint32_t dim, const char *const *keys, const float *rows,
+    const npvdb_client_payload *const *payloads, size_t n, size_t batch,
+    npvdb_client_progress_cb progress, void *ctx,
+    npvdb_client_insert_reply *reply, npvdb_client_error *err);
+
 /* ---- GetClosest ---- */
 
 /* Results for nq queries: query i has counts[i] <= k hits, nearest first, in
@@ -253,6 +353,9 @@ typedef struct npvdb_client_results {
     char **keys;
     float *distances;
     char *arena_; /* internal: the key bytes */
+    /* internal: nq*k payloads (with_payload), NULL when none were asked
+     * for; read them with npvdb_client_results_payload */
+    npvdb_client_payload **payloads_;
 } npvdb_client_results;
 
 /* Searches the k nearest of nq queries (nq*dim floats) probing `nprobe`
@@ -280,6 +383,40 @@ npvdb_status npvdb_client_search(npvdb_client *c, const float *queries,
                                  size_t nq, uint32_t dim, uint32_t k,
                                  uint32_t nprobe, npvdb_client_results *out,
                                  npvdb_client_error *err);
+
+/* Filtered search and payloads in the results (both RPCs). */
+typedef struct npvdb_client_search_opts {
+    /* Only vectors passing it are candidates: the answer is the k nearest
+     * among them (short rows when fewer pass). NULL = no filter. Borrowed
+     * for the call. */
+    const npvdb_client_filter *filter;
+    int with_payload; /* the results carry each hit's payload */
+} npvdb_client_search_opts;
+
+/* npvdb_client_get_closest / npvdb_client_search with options (NULL opts
+ * = none: the same as the calls without _ex). Errors as theirs; also
+ * INVALID_ARGUMENT for a malformed filter, INTERNAL when with_payload was
+ * asked and a reply does not carry one payload per hit or a payload is
+ * malformed. */
+npvdb_status npvdb_client_get_closest_ex(npvdb_client *c, const float *queries,
+                                         size_t nq, uint32_t dim, uint32_t k,
+                                         uint32_t nprobe,
+                                         const npvdb_client_search_opts *opts,
+                                         npvdb_client_results *out,
+                                         npvdb_client_error *err);
+npvdb_status npvdb_client_search_ex(npvdb_client *c, const float *queries,
+                                    size_t nq, uint32_t dim, uint32_t k,
+                                    uint32_t nprobe,
+                                    const npvdb_client_search_opts *opts,
+                                    npvdb_client_results *out,
+                                    npvdb_client_error *err);
+
+/* The payload of hit j of query i (owned by r, valid until
+ * npvdb_client_results_free): NULL when the hit has none, j is past
+ * counts[i], or the search did not ask with_payload. */
+const npvdb_client_payload *
+npvdb_client_results_payload(const npvdb_client_results *r, size_t i,
+                             uint32_t j);
 
 /* Frees the arrays of a get_closest or search result (not the struct). */
 void npvdb_client_results_free(npvdb_client_results *r);
@@ -334,6 +471,9 @@ typedef struct npvdb_client_vectors {
     uint32_t dim;
     size_t n_missing;
     char **missing;
+    /* internal: n_found payloads (npvdb_client_get_ex with_payload), NULL
+     * otherwise; read them with npvdb_client_vectors_payload */
+    npvdb_client_payload **payloads_;
 } npvdb_client_vectors;
 
 /* `dim` is the collection's dimension (checked against the reply). */
@@ -341,6 +481,65 @@ npvdb_status npvdb_client_get(npvdb_client *c, const char *const *keys,
                               size_t n, uint32_t dim, npvdb_client_vectors *out,
                               npvdb_client_error *err);
 void npvdb_client_vectors_free(npvdb_client_vectors *v);
+
+/* npvdb_client_get, and with `with_payload` the payloads of the keys found
+ * too (npvdb_client_vectors_payload). */
+npvdb_status npvdb_client_get_ex(npvdb_client *c, const char *const *keys,
+                                 size_t n, uint32_t dim, int with_payload,
+                                 npvdb_client_vectors *out,
+                                 npvdb_client_error *err);
+/* The payload of found key i (owned by v): NULL when it has none or
+ * with_payload was not asked. */
+const npvdb_client_payload *
+npvdb_client_vectors_payload(const npvdb_client_vectors *v, size_t i);
+
+/* ---- Scroll (every key of a collection, page by page) ---- */
+
+typedef struct npvdb_client_scroll_params {
+    const npvdb_client_filter *filter; /* NULL: every vector; borrowed */
+    uint32_t limit;   /* keys per page: 0 = 256 (the server's), <= 16384 */
+    int with_vectors; /* pages carry the vectors */
+    int with_payload; /* pages carry the payloads */
+    /* The collection's dim, checked against the vectors of each page; 0 =
+     * taken from the page (its vector bytes / 4 / its keys). */
+    uint32_t dim;
+} npvdb_client_scroll_params;
+
+/* One page: n keys, with n*dim vectors (with_vectors, else NULL) and
+ * payloads (npvdb_client_page_payload). `done` is 1 on the last page. The
+ * cursor is the server's, opaque. Owned: npvdb_client_page_free. */
+typedef struct npvdb_client_page {
+    size_t n;
+    char **keys;
+    float *vectors;
+    uint32_t dim;
+    int done;
+    uint8_t *cursor; /* where the next page starts (NULL: the beginning) */
+    size_t cursor_len;
+    npvdb_client_payload **payloads_; /* internal */
+} npvdb_client_page;
+
+/* Fetches the page after `page` into it: a zeroed page (or one with done
+ * set) starts from the beginning; its old arrays are freed first. Every
+ * vector stored for the whole scroll is returned at least once. On error
+ * the page is freed and zeroed. Usage:
+ *
+ *     npvdb_client_page pg = {0};
+ *     do {
+ *         if (npvdb_client_scroll(c, &params, &pg, &err)) break;
+ *         for (size_t i = 0; i < pg.n; i++) use(pg.keys[i], ...);
+ *     } while (!pg.done);
+ *     npvdb_client_page_free(&pg);
+ */
+npvdb_status npvdb_client_scroll(npvdb_client *c,
+                                 const npvdb_client_scroll_params *p,
+                                 npvdb_client_page *page,
+                                 npvdb_client_error *err);
+/* Payload of key i of the page: NULL when it has none or with_payload was
+ * not asked. Owned by the page. */
+const npvdb_client_payload *
+npvdb_client_page_payload(const npvdb_client_page *page, size_t i);
+void npvdb_client_page_free(npvdb_client_page *page);
 
 /* ---- Health (grpc.health.v1.Health/Check) ---- */
 

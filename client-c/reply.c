@@ -1,8 +1,11 @@
 /*
- * reply.c -- SearchReply and GetClosestReply decoded from the wire bytes
- * (see reply.h). Field numbers are the ones of protos/npvdb/v1/npvdb.proto.
+ * reply.c -- SearchReply and GetClosestReply decoded from the wire bytes,
+ * with their payloads, and the results they fill (see reply.h). Field
+ * numbers are the ones of protos/npvdb/v1/npvdb.proto. No gRPC here: the
+ * fuzz target (tests/fuzz/client) builds this file and payload.c alone.
  */
 #include "reply.h"
+#include "payload.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -19,8 +22,12 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 
 /* SearchReply fields. */
 enum { SR_K = 1, SR_COUNTS = 2, SR_KEYS = 3, SR_DISTANCES = 4 };
+enum { SR_PAYLOADS = 5 };
 /* GetClosestReply fields. */
-enum { GC_QUERY_INDEX = 1, GC_KEYS = 2, GC_DISTANCES = 3 };
+enum { GC_QUERY_INDEX = 1, GC_KEYS = 2, GC_DISTANCES = 3, GC_PAYLOADS = 4 };
+/* Payload, its map entry, Value (kinds are npvdb_client_value_type) and
+ * StringList. */
+enum { PL_FIELDS = 1, PE_KEY = 1, PE_VALUE = 2, SL_VALUES = 1 };
 
 static npvdb_status fail(npvdb_client_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -101,6 +108,351 @@ static int wire_tag(wire *w, uint32_t *field, unsigned *wt)
     *field = (uint32_t)(t >> 3);
     *wt = (unsigned)(t & 7);
     return 0;
+}
+
+/* ---- Payload ----
+ * A Payload message is decoded in two passes over its bytes: the first
+ * counts fields, list strings and string bytes, so that the second fills
+ * one block (payload.h) of exactly that room. Both passes read an entry
+ * through parse_entry, so they cannot disagree. As protobuf does, the last
+ * key, value and kind of an entry win; unknown fields are skipped. A
+ * payload holding one name twice (which no map encoder sends) is INTERNAL.
+ */
+
+/* One map entry: its name and the kind (npvdb_client_value_type, 0 when no
+ * value) with its varint / fixed64 or its bytes (a string, or a StringList
+ * message). */
+typedef struct entry_view {
+    const uint8_t *name;
+    size_t name_len;
+    int kind;
+    uint64_t v;
+    const uint8_t *bytes;
+    size_t len;
+} entry_view;
+
+static uint64_t read_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int b = 7; b >= 0; b--)
+        v = v << 8 | p[b];
+    return v;
+}
+
+/* One field of a Value message into e; 0 on success. */
+static int value_field(wire *w, entry_view *e)
+{
+    uint32_t field;
+    unsigned wt;
+    if (wire_tag(w, &field, &wt)) return -1;
+    switch (field) {
+    case NPVDB_CLIENT_VALUE_STRING:
+    case NPVDB_CLIENT_VALUE_STRINGS:
+        if (wt != WT_LEN || wire_len(w, &e->bytes, &e->len)) return -1;
+        break;
+    case NPVDB_CLIENT_VALUE_INT:
+    case NPVDB_CLIENT_VALUE_BOOL:
+        if (wt != WT_VARINT || wire_varint(w, &e->v)) return -1;
+        break;
+    case NPVDB_CLIENT_VALUE_DOUBLE:
+        if (wt != WT_I64 || w->end - w->p < 8) return -1;
+        e->v = read_le64(w->p);
+        w->p += 8;
+        break;
+    default:
+        return wire_skip(w, wt);
+    }
+    e->kind = (int)field;
+    return 0;
+}
+
+/* Reads a map entry; 0 on success (e->kind 0: it has no value). */
+static int parse_entry(const uint8_t *d, size_t n, entry_view *e)
+{
+    memset(e, 0, sizeof *e);
+    const uint8_t *value = NULL;
+    size_t value_len = 0;
+    wire w = {d, d + n};
+    while (w.p < w.end) {
+        uint32_t field;
+        unsigned wt;
+        if (wire_tag(&w, &field, &wt)) return -1;
+        if (field == PE_KEY || field == PE_VALUE) {
+            const uint8_t *b;
+            size_t l;
+            if (wt != WT_LEN || wire_len(&w, &b, &l)) return -1;
+            if (field == PE_KEY) {
+                e->name = b;
+                e->name_len = l;
+            } else {
+                value = b;
+                value_len = l;
+            }
+        } else if (wire_skip(&w, wt)) {
+            return -1;
+        }
+    }
+    w.p = value;
+    w.end = value ? value + value_len : NULL;
+    while (value && w.p < w.end)
+        if (value_field(&w, e)) return -1;
+    return 0;
+}
+
+/* Calls fn(ctx, bytes, len) for each string of a StringList message;
+ * returns how many, or -1 when malformed. */
+static long list_walk(const uint8_t *d, size_t n,
+                      void (*fn)(void *, const uint8_t *, size_t), void *ctx)
+{
+    wire w = {d, d + n};
+    long count = 0;
+    while (w.p < w.end) {
+        uint32_t field;
+        unsigned wt;
+        const uint8_t *b;
+        size_t l;
+        if (wire_tag(&w, &field, &wt)) return -1;
+        if (field != SL_VALUES) {
+            if (wire_skip(&w, wt)) return -1;
+            continue;
+        }
+        if (wt != WT_LEN || wire_len(&w, &b, &l)) return -1;
+        if (fn) fn(ctx, b, l);
+        count++;
+    }
+    return count;
+}
+
+/* Where the second pass writes. */
+typedef struct pl_fill {
+    npvdb_client_payload *p;
+    char **ptrs;
+    size_t *lens;
+    size_t n_items;
+    char *bytes;
+} pl_fill;
+
+/* Copies n bytes and a NUL into the block; returns the copy. */
+static char *fill_bytes(pl_fill *f, const uint8_t *d, size_t n)
+{
+    char *s = f->bytes;
+    if (n) memcpy(s, d, n);
+    s[n] = '\0';
+    f->bytes += n + 1;
+    return s;
+}
+
+static void fill_item(void *ctx, const uint8_t *d, size_t n)
+{
+    pl_fill *f = ctx;
+    f->lens[f->n_items] = n;
+    f->ptrs[f->n_items++] = fill_bytes(f, d, n);
+}
+
+static void fill_field(pl_fill *f, const entry_view *e)
+{
+    npvdb_client_field *out = &f->p->fields[f->p->n++];
+    memset(out, 0, sizeof *out);
+    out->name = fill_bytes(f, e->name, e->name_len);
+    out->name_len = e->name_len;
+    out->type = (npvdb_client_value_type)e->kind;
+    switch (e->kind) {
+    case NPVDB_CLIENT_VALUE_STRING:
+        out->str = fill_bytes(f, e->bytes, e->len);
+        out->str_len = e->len;
+        break;
+    case NPVDB_CLIENT_VALUE_INT:
+        out->i = (int64_t)e->v;
+        break;
+    case NPVDB_CLIENT_VALUE_DOUBLE:
+        memcpy(&out->d, &e->v, sizeof out->d);
+        break;
+    case NPVDB_CLIENT_VALUE_BOOL:
+        out->b = e->v != 0;
+        break;
+    case NPVDB_CLIENT_VALUE_STRINGS: {
+        size_t first = f->n_items;
+        out->n_strs = (size_t)list_walk(e->bytes, e->len, fill_item, f);
+        out->strs = (const char *const *)(f->ptrs + first);
+        out->str_lens = f->lens + first;
+        break;
+    }
+    }
+}
+
+/* Room a payload needs: fields, list strings, string bytes. */
+typedef struct pl_room {
+    size_t fields, items, bytes;
+} pl_room;
+
+/* Pass 1 (fill NULL) or 2 over the entries of a Payload message. In pass
+ * 1, *bad_at gets the entry at fault; 0 on success, -1 malformed, -2 an
+ * entry without a value. */
+static int payload_pass(const uint8_t *buf, size_t len, pl_room *room,
+                        pl_fill *fill, size_t *bad_at)
+{
+    wire w = {buf, buf + len};
+    size_t at = 0;
+    while (w.p < w.end) {
+        uint32_t field;
+        unsigned wt;
+        const uint8_t *d;
+        size_t n;
+        entry_view e;
+        *bad_at = at;
+        if (wire_tag(&w, &field, &wt)) return -1;
+        if (field != PL_FIELDS) {
+            if (wire_skip(&w, wt)) return -1;
+            continue;
+        }
+        if (wt != WT_LEN || wire_len(&w, &d, &n) || parse_entry(d, n, &e))
+            return -1;
+        if (!e.kind) return -2;
+        at++;
+        if (fill) {
+            fill_field(fill, &e);
+            continue;
+        }
+        long items = 0;
+        if (e.kind == NPVDB_CLIENT_VALUE_STRINGS &&
+            (items = list_walk(e.bytes, e.len, NULL, NULL)) < 0)
+            return -1;
+        room->fields++;
+        room->items += (size_t)items;
+        /* A string of l bytes takes at least l + 2 on the wire: the bytes
+         * of the value (with their NULs) fit in e.len + 1. */
+        room->bytes += e.name_len + 1 +
+                       (e.kind == NPVDB_CLIENT_VALUE_STRING ||
+                                e.kind == NPVDB_CLIENT_VALUE_STRINGS
+                            ? e.len + 1
+                            : 0);
+    }
+    return 0;
+}
+
+/* One block for a payload of `room`; NULL when out of memory. */
+static npvdb_client_payload *payload_block(const pl_room *room, pl_fill *f)
+{
+    size_t head = sizeof(npvdb_client_payload);
+    size_t fields = room->fields * sizeof(npvdb_client_field);
+    size_t items = room->items * (sizeof(char *) + sizeof(size_t));
+    /* Every count is bounded by the reply's length; this guards 32-bit
+     * hosts against a wrap all the same. */
+    if (room->fields > SIZE_MAX / 4 / sizeof(npvdb_client_field) ||
+        room->items > SIZE_MAX / 4 / (sizeof(char *) + sizeof(size_t)) ||
+        room->bytes > SIZE_MAX / 4)
+        return NULL;
+    unsigned char *b = malloc(head + fields + items + room->bytes);
+    if (!b) return NULL;
+    memset(f, 0, sizeof *f);
+    f->p = (npvdb_client_payload *)(void *)b;
+    memset(f->p, 0, sizeof *f->p);
+    f->p->fields = (npvdb_client_field *)(void *)(b + head);
+    f->ptrs = (char **)(void *)(b + head + fields);
+    f->lens =
+        (size_t *)(void *)(b + head + fields + room->items * sizeof(char *));
+    f->bytes = (char *)b + head + fields + items;
+    return f->p;
+}
+
+/* Payload `index` of a `what` reply; *out NULL when it has no fields. */
+static npvdb_status decode_payload(const uint8_t *buf, size_t len,
+                                   const char *what, size_t index,
+                                   npvdb_client_payload **out,
+                                   npvdb_client_error *err)
+{
+    *out = NULL;
+    pl_room room = {0};
+    size_t at = 0;
+    int rc = payload_pass(buf, len, &room, NULL, &at);
+    if (rc == -2)
+        return fail(err, "%s: payload %zu: field %zu has no value", what, index,
+                    at);
+    if (rc)
+        return fail(err, "%s: payload %zu: malformed (%zu bytes, field %zu)",
+                    what, index, len, at);
+    if (!room.fields) return NPVDB_STATUS_OK;
+    pl_fill f;
+    npvdb_client_payload *p = payload_block(&room, &f);
+    if (!p) {
+        if (err) {
+            err->code = NPVDB_STATUS_RESOURCE_EXHAUSTED;
+            snprintf(err->msg, sizeof err->msg,
+                     "%s: out of memory for payload %zu", what, index);
+        }
+        return NPVDB_STATUS_RESOURCE_EXHAUSTED;
+    }
+    payload_pass(buf, len, &room, &f, &at); /* checked by pass 1 */
+    size_t dup;
+    if (npvdb_payload_sort(p, &dup)) {
+        npvdb_status s =
+            fail(err, "%s: payload %zu has the field '%.64s' twice", what,
+                 index, p->fields[dup].name);
+        free(p);
+        return s;
+    }
+    *out = p;
+    return NPVDB_STATUS_OK;
+}
+
+npvdb_status npvdb_reply_payload(const uint8_t *buf, size_t len,
+                                 npvdb_client_payload **out,
+                                 npvdb_client_error *err)
+{
+    return decode_payload(buf, len, "reply", 0, out, err);
+}
+
+npvdb_status npvdb_reply_payloads(const uint8_t *buf, size_t len,
+                                  uint32_t field, const char *what,
+                                  npvdb_client_payload **slots, size_t n_slots,
+                                  size_t *n_found, npvdb_client_error *err)
+{
+    *n_found = 0;
+    wire w = {buf, buf + len};
+    while (w.p < w.end) {
+        uint32_t f;
+        unsigned wt;
+        const uint8_t *d;
+        size_t n;
+        if (wire_tag(&w, &f, &wt))
+            return fail(err, "%s: malformed reply (%zu bytes)", what, len);
+        if (f != field) {
+            if (wire_skip(&w, wt))
+                return fail(err, "%s: malformed reply (%zu bytes)", what, len);
+            continue;
+        }
+        if (wt != WT_LEN || wire_len(&w, &d, &n))
+            return fail(err, "%s: malformed payload %zu", what, *n_found);
+        if (*n_found == n_slots)
+            return fail(err, "%s: reply has more payloads than its %zu keys",
+                        what, n_slots);
+        npvdb_status rc =
+            decode_payload(d, n, what, *n_found, &slots[*n_found], err);
+        if (rc != NPVDB_STATUS_OK) return rc;
+        (*n_found)++;
+    }
+    return NPVDB_STATUS_OK;
+}
+
+/* ---- results ---- */
+
+void npvdb_client_results_free(npvdb_client_results *r)
+{
+    if (!r) return;
+    free(r->counts);
+    free(r->keys);
+    free(r->distances);
+    free(r->arena_);
+    npvdb_payloads_release(r->payloads_, r->payloads_ ? r->nq * r->k : 0);
+    memset(r, 0, sizeof *r);
+}
+
+const npvdb_client_payload *
+npvdb_client_results_payload(const npvdb_client_results *r, size_t i,
+                             uint32_t j)
+{
+    if (!r || !r->payloads_ || i >= r->nq || j >= r->counts[i]) return NULL;
+    return r->payloads_[i * r->k + j];
 }
 
 /* ---- SearchReply ---- */
@@ -263,6 +615,36 @@ static int search_alloc(npvdb_client_results *out, size_t nq, uint32_t k,
     return out->counts && out->distances && out->keys && out->arena_ ? 0 : -1;
 }
 
+/* Moves the flat payloads [0, n_keys) to their slots, as spread_keys does
+ * the keys: each pointer ends in exactly one slot, the others are NULL. */
+static void spread_payloads(npvdb_client_results *out, size_t n_keys)
+{
+    npvdb_client_payload **v = out->payloads_;
+    size_t next = n_keys;
+    for (size_t i = out->nq; i-- > 0;) {
+        uint32_t c = out->counts[i];
+        next -= c;
+        for (uint32_t j = out->k; j-- > 0;)
+            v[i * out->k + j] = j < c ? v[next + j] : NULL;
+    }
+}
+
+/* The payloads of a checked reply: one per key, flat as the keys. */
+static npvdb_status search_payloads(const uint8_t *buf, size_t len,
+                                    size_t n_keys, npvdb_client_results *out,
+                                    npvdb_client_error *err)
+{
+    size_t found;
+    npvdb_status rc = npvdb_reply_payloads(buf, len, SR_PAYLOADS, "search",
+                                           out->payloads_, n_keys, &found, err);
+    if (rc != NPVDB_STATUS_OK) return rc;
+    if (found != n_keys)
+        return fail(err, "search: reply has %zu payloads for %zu keys", found,
+                    n_keys);
+    spread_payloads(out, n_keys);
+    return NPVDB_STATUS_OK;
+}
+
 static npvdb_status search_decode(const uint8_t *buf, size_t len,
                                   npvdb_client_results *out,
                                   npvdb_client_error *err)
@@ -282,6 +664,8 @@ static npvdb_status search_decode(const uint8_t *buf, size_t len,
     npvdb_status rc = check_search(&s, out, err);
     if (rc == NPVDB_STATUS_OK) rc = copy_distances(&s, out, err);
     if (rc == NPVDB_STATUS_OK) spread_keys(out, s.n_keys);
+    if (rc == NPVDB_STATUS_OK && out->payloads_)
+        rc = search_payloads(buf, len, s.n_keys, out, err);
     return rc;
 }
 
@@ -289,11 +673,22 @@ npvdb_status npvdb_reply_search(const uint8_t *buf, size_t len, size_t nq,
                                 uint32_t k, npvdb_client_results *out,
                                 npvdb_client_error *err)
 {
+    return npvdb_reply_search_ex(buf, len, nq, k, 0, out, err);
+}
+
+npvdb_status npvdb_reply_search_ex(const uint8_t *buf, size_t len, size_t nq,
+                                   uint32_t k, int with_payload,
+                                   npvdb_client_results *out,
+                                   npvdb_client_error *err)
+{
     memset(out, 0, sizeof *out);
     npvdb_status rc;
     if (k && nq > SIZE_MAX / sizeof(char *) / k)
         rc = fail(err, "search: %zu x %u results do not fit memory", nq, k);
-    else if (search_alloc(out, nq, k, len)) {
+    else if (search_alloc(out, nq, k, len) ||
+             (with_payload &&
+              !(out->payloads_ =
+                    calloc(nq && k ? nq * k : 1, sizeof *out->payloads_)))) {
         rc = NPVDB_STATUS_RESOURCE_EXHAUSTED;
         if (err) {
             err->code = rc;
@@ -444,7 +839,23 @@ npvdb_status npvdb_reply_get_closest(npvdb_reply_collector *col, size_t i,
                     "get_closest: reply %zu has %zu keys, %zu distances (k %u)",
                     i, s.n_keys, s.n_dist, r->k);
     r->counts[i] = (uint32_t)s.n_keys;
-    return NPVDB_STATUS_OK;
+    if (!r->payloads_) return NPVDB_STATUS_OK;
+    size_t found;
+    npvdb_status rc =
+        npvdb_reply_payloads(buf, len, GC_PAYLOADS, "get_closest",
+                             r->payloads_ + i * r->k, s.n_keys, &found, err);
+    if (rc == NPVDB_STATUS_OK && found != s.n_keys)
+        rc = fail(err, "get_closest: reply %zu has %zu payloads for %zu keys",
+                  i, found, s.n_keys);
+    return rc;
+}
+
+int npvdb_reply_collector_want_payloads(npvdb_reply_collector *col)
+{
+    npvdb_client_results *r = col->r;
+    size_t slots = r->nq * r->k;
+    r->payloads_ = calloc(slots ? slots : 1, sizeof *r->payloads_);
+    return r->payloads_ ? 0 : -1;
 }
 
 int npvdb_reply_collector_finish(npvdb_reply_collector *col)

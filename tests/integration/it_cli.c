@@ -1,6 +1,7 @@
 /*
  * it_cli.c -- the `npvdb` CLI against a real server, on a small
- * ann-benchmarks-style HDF5 file written here with libhdf5.
+ * ann-benchmarks-style HDF5 file written here with libhdf5 (with payload
+ * columns of every supported type for load --payload-column).
  */
 #include "harness.h"
 
@@ -301,6 +302,194 @@ static void test_clear_errors(void **state)
     free(o);
 }
 
+/* ---- payloads: load --payload-column, --where, --with-payload, scroll ---- */
+
+static void write_column(hid_t file, const char *name, hid_t mem, hid_t ftype,
+                         const void *data)
+{
+    hsize_t n = NTRAIN;
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    hid_t ds = H5Dcreate2(file, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT,
+                          H5P_DEFAULT);
+    assert_true(ds >= 0);
+    assert_true(H5Dwrite(ds, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    H5Dclose(ds);
+    H5Sclose(space);
+}
+
+/* Columns of the train rows, as h5py writes them: tenant (int32, i % 5),
+ * price (float32, i / 2), lang (variable-length UTF-8, "en" / "fr" by
+ * parity), code (fixed 4 bytes, "c<i % 10>"), flag (h5py's bool enum,
+ * i % 3 == 0), and wide (2 columns: not a payload column). */
+static void add_columns(const char *path)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    static int32_t tenant[NTRAIN];
+    static float price[NTRAIN];
+    static const char *lang[NTRAIN];
+    static char code[NTRAIN][4];
+    static int8_t flag[NTRAIN];
+    static float wide[NTRAIN * 2];
+    for (int i = 0; i < NTRAIN; i++) {
+        tenant[i] = i % 5;
+        price[i] = (float)i / 2;
+        lang[i] = i % 2 ? "fr" : "en";
+        memset(code[i], 0, 4);
+        snprintf(code[i], 4, "c%d", i % 10);
+        flag[i] = i % 3 == 0;
+    }
+    write_column(f, "tenant", H5T_NATIVE_INT32, H5T_STD_I32LE, tenant);
+    write_column(f, "price", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, price);
+    hid_t vs = H5Tcopy(H5T_C_S1);
+    H5Tset_size(vs, H5T_VARIABLE);
+    H5Tset_cset(vs, H5T_CSET_UTF8);
+    write_column(f, "lang", vs, vs, lang);
+    H5Tclose(vs);
+    hid_t fs = H5Tcopy(H5T_C_S1);
+    H5Tset_size(fs, 4);
+    H5Tset_strpad(fs, H5T_STR_NULLPAD);
+    write_column(f, "code", fs, fs, code);
+    H5Tclose(fs);
+    hid_t b = H5Tenum_create(H5T_NATIVE_INT8);
+    int8_t no = 0, yes = 1;
+    H5Tenum_insert(b, "FALSE", &no);
+    H5Tenum_insert(b, "TRUE", &yes);
+    write_column(f, "flag", b, b, flag);
+    H5Tclose(b);
+    write_dataset(f, "wide", H5T_NATIVE_FLOAT, NTRAIN, 2, wide);
+    H5Fclose(f);
+}
+
+static int lines_of(const char *out, const char *prefix)
+{
+    int n = 0;
+    size_t len = strlen(prefix);
+    for (const char *p = out; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+        n += strncmp(p, prefix, len) == 0;
+    return n;
+}
+
+static int key_order(const void *a, const void *b)
+{
+    const double *x = a, *y = b;
+    return x[0] < y[0] ? -1 : x[0] > y[0];
+}
+
+static void test_payload_columns_where_scroll(void **state)
+{
+    fixture *f = *state;
+    add_columns(f->file);
+    char *out = cli(f, 1, "load %s --payload-column nope", f->file);
+    expect_text(out, "--payload-column nope: no such dataset");
+    free(out);
+    out = cli(f, 1, "load %s --payload-column wide", f->file);
+    expect_text(out, "--payload-column wide: want one value per train row");
+    free(out);
+    out = cli(f, 0,
+              "load %s --shards 4 --batch 300 --payload-column tenant "
+              "--payload-column price --payload-column lang "
+              "--payload-column code --payload-column flag",
+              f->file);
+    expect_text(out, "loaded 2000 vectors");
+    free(out);
+
+    out = cli(f, 0, "count --where tenant=2");
+    expect_text(out, "400\n");
+    free(out);
+    out = cli(f, 0,
+              "count --where lang=fr --where 'price>=500' --where "
+              "flag=true --where code=c3");
+    /* odd, i >= 1000, i % 3 == 0, i % 10 == 3: i = 1023 + 30 m < 2000. */
+    expect_text(out, "33\n");
+    free(out);
+    out = cli(f, 0, "get 7 12 --with-payload");
+    expect_text(out, " {\"code\": \"c7\", \"flag\": false, \"lang\": \"fr\", "
+                     "\"price\": 3.5, \"tenant\": 2}\n");
+    expect_text(out, " {\"code\": \"c2\", \"flag\": true, \"lang\": \"en\", "
+                     "\"price\": 6.0, \"tenant\": 2}\n");
+    free(out);
+
+    /* search --where: the 5 nearest among tenant = 2, by brute force. */
+    it_data train, test;
+    it_data_make(&train, NTRAIN, DIM, 51, "");
+    it_data_make(&test, NTEST, DIM, 52, "");
+    char vec[512];
+    size_t at = 0;
+    for (int j = 0; j < DIM; j++)
+        at += (size_t)snprintf(vec + at, sizeof vec - at, "%s%.9g",
+                               j ? "," : "", (double)test.rows[j]);
+    double best[NTRAIN / 5][2];
+    size_t nb = 0;
+    for (int i = 2; i < NTRAIN; i += 5) {
+        double d = 0;
+        for (int j = 0; j < DIM; j++) {
+            double x = (double)train.rows[i * DIM + j] - test.rows[j];
+            d += x * x;
+        }
+        best[nb][0] = d;
+        best[nb++][1] = i;
+    }
+    qsort(best, nb, sizeof best[0], key_order);
+    out = cli(f, 0,
+              "search %s --k 5 --nprobe 4 --where tenant=2 "
+              "--with-payload",
+              vec);
+    assert_int_equal(lines_of(out, ""), 5);
+    const char *line = out;
+    for (int h = 0; h < 5; h++) {
+        char want[32];
+        snprintf(want, sizeof want, "%d\t", (int)best[h][1]);
+        if (strncmp(line, want, strlen(want)))
+            fail_msg("hit %d: want key %d first in:\n%s", h, (int)best[h][1],
+                     out);
+        line = strchr(line, '\n') + 1;
+    }
+    assert_int_equal(count_text(out, "\"tenant\": 2}"), 5);
+    free(out);
+    out = cli(f, 0,
+              "search %s --k 5 --nprobe 4 --api getclosest --where "
+              "tenant=2",
+              vec);
+    char want0[32];
+    snprintf(want0, sizeof want0, "%d\t", (int)best[0][1]);
+    assert_int_equal(strncmp(out, want0, strlen(want0)), 0);
+    assert_null(strchr(out, '{'));
+    free(out);
+    it_data_free(&train);
+    it_data_free(&test);
+
+    /* query --where: every hit passes; no recall against `neighbors`. */
+    out = cli(f, 0,
+              "query %s --k 4 --n 3 --nprobe 4 --where lang=en --where "
+              "has:flag --with-payload",
+              f->file);
+    assert_int_equal(count_text(out, "\"lang\": \"en\""), 12);
+    assert_null(strstr(out, "recall"));
+    free(out);
+    out = cli(f, 2, "query %s --where 'price<cheap'", f->file);
+    expect_text(out, "is not a number");
+    free(out);
+
+    /* scroll / export: every key once, as JSON lines. */
+    out = cli(f, 0, "scroll --limit 300 --with-payload");
+    assert_int_equal(lines_of(out, "{\"key\": \""), 2000);
+    for (int i = 0; i < NTRAIN; i += 199) {
+        char k[32];
+        snprintf(k, sizeof k, "{\"key\": \"%d\", ", i);
+        assert_int_equal(count_text(out, k), 1);
+    }
+    expect_text(out, "{\"key\": \"7\", \"payload\": {\"code\": \"c7\", "
+                     "\"flag\": false, \"lang\": \"fr\", \"price\": 3.5, "
+                     "\"tenant\": 2}}\n");
+    free(out);
+    out = cli(f, 0, "export --where lang=fr --where tenant=0 --with-vectors");
+    assert_int_equal(lines_of(out, "{\"key\": \""), 200);
+    expect_text(out, "{\"key\": \"5\", \"vector\": [");
+    assert_null(strstr(out, "payload"));
+    free(out);
+}
+
 /* argv[1], if given, runs only the test of that name (one CTest entry per
  * test, so a failure names its test and ctest -j spreads them). */
 int main(int argc, char **argv)
@@ -310,6 +499,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_load_query_bench_info, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_clear_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_payload_columns_where_scroll,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
