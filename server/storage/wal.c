@@ -36,6 +36,7 @@ struct wal {
     uint64_t active_last; /* recovery: last record of the active segment */
     int syncing;          /* a leader is in fdatasync(fd) without the lock */
     uint64_t n_fsyncs;    /* for tests: group commit makes it < records */
+    npvdb_hist fsync_time; /* every fdatasync of a group commit */
     int broken; /* a failed fsync: nothing may be acknowledged any more */
     char broken_msg[160];
     uint64_t *segs; /* first seq of each segment file, ascending */
@@ -534,8 +535,14 @@ static void lead_sync_locked(wal *w)
     uint64_t target = w->last_seq;
     int fd = w->fd;
     pthread_mutex_unlock(&w->mu);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = fdatasync(fd);
     int e = errno;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    npvdb_hist_add(&w->fsync_time,
+                   (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+                              (t1.tv_nsec - t0.tv_nsec)));
     pthread_mutex_lock(&w->mu);
     w->syncing = 0;
     w->n_fsyncs++;
@@ -660,6 +667,11 @@ uint64_t wal_last_seq(wal *w)
     uint64_t s = w->last_seq;
     pthread_mutex_unlock(&w->mu);
     return s;
+}
+
+const npvdb_hist *wal_fsync_hist(const wal *w)
+{
+    return &w->fsync_time;
 }
 
 uint64_t wal_fsyncs(wal *w)

@@ -27,6 +27,7 @@
 #ifndef NPVDB_STORAGE_WAL_H
 #define NPVDB_STORAGE_WAL_H
 
+#include "hist.h"
 #include "npvdb.h"
 #include "record.h"
 #include "storage.h"
@@ -109,6 +110,8 @@ uint64_t wal_last_seq(wal *w);
 
 /* fsyncs of the log done so far (group commit makes this < records). */
 uint64_t wal_fsyncs(wal *w);
+/* The time of each group-commit fsync (read without the lock). */
+const npvdb_hist *wal_fsync_hist(const wal *w);
 
 /* Starts a new segment if the active one holds records and all of them are
  * <= seq, so that it can be removed once a snapshot covering seq is kept. */
