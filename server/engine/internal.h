@@ -198,8 +198,13 @@ uint32_t topk_sort(npvdb_topk *t, size_t h);
 /* ---- kernels.c: BLAS-backed distance blocks ---- */
 void rows_sqnorms(const float *x, size_t n, uint32_t dim, float *out);
 int rows_finite(const float *x, size_t n);
-/* Normalises rows in place; returns the index of a zero row or -1. */
+/* Normalises rows in place, without overflow or underflow for any finite
+ * row (a norm past FLT_MAX is fine: it is taken in double); returns the
+ * index of the first zero row (left as it is) or -1. */
 long rows_normalise(float *x, size_t n, uint32_t dim);
+/* The Euclidean norm of one row, accumulated in double (never overflows
+ * for finite floats). */
+double row_norm_exact(const float *r, uint32_t dim);
 /* out (m x n) = alpha * x (m x dim) . y (n x dim)^T, row-major. */
 void dots_block(const float *x, size_t m, const float *y, size_t n,
                 uint32_t dim, float alpha, float *out);

@@ -61,7 +61,9 @@ npvdb_code npvdb_search_ex(npvdb_collection *c, float *queries, size_t nq,
         free(owned);
         return rc;
     }
-    if ((rc = check_rows(queries, nq, c->cfg.dim, "query", err))) return rc;
+    if ((rc = check_rows(queries, nq, c->cfg.dim, "query", err)) ||
+        (rc = check_magnitude(c, queries, nq, "query", err)))
+        return rc;
     if (c->cfg.metric == NPVDB_METRIC_COSINE) {
         /* What prepare_rows does to its copy, done to the caller's rows. */
         long zero = rows_normalise(queries, nq, c->cfg.dim);
