@@ -34,6 +34,7 @@ typedef struct options {
     unsigned grace_ms;
     npvdb_sync_mode sync;
     unsigned sync_interval_ms;
+    unsigned max_memory_mb; /* 0: no limit */
 } options;
 
 static void usage(FILE *f)
@@ -65,6 +66,9 @@ static void usage(FILE *f)
         "  --grace-ms N           on SIGINT/SIGTERM, time given to calls in "
         "flight\n"
         "                         before they are cancelled (default 10000)\n"
+        "  --max-memory-mb N      refuse inserts that would take vector and\n"
+        "                         payload memory past N MiB (default 0: no\n"
+        "                         limit; also NPVDB_MAX_MEMORY_MB)\n"
         "  --port-file PATH       write the bound port there once serving\n"
         "  --help                 this text\n");
 }
@@ -107,6 +111,13 @@ static int parse_sync(const char *s, options *o)
     return 0;
 }
 
+#define MAX_MEMORY_MB_MAX (1u << 30) /* 1 PiB */
+
+static int parse_max_memory(const char *what, const char *s, options *o)
+{
+    return parse_uint(what, s, 0, MAX_MEMORY_MB_MAX, &o->max_memory_mb);
+}
+
 /* 0: run, 1: exit 0 (--help), -1: exit 2 (bad flags). */
 static int parse_args(int argc, char **argv, options *o)
 {
@@ -120,6 +131,7 @@ static int parse_args(int argc, char **argv, options *o)
         O_MAXMSG,
         O_GRACE,
         O_SNAPEVERY,
+        O_MAXMEM,
         O_HELP
     };
     static const struct option longs[] = {
@@ -132,10 +144,14 @@ static int parse_args(int argc, char **argv, options *o)
         {"max-message-mb", required_argument, NULL, O_MAXMSG},
         {"grace-ms", required_argument, NULL, O_GRACE},
         {"snapshot-every-mb", required_argument, NULL, O_SNAPEVERY},
+        {"max-memory-mb", required_argument, NULL, O_MAXMEM},
         {"help", no_argument, NULL, O_HELP},
         {0, 0, 0, 0},
     };
     int opt, rc = 0;
+    const char *env_mem = getenv("NPVDB_MAX_MEMORY_MB"); /* the flag wins */
+    if (env_mem && env_mem[0])
+        rc = parse_max_memory("NPVDB_MAX_MEMORY_MB", env_mem, o);
     while (rc == 0 && (opt = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         switch (opt) {
         case O_LISTEN:
@@ -167,6 +183,9 @@ static int parse_args(int argc, char **argv, options *o)
         case O_SNAPEVERY:
             rc = parse_uint("--snapshot-every-mb", optarg, 0, 1u << 24,
                             &o->snapshot_every_mb);
+            break;
+        case O_MAXMEM:
+            rc = parse_max_memory("--max-memory-mb", optarg, o);
             break;
         case 'h':
         case O_HELP:
@@ -254,6 +273,19 @@ static void log_restored(npvdb_catalog *cat)
     free(info);
 }
 
+/* The limit, and whether the restored data is past it already (recovery is
+ * never refused; inserts are, until deletes make room). */
+static void log_memory_limit(npvdb_catalog *cat)
+{
+    uint64_t lim = catalog_memory_limit(cat), used = catalog_memory_used(cat);
+    if (!lim) return;
+    npvdb_log("memory limit %.1f MiB, %.1f MiB in use%s", lim / 1048576.0,
+              used / 1048576.0,
+              used > lim ? ": the restored data is past the limit already, "
+                           "inserts are refused until deletes make room"
+                         : "");
+}
+
 /* Opens the store, the shared engine workers and the catalog over them;
  * 0 on success (everything opened), -1 with everything closed. */
 static int open_data(const options *o, npvdb_store **store,
@@ -281,7 +313,10 @@ static int open_data(const options *o, npvdb_store **store,
         npvdb_workers_free(*workers);
         return -1;
     }
-    catalog_config ccfg = {.store = *store, .workers = *workers};
+    catalog_config ccfg = {.store = *store,
+                           .workers = *workers,
+                           .max_memory_bytes = (uint64_t)o->max_memory_mb
+                                               << 20};
     *cat = catalog_open(&ccfg, &err);
     if (!*cat) {
         npvdb_log("cannot open the catalog: %s", err.msg);
@@ -310,6 +345,7 @@ static int serve(const options *o)
     npvdb_catalog *cat;
     if (open_data(o, &store, &workers, &cat) != 0) return 1;
     log_restored(cat);
+    log_memory_limit(cat);
     unsigned poll = 2 * o->threads < 4 ? 4 : 2 * o->threads;
     npvdb_server_config cfg = {
         .listen = o->listen,

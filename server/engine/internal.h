@@ -43,7 +43,11 @@ typedef struct npvdb_keymap {
     npvdb_entry **buckets;
     size_t mask; /* buckets - 1; the bucket count is a power of two */
     size_t count;
+    size_t entry_bytes; /* ENTRY_BYTES of every entry in the map */
 } npvdb_keymap;
+
+/* What one entry costs: its block and malloc's header. */
+#define ENTRY_BYTES(len) (sizeof(npvdb_entry) + (len) + 1 + 16)
 
 int keymap_init(npvdb_keymap *m);
 void keymap_destroy(npvdb_keymap *m); /* frees every entry too */
@@ -56,7 +60,7 @@ int keymap_reserve(npvdb_keymap *m, size_t extra);
 void keymap_add(npvdb_keymap *m, npvdb_entry *e); /* needs a prior reserve */
 void keymap_unlink(npvdb_keymap *m, npvdb_entry *e);
 npvdb_entry *entry_new(const char *key, size_t len, uint32_t hash);
-size_t keymap_memory(const npvdb_keymap *m);
+size_t keymap_memory(const npvdb_keymap *m); /* O(1) */
 
 /* ---- payload.c: the canonical blob (format in npvdb.h) ---- */
 uint16_t rd_u16(const uint8_t *p);
