@@ -28,9 +28,21 @@
  * grows memory reserves its estimate with a compare-and-swap before it is
  * logged, so two collections' writers cannot both pass the check with room
  * for one; the reservation is given back once the real difference is in.
+ *
+ * Giving memory back to the kernel: the engine shrinks what deletes empty
+ * and unmaps big blocks itself, but the many small blocks (keys, payloads)
+ * freed by a large delete, drop or replace stay in malloc's heaps, holes
+ * that glibc only returns on malloc_trim. So after a write that freed
+ * TRIM_AFTER bytes in total since the last trim (counted from mem_used's
+ * decreases), and after every snapshot (its buffers come and go), the
+ * writer calls malloc_trim(0) once, outside every lock. Never per call: a
+ * trim walks every free block of every arena.
  */
 #include "catalog.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -74,6 +86,7 @@ struct npvdb_catalog {
     snap_state snap;
     uint64_t max_memory;       /* 0: no limit */
     _Atomic uint64_t mem_used; /* see the top */
+    _Atomic uint64_t freed;    /* bytes freed since the last trim */
 };
 
 /* ---- names and the table ------------------------------------------------- */
@@ -216,11 +229,39 @@ static void mem_add(npvdb_catalog *cat, uint64_t d)
     atomic_fetch_add_explicit(&cat->mem_used, d, memory_order_relaxed);
 }
 
+/* A collection's memory went from before to after: count the difference
+ * and what was freed. */
+static void mem_change(npvdb_catalog *cat, uint64_t before, uint64_t after)
+{
+    mem_add(cat, after - before);
+    if (after < before)
+        atomic_fetch_add_explicit(&cat->freed, before - after,
+                                  memory_order_relaxed);
+}
+
+/* Frees in malloc's heaps since the last trim that make one worth it. */
+#define TRIM_AFTER (64u << 20)
+
+static void trim_now(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+/* After a write, outside every lock: trims once TRIM_AFTER was freed. */
+static void maybe_trim(npvdb_catalog *cat)
+{
+    if (atomic_load_explicit(&cat->freed, memory_order_relaxed) < TRIM_AFTER)
+        return;
+    if (atomic_exchange(&cat->freed, 0) >= TRIM_AFTER) trim_now();
+}
+
 /* Recounts e after a write to it. Under e->write_mu. */
 static void mem_recount(npvdb_catalog *cat, entry *e)
 {
     size_t now = entry_memory(e);
-    mem_add(cat, (uint64_t)now - (uint64_t)e->mem);
+    mem_change(cat, e->mem, now);
     e->mem = now;
 }
 
@@ -311,6 +352,7 @@ npvdb_catalog *catalog_open(const catalog_config *cfg, npvdb_error *err)
     cat->workers = cfg ? cfg->workers : NULL;
     cat->max_memory = cfg ? cfg->max_memory_bytes : 0;
     atomic_init(&cat->mem_used, 0);
+    atomic_init(&cat->freed, 0);
     pthread_mutex_init(&cat->ddl_mu, NULL);
     pthread_mutex_init(&cat->mu, NULL);
     pthread_cond_init(&cat->released, NULL);
@@ -487,7 +529,8 @@ static npvdb_code apply_install(npvdb_catalog *cat, entry *target, void *arg,
     table_insert(cat, x->fresh);
     pthread_mutex_unlock(&cat->mu);
     /* fresh->mem was counted when it was built, before any lock. */
-    mem_add(cat, (uint64_t)x->fresh->mem - (target ? target->mem : 0));
+    mem_add(cat, x->fresh->mem);
+    if (target) mem_change(cat, target->mem, 0);
     if (target) target->mem = 0;
     return NPVDB_OK;
 }
@@ -501,7 +544,7 @@ static npvdb_code apply_unlink(npvdb_catalog *cat, entry *target, void *arg,
     table_unlink(cat, target);
     target->dead = 1;
     pthread_mutex_unlock(&cat->mu);
-    mem_add(cat, (uint64_t)0 - target->mem);
+    mem_change(cat, target->mem, 0);
     target->mem = 0;
     return NPVDB_OK;
 }
@@ -612,6 +655,7 @@ npvdb_code catalog_create(npvdb_catalog *cat, const char *name,
     }
     *replaced = old != NULL;
     if (old) entry_retire(cat, old);
+    maybe_trim(cat);
     return NPVDB_OK;
 }
 
@@ -648,6 +692,7 @@ npvdb_code catalog_drop(npvdb_catalog *cat, const char *name, uint64_t *vectors,
         }
     }
     entry_retire(cat, e);
+    maybe_trim(cat);
     return NPVDB_OK;
 }
 
@@ -743,6 +788,7 @@ npvdb_code catalog_delete(npvdb_catalog *cat, catalog_ref *ref,
     write_op op = {.rec = rec, .apply = apply_delete, .ctx = &x};
     if (rc == NPVDB_OK) rc = write_seq(cat, e, &op, seq, err);
     npvdb_store_rec_free(rec);
+    maybe_trim(cat);
     return rc;
 }
 
@@ -924,6 +970,7 @@ npvdb_code catalog_snapshot(npvdb_catalog *cat, npvdb_snapshot_info *info,
         npvdb_code rc =
             out ? snapshot_now(cat, out, &e)
                 : npvdb_set_error(&e, NPVDB_ENOMEM, "no memory for a snapshot");
+        trim_now(); /* its buffers are gone; see the top */
         pthread_mutex_lock(&st->mu);
         st->rc = rc;
         st->err = e;

@@ -58,6 +58,9 @@ npvdb_entry *keymap_find(const npvdb_keymap *m, const char *key, size_t len,
  * only keymap call that allocates, so inserts can reserve before applying. */
 int keymap_reserve(npvdb_keymap *m, size_t extra);
 void keymap_add(npvdb_keymap *m, npvdb_entry *e); /* needs a prior reserve */
+/* After deletes: a table under 1/8 full is rehashed into one at most half
+ * full (never below the minimum); out of memory keeps the old one. */
+void keymap_shrink(npvdb_keymap *m);
 void keymap_unlink(npvdb_keymap *m, npvdb_entry *e);
 npvdb_entry *entry_new(const char *key, size_t len, uint32_t hash);
 size_t keymap_memory(const npvdb_keymap *m); /* O(1) */
@@ -143,6 +146,9 @@ void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v,
 /* Removes a row by moving the last row into its place (the row's payload
  * pointer is dropped, not freed). */
 void shard_remove(npvdb_shard *s, uint32_t dim, size_t row);
+/* Gives capacity back when deletes left the shard under a quarter full
+ * (see shard.c); never fails (a failed step keeps the larger storage). */
+void shard_shrink(npvdb_shard *s, uint32_t dim);
 /* Frees the payloads of every row (the collection's end). */
 void shard_free_payloads(npvdb_shard *s);
 size_t shard_memory(const npvdb_shard *s, uint32_t dim);

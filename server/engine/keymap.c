@@ -86,6 +86,16 @@ int keymap_reserve(npvdb_keymap *m, size_t extra)
     return 0;
 }
 
+void keymap_shrink(npvdb_keymap *m)
+{
+    size_t nbuckets = m->mask + 1;
+    if (nbuckets <= KEYMAP_MIN_BUCKETS || m->count >= nbuckets / 8) return;
+    while (nbuckets > KEYMAP_MIN_BUCKETS && nbuckets / 2 >= 2 * m->count)
+        nbuckets /= 2;
+    npvdb_entry **nb = calloc(nbuckets, sizeof *nb);
+    if (nb) rehash(m, nb, nbuckets - 1); /* else keep the larger table */
+}
+
 void keymap_add(npvdb_keymap *m, npvdb_entry *e)
 {
     size_t b = e->hash & m->mask;

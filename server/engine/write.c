@@ -514,6 +514,16 @@ npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
     return npvdb_upsert(c, keys, rows, NULL, n, n_replaced, err);
 }
 
+/* After deletes: shards and the key table that fell well below their
+ * capacity give it back (O(shards), once per delete batch). Under rw
+ * exclusively. */
+static void give_back(npvdb_collection *c)
+{
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        shard_shrink(&c->shards[s], c->cfg.dim);
+    keymap_shrink(&c->map);
+}
+
 npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
                         size_t *n_deleted, npvdb_error *err)
 {
@@ -541,6 +551,7 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
         c->n_vectors--;
         deleted++;
     }
+    if (deleted) give_back(c);
     pthread_rwlock_unlock(&c->rw);
     pthread_mutex_unlock(&c->write_mu);
     batch_free(&b);
