@@ -11,6 +11,7 @@
  */
 #include "storage.h"
 #include "transport.h"
+#include "trim.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -336,6 +337,9 @@ static void close_data(npvdb_store *store, npvdb_workers *workers,
     npvdb_workers_free(workers);
 }
 
+/* How often free heap memory goes back to the kernel (trim.h). */
+#define TRIM_PERIOD_MS 10000
+
 /* Serves until SIGINT/SIGTERM. Returns the exit status. */
 static int serve(const options *o)
 {
@@ -369,6 +373,7 @@ static int serve(const options *o)
     if (o->port_file && write_port_file(o->port_file, port) != 0)
         npvdb_log("cannot write port file %s: %s", o->port_file,
                   strerror(errno));
+    npvdb_trimmer *trimmer = npvdb_trimmer_start(TRIM_PERIOD_MS);
 
     sigset_t set;
     sigemptyset(&set);
@@ -379,6 +384,7 @@ static int serve(const options *o)
     }
     npvdb_log("%s: shutting down (grace %u ms)",
               sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
+    npvdb_trimmer_stop(trimmer);
     npvdb_server_stop(srv, o->grace_ms);
     close_data(store, workers, cat);
     npvdb_log("stopped");

@@ -215,3 +215,60 @@ def test_rss_returns_after_delete(tmp_path):
         assert info(s, "m").vectors == 2000
     finally:
         s.stop()
+
+
+def h2_frame(kind, flags, stream, payload):
+    return (len(payload).to_bytes(3, "big") + bytes([kind, flags]) +
+            stream.to_bytes(4, "big") + payload)
+
+
+def ping_flood(port, seconds):
+    """One HTTP/2 connection sending PING frames without reading a byte."""
+    import socket
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b""))
+    pings = h2_frame(6, 0, 0, b"12345678") * 512
+    c.setblocking(False)
+    end = time.time() + seconds
+    while time.time() < end:
+        try:
+            c.send(pings)
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            break
+    c.close()
+
+
+def test_rss_returns_after_ping_flood(tmp_path):
+    """Four connections flood PING frames for 3 s and close: within 15 s
+    (the trimmer runs every 10 s) the resident size is back within 20 MiB
+    of where it started."""
+    import threading
+    s = Server(str(tmp_path), sync="none")
+    if s.sanitized():
+        s.stop()
+        pytest.skip("AddressSanitizer keeps freed memory in quarantine")
+    try:
+        init(s, "p", 4)
+        base = rss_mb(s)
+        ts = [threading.Thread(target=ping_flood, args=(s.port, 3.0))
+              for _ in range(4)]
+        for t in ts:
+            t.start()
+        peak = base
+        while any(t.is_alive() for t in ts):
+            peak = max(peak, rss_mb(s))
+            time.sleep(0.1)
+        end = time.time() + 15
+        while rss_mb(s) - base >= 20 and time.time() < end:
+            time.sleep(0.25)
+        after = rss_mb(s)
+        print("RSS MiB: start %.0f, flood peak %.0f, after %.0f" %
+              (base, peak, after))
+        assert after - base < 20
+        search_ok_rows = np.ones((3, 4))
+        insert(s, "p", ["a", "b", "c"], search_ok_rows)
+        search_ok(s, "p", 4)  # still serving
+    finally:
+        s.stop()
