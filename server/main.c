@@ -12,6 +12,7 @@
  */
 #include "storage.h"
 #include "transport.h"
+#include "trim.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -43,6 +44,7 @@ typedef struct options {
     const char *tls_key;
     const char *tls_client_ca;
     int insecure;
+    unsigned max_memory_mb; /* 0: no limit */
 } options;
 
 static void usage(FILE *f)
@@ -86,6 +88,9 @@ static void usage(FILE *f)
         "  --grace-ms N           on SIGINT/SIGTERM, time given to calls in "
         "flight\n"
         "                         before they are cancelled (default 10000)\n"
+        "  --max-memory-mb N      refuse inserts that would take vector and\n"
+        "                         payload memory past N MiB (default 0: no\n"
+        "                         limit; also NPVDB_MAX_MEMORY_MB)\n"
         "  --port-file PATH       write the bound port there once serving\n"
         "security (see README, Security):\n"
         "  --token-file FILE      callers need 'authorization: Bearer TOKEN';\n"
@@ -144,6 +149,13 @@ static int parse_sync(const char *s, options *o)
     return 0;
 }
 
+#define MAX_MEMORY_MB_MAX (1u << 30) /* 1 PiB */
+
+static int parse_max_memory(const char *what, const char *s, options *o)
+{
+    return parse_uint(what, s, 0, MAX_MEMORY_MB_MAX, &o->max_memory_mb);
+}
+
 /* 0: run, 1: exit 0 (--help), -1: exit 2 (bad flags). */
 static int parse_args(int argc, char **argv, options *o)
 {
@@ -165,6 +177,7 @@ static int parse_args(int argc, char **argv, options *o)
         O_TLS_KEY,
         O_TLS_CA,
         O_INSECURE,
+        O_MAXMEM,
         O_HELP
     };
     static const struct option longs[] = {
@@ -185,10 +198,14 @@ static int parse_args(int argc, char **argv, options *o)
         {"tls-key", required_argument, NULL, O_TLS_KEY},
         {"tls-client-ca", required_argument, NULL, O_TLS_CA},
         {"insecure", no_argument, NULL, O_INSECURE},
+        {"max-memory-mb", required_argument, NULL, O_MAXMEM},
         {"help", no_argument, NULL, O_HELP},
         {0, 0, 0, 0},
     };
     int opt, rc = 0;
+    const char *env_mem = getenv("NPVDB_MAX_MEMORY_MB"); /* the flag wins */
+    if (env_mem && env_mem[0])
+        rc = parse_max_memory("NPVDB_MAX_MEMORY_MB", env_mem, o);
     while (rc == 0 && (opt = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
         switch (opt) {
         case O_LISTEN:
@@ -247,6 +264,9 @@ static int parse_args(int argc, char **argv, options *o)
             break;
         case O_INSECURE:
             o->insecure = 1;
+            break;
+        case O_MAXMEM:
+            rc = parse_max_memory("--max-memory-mb", optarg, o);
             break;
         case 'h':
         case O_HELP:
@@ -340,6 +360,19 @@ static void log_restored(npvdb_catalog *cat)
     free(info);
 }
 
+/* The limit, and whether the restored data is past it already (recovery is
+ * never refused; inserts are, until deletes make room). */
+static void log_memory_limit(npvdb_catalog *cat)
+{
+    uint64_t lim = catalog_memory_limit(cat), used = catalog_memory_used(cat);
+    if (!lim) return;
+    npvdb_log("memory limit %.1f MiB, %.1f MiB in use%s", lim / 1048576.0,
+              used / 1048576.0,
+              used > lim ? ": the restored data is past the limit already, "
+                           "inserts are refused until deletes make room"
+                         : "");
+}
+
 /* Opens the store, the shared engine workers and the catalog over them;
  * 0 on success (everything opened), -1 with everything closed. */
 static int open_data(const options *o, npvdb_store **store,
@@ -367,7 +400,10 @@ static int open_data(const options *o, npvdb_store **store,
         npvdb_workers_free(*workers);
         return -1;
     }
-    catalog_config ccfg = {.store = *store, .workers = *workers};
+    catalog_config ccfg = {.store = *store,
+                           .workers = *workers,
+                           .max_memory_bytes = (uint64_t)o->max_memory_mb
+                                               << 20};
     *cat = catalog_open(&ccfg, &err);
     if (!*cat) {
         npvdb_log("cannot open the catalog: %s", err.msg);
@@ -449,6 +485,8 @@ static npvdb_auth *open_auth(const options *o, int *rc)
     }
     return a;
 }
+/* How often free heap memory goes back to the kernel (trim.h). */
+#define TRIM_PERIOD_MS 10000
 
 /* Serves until SIGINT/SIGTERM. Returns the exit status. */
 static int serve(const options *o)
@@ -491,6 +529,7 @@ static int serve(const options *o)
         return 1;
     }
     log_restored(cat);
+    log_memory_limit(cat);
     int port = 0;
     npvdb_server *srv = npvdb_server_start(&cfg, cat, store, &port, &err);
     if (!srv) {
@@ -509,10 +548,12 @@ static int serve(const options *o)
     if (o->port_file && write_port_file(o->port_file, port) != 0)
         npvdb_log("cannot write port file %s: %s", o->port_file,
                   strerror(errno));
+    npvdb_trimmer *trimmer = npvdb_trimmer_start(TRIM_PERIOD_MS);
 
     int sig = wait_for_stop(auth);
     npvdb_log("%s: shutting down (grace %u ms)",
               sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
+    npvdb_trimmer_stop(trimmer);
     npvdb_server_stop(srv, o->grace_ms);
     close_data(store, workers, cat);
     npvdb_auth_free(auth); /* after the server: calls check against it */

@@ -18,14 +18,36 @@
  *                 that position is applied and none after it is;
  *   mu            the table, refcounts and the dead flags (short sections).
  * The write sequence (write_seq) is the one place that takes write_mu and
- * order, appends and applies; create, insert, delete and drop all call it.
+ * order, checks the memory limit, appends and applies; create, insert,
+ * delete and drop all call it.
+ *
+ * Memory: mem_used is an atomic running total (see catalog.h), so writers
+ * to different collections update it without a common lock. Each entry
+ * keeps the memory it was last counted with (e->mem, under write_mu); an
+ * apply recounts its collection and adds the difference. A write that
+ * grows memory reserves its estimate with a compare-and-swap before it is
+ * logged, so two collections' writers cannot both pass the check with room
+ * for one; the reservation is given back once the real difference is in.
+ *
+ * Giving memory back to the kernel: the engine shrinks what deletes empty
+ * and unmaps big blocks itself, but the many small blocks (keys, payloads)
+ * freed by a large delete, drop or replace stay in malloc's heaps, holes
+ * that glibc only returns on malloc_trim. So after a write that freed
+ * TRIM_AFTER bytes in total since the last trim (counted from mem_used's
+ * decreases), and after every snapshot (its buffers come and go), the
+ * writer calls malloc_trim(0) once, outside every lock. Never per call: a
+ * trim walks every free block of every arena.
  */
 #include "catalog.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__ /* defined by the headers above */
+#include <malloc.h>
+#endif
 
 typedef struct entry {
     struct entry *next; /* hash chain */
@@ -33,8 +55,9 @@ typedef struct entry {
     npvdb_config cfg; /* creation config as logged (for snapshots) */
     uint64_t gen;
     uint32_t hash;
-    int refs; /* guarded by cat->mu */
-    int dead; /* unlinked by a drop or replace; set under write_mu and mu */
+    int refs;   /* guarded by cat->mu */
+    int dead;   /* unlinked by a drop or replace; set under write_mu and mu */
+    size_t mem; /* counted in mem_used (entry_memory); under write_mu */
     pthread_mutex_t write_mu;
     char name[]; /* NUL-terminated */
 } entry;
@@ -61,6 +84,9 @@ struct npvdb_catalog {
     size_t n_buckets, count;
     uint64_t next_gen;
     snap_state snap;
+    uint64_t max_memory;       /* 0: no limit */
+    _Atomic uint64_t mem_used; /* see the top */
+    _Atomic uint64_t freed;    /* bytes freed since the last trim */
 };
 
 /* ---- names and the table ------------------------------------------------- */
@@ -188,6 +214,102 @@ static void entry_retire(npvdb_catalog *cat, entry *e)
     entry_free(e);
 }
 
+/* ---- memory accounting ------------------------------------------------- */
+
+/* What an entry counts for: the collection's memory_bytes and the entry
+ * (as catalog_list reports it). */
+static size_t entry_memory(entry *e)
+{
+    return npvdb_memory_bytes(e->coll) + sizeof(entry) + strlen(e->name) + 1;
+}
+
+/* Adds d (may be "negative": unsigned arithmetic wraps) to the total. */
+static void mem_add(npvdb_catalog *cat, uint64_t d)
+{
+    atomic_fetch_add_explicit(&cat->mem_used, d, memory_order_relaxed);
+}
+
+/* A collection's memory went from before to after: count the difference
+ * and what was freed. */
+static void mem_change(npvdb_catalog *cat, uint64_t before, uint64_t after)
+{
+    mem_add(cat, after - before);
+    if (after < before)
+        atomic_fetch_add_explicit(&cat->freed, before - after,
+                                  memory_order_relaxed);
+}
+
+/* Frees in malloc's heaps since the last trim that make one worth it. */
+#define TRIM_AFTER (64u << 20)
+
+static void trim_now(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
+/* After a write, outside every lock: trims once TRIM_AFTER was freed. */
+static void maybe_trim(npvdb_catalog *cat)
+{
+    if (atomic_load_explicit(&cat->freed, memory_order_relaxed) < TRIM_AFTER)
+        return;
+    if (atomic_exchange(&cat->freed, 0) >= TRIM_AFTER) trim_now();
+}
+
+/* Recounts e after a write to it. Under e->write_mu. */
+static void mem_recount(npvdb_catalog *cat, entry *e)
+{
+    size_t now = entry_memory(e);
+    mem_change(cat, e->mem, now);
+    e->mem = now;
+}
+
+/* "12.3 MiB" or "4.5 KiB" or "17 bytes" into out. */
+static const char *human(uint64_t b, char *out, size_t cap)
+{
+    if (b >= (1u << 20))
+        snprintf(out, cap, "%.1f MiB", (double)b / 1048576.0);
+    else if (b >= 1024)
+        snprintf(out, cap, "%.1f KiB", (double)b / 1024.0);
+    else
+        snprintf(out, cap, "%u bytes", (unsigned)b);
+    return out;
+}
+
+/* Reserves need bytes against the limit; *held gets what was reserved (to
+ * give back with mem_add(-held) once the write is counted). */
+static npvdb_code mem_reserve(npvdb_catalog *cat, uint64_t need, uint64_t *held,
+                              npvdb_error *err)
+{
+    *held = 0;
+    if (!cat->max_memory || !need) return NPVDB_OK;
+    uint64_t cur = atomic_load(&cat->mem_used);
+    do {
+        char a[32], b[32], c[32];
+        if (cur + need > cat->max_memory)
+            return npvdb_set_error(
+                err, NPVDB_ELIMIT,
+                "memory limit: the server holds %s of vectors and payloads, "
+                "this write needs about %s more, and the limit is %s "
+                "(--max-memory-mb); delete or drop to make room",
+                human(cur, a, sizeof a), human(need, b, sizeof b),
+                human(cat->max_memory, c, sizeof c));
+    } while (!atomic_compare_exchange_weak(&cat->mem_used, &cur, cur + need));
+    *held = need;
+    return NPVDB_OK;
+}
+
+uint64_t catalog_memory_used(npvdb_catalog *cat)
+{
+    return atomic_load(&cat->mem_used);
+}
+
+uint64_t catalog_memory_limit(npvdb_catalog *cat)
+{
+    return cat->max_memory;
+}
+
 /* ---- open / close ----------------------------------------------------------
  */
 
@@ -209,6 +331,8 @@ static npvdb_code adopt_restored(npvdb_catalog *cat, npvdb_error *err)
             continue;
         }
         e->gen = ++cat->next_gen;
+        e->mem = entry_memory(e);
+        mem_add(cat, e->mem); /* never refused: see catalog.h */
         table_insert(cat, e);
     }
     free(v);
@@ -226,6 +350,9 @@ npvdb_catalog *catalog_open(const catalog_config *cfg, npvdb_error *err)
     cat->n_buckets = 16;
     cat->store = cfg ? cfg->store : NULL;
     cat->workers = cfg ? cfg->workers : NULL;
+    cat->max_memory = cfg ? cfg->max_memory_bytes : 0;
+    atomic_init(&cat->mem_used, 0);
+    atomic_init(&cat->freed, 0);
     pthread_mutex_init(&cat->ddl_mu, NULL);
     pthread_mutex_init(&cat->mu, NULL);
     pthread_cond_init(&cat->released, NULL);
@@ -308,36 +435,66 @@ void catalog_release(npvdb_catalog *cat, catalog_ref *ref)
 /* ---- the write sequence -----------------------------------------------------
  */
 
-/* Applies a logged record; runs under the target's write lock (if any) and
- * the shared order lock. Must not fail for a record the log now holds,
- * except for memory (the engine's prepared apply). */
+/* Applies a logged record and recounts the memory it changed (mem_used);
+ * runs under the target's write lock (if any) and the shared order lock.
+ * Must not fail for a record the log now holds, except for memory (the
+ * engine's prepared apply). */
 typedef npvdb_code (*apply_fn)(npvdb_catalog *cat, entry *target, void *ctx,
                                npvdb_error *err);
 
+/* One write for write_seq. */
+typedef struct write_op {
+    npvdb_store_rec *rec; /* encoded; NULL without a store */
+    apply_fn apply;
+    void *ctx;
+    /* Bytes the write may add (0: never refused), checked against the limit
+     * before the append; with frees_target, less the target's memory (a
+     * replace frees what it replaces). */
+    uint64_t grow;
+    int frees_target;
+    /* An insert: grows by its estimate, made under the write lock (it
+     * reads the key table's size). */
+    const npvdb_batch *batch;
+} write_op;
+
+/* What op must reserve: its growth, less what it frees. Under the
+ * target's write lock. */
+static uint64_t op_need(entry *target, const write_op *op)
+{
+    uint64_t grow = op->grow, freed = 0;
+    if (op->batch) grow = npvdb_batch_memory(target->coll, op->batch);
+    if (target && op->frees_target) freed = target->mem;
+    return grow > freed ? grow - freed : 0;
+}
+
 /* The one write sequence: under target's write lock (NULL: a create of a
- * new name, serialised by ddl_mu) and the order lock shared, append rec
- * (already encoded; NULL without a store) and apply it. *seq gets the
- * record (0 without a store). A target dropped or replaced since the caller
- * acquired it is NPVDB_ENOTFOUND and nothing is logged: a record after its
- * DROP would land on whatever later takes the name. */
+ * new name, serialised by ddl_mu) and the order lock shared, reserve the
+ * memory it adds, append op->rec and apply it. *seq gets the record (0
+ * without a store). A target dropped or replaced since the caller acquired
+ * it is NPVDB_ENOTFOUND and nothing is logged: a record after its DROP
+ * would land on whatever later takes the name. A write past the memory
+ * limit is NPVDB_ELIMIT and nothing is logged either. */
 static npvdb_code write_seq(npvdb_catalog *cat, entry *target,
-                            npvdb_store_rec *rec, apply_fn apply, void *ctx,
-                            uint64_t *seq, npvdb_error *err)
+                            const write_op *op, uint64_t *seq, npvdb_error *err)
 {
     *seq = 0;
     if (target) pthread_mutex_lock(&target->write_mu);
     npvdb_code rc = NPVDB_OK;
+    uint64_t held = 0;
     if (target && target->dead)
         rc = npvdb_set_error(err, NPVDB_ENOTFOUND,
                              "collection '%s' was dropped or replaced "
                              "meanwhile",
                              target->name);
+    if (rc == NPVDB_OK && cat->max_memory)
+        rc = mem_reserve(cat, op_need(target, op), &held, err);
     if (rc == NPVDB_OK) {
         pthread_rwlock_rdlock(&cat->order);
-        if (cat->store && rec)
-            rc = npvdb_store_append(cat->store, rec, seq, err);
-        if (rc == NPVDB_OK) rc = apply(cat, target, ctx, err);
+        if (cat->store && op->rec)
+            rc = npvdb_store_append(cat->store, op->rec, seq, err);
+        if (rc == NPVDB_OK) rc = op->apply(cat, target, op->ctx, err);
         pthread_rwlock_unlock(&cat->order);
+        mem_add(cat, (uint64_t)0 - held); /* the apply counted the real */
     }
     if (target) pthread_mutex_unlock(&target->write_mu);
     return rc;
@@ -371,6 +528,10 @@ static npvdb_code apply_install(npvdb_catalog *cat, entry *target, void *arg,
     x->fresh->gen = ++cat->next_gen;
     table_insert(cat, x->fresh);
     pthread_mutex_unlock(&cat->mu);
+    /* fresh->mem was counted when it was built, before any lock. */
+    mem_add(cat, x->fresh->mem);
+    if (target) mem_change(cat, target->mem, 0);
+    if (target) target->mem = 0;
     return NPVDB_OK;
 }
 
@@ -383,6 +544,8 @@ static npvdb_code apply_unlink(npvdb_catalog *cat, entry *target, void *arg,
     table_unlink(cat, target);
     target->dead = 1;
     pthread_mutex_unlock(&cat->mu);
+    mem_change(cat, target->mem, 0);
+    target->mem = 0;
     return NPVDB_OK;
 }
 
@@ -431,7 +594,12 @@ static npvdb_code create_locked(npvdb_catalog *cat, entry *fresh, int replace,
     entry *cur = lookup(cat, fresh->name);
     if (cur && !replace) return already_exists(cur, err);
     install_ctx x = {.fresh = fresh};
-    npvdb_code rc = write_seq(cat, cur, rec, apply_install, &x, seq, err);
+    write_op op = {.rec = rec,
+                   .apply = apply_install,
+                   .ctx = &x,
+                   .grow = fresh->mem,
+                   .frees_target = 1};
+    npvdb_code rc = write_seq(cat, cur, &op, seq, err);
     if (rc == NPVDB_OK) *old = cur;
     return rc;
 }
@@ -470,6 +638,7 @@ npvdb_code catalog_create(npvdb_catalog *cat, const char *name,
     if (rc == NPVDB_OK && !(fresh = entry_new(name, coll, cfg)))
         rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory for collection '%s'",
                              name);
+    if (rc == NPVDB_OK) fresh->mem = entry_memory(fresh); /* not shared yet */
     if (rc != NPVDB_OK) {
         npvdb_free(coll);
         npvdb_store_rec_free(rec);
@@ -486,6 +655,7 @@ npvdb_code catalog_create(npvdb_catalog *cat, const char *name,
     }
     *replaced = old != NULL;
     if (old) entry_retire(cat, old);
+    maybe_trim(cat);
     return NPVDB_OK;
 }
 
@@ -507,7 +677,8 @@ npvdb_code catalog_drop(npvdb_catalog *cat, const char *name, uint64_t *vectors,
     if (!e)
         rc = not_found(name, err);
     else
-        rc = write_seq(cat, e, rec, apply_unlink, NULL, seq, err);
+        rc = write_seq(cat, e, &(write_op){.rec = rec, .apply = apply_unlink},
+                       seq, err);
     pthread_mutex_unlock(&cat->ddl_mu);
     npvdb_store_rec_free(rec);
     if (rc != NPVDB_OK) return rc;
@@ -521,6 +692,7 @@ npvdb_code catalog_drop(npvdb_catalog *cat, const char *name, uint64_t *vectors,
         }
     }
     entry_retire(cat, e);
+    maybe_trim(cat);
     return NPVDB_OK;
 }
 
@@ -535,9 +707,11 @@ typedef struct insert_ctx {
 static npvdb_code apply_insert(npvdb_catalog *cat, entry *target, void *arg,
                                npvdb_error *err)
 {
-    (void)cat;
     insert_ctx *x = arg;
-    return npvdb_insert_prepared(target->coll, x->batch, x->n_replaced, err);
+    npvdb_code rc =
+        npvdb_insert_prepared(target->coll, x->batch, x->n_replaced, err);
+    mem_recount(cat, target);
+    return rc;
 }
 
 static npvdb_code held_entry(catalog_ref *ref, entry **out, npvdb_error *err)
@@ -572,7 +746,9 @@ npvdb_code catalog_insert(npvdb_catalog *cat, catalog_ref *ref,
         rc = npvdb_store_encode_insert(e->name, keys, rows, payloads, n,
                                        npvdb_dim(e->coll), &rec, err);
     insert_ctx x = {.batch = batch, .n_replaced = n_replaced};
-    if (rc == NPVDB_OK) rc = write_seq(cat, e, rec, apply_insert, &x, seq, err);
+    write_op op = {
+        .rec = rec, .apply = apply_insert, .ctx = &x, .batch = batch};
+    if (rc == NPVDB_OK) rc = write_seq(cat, e, &op, seq, err);
     npvdb_store_rec_free(rec);
     return rc;
 }
@@ -586,9 +762,11 @@ typedef struct delete_ctx {
 static npvdb_code apply_delete(npvdb_catalog *cat, entry *target, void *arg,
                                npvdb_error *err)
 {
-    (void)cat;
     delete_ctx *x = arg;
-    return npvdb_delete(target->coll, x->keys, x->n, x->n_deleted, err);
+    npvdb_code rc =
+        npvdb_delete(target->coll, x->keys, x->n, x->n_deleted, err);
+    mem_recount(cat, target);
+    return rc;
 }
 
 npvdb_code catalog_delete(npvdb_catalog *cat, catalog_ref *ref,
@@ -607,8 +785,10 @@ npvdb_code catalog_delete(npvdb_catalog *cat, catalog_ref *ref,
     npvdb_store_rec *rec = NULL;
     if (cat->store) rc = npvdb_store_encode_delete(e->name, keys, n, &rec, err);
     delete_ctx x = {.keys = keys, .n = n, .n_deleted = n_deleted};
-    if (rc == NPVDB_OK) rc = write_seq(cat, e, rec, apply_delete, &x, seq, err);
+    write_op op = {.rec = rec, .apply = apply_delete, .ctx = &x};
+    if (rc == NPVDB_OK) rc = write_seq(cat, e, &op, seq, err);
     npvdb_store_rec_free(rec);
+    maybe_trim(cat);
     return rc;
 }
 
@@ -790,6 +970,7 @@ npvdb_code catalog_snapshot(npvdb_catalog *cat, npvdb_snapshot_info *info,
         npvdb_code rc =
             out ? snapshot_now(cat, out, &e)
                 : npvdb_set_error(&e, NPVDB_ENOMEM, "no memory for a snapshot");
+        trim_now(); /* its buffers are gone; see the top */
         pthread_mutex_lock(&st->mu);
         st->rc = rc;
         st->err = e;

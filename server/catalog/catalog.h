@@ -19,6 +19,18 @@
  * every writer between steps 2 and 3 to read a log position that every
  * applied record is at or before.
  *
+ * Memory limit (catalog_config.max_memory_bytes): the catalog keeps a
+ * running total of every collection's memory_bytes (npvdb_memory_bytes plus
+ * the entry), updated after each apply, drop and replace under the
+ * collection's write lock. A write that adds memory (an insert batch, by
+ * npvdb_batch_memory's estimate; a create or replace, by the new
+ * collection's size less the one it replaces) first reserves its estimate
+ * against the limit, before it is logged: past the limit it is NPVDB_ELIMIT
+ * (RESOURCE_EXHAUSTED on the wire) naming the use, the estimate and the
+ * limit, and neither logged nor applied. Deletes and drops are never
+ * refused. Recovery (catalog_open) is never refused: restored data over the
+ * limit only makes later inserts fail until deletes free room.
+ *
  * Names: 1..CATALOG_MAX_NAME bytes of [A-Za-z0-9_.-]; "" (or NULL) means
  * CATALOG_DEFAULT, so clients from before collections keep working.
  *
@@ -40,8 +52,9 @@
 typedef struct npvdb_catalog npvdb_catalog;
 
 typedef struct catalog_config {
-    npvdb_store *store;     /* borrowed; NULL = no durability (tests) */
-    npvdb_workers *workers; /* borrowed shared pool for every collection */
+    npvdb_store *store;        /* borrowed; NULL = no durability (tests) */
+    npvdb_workers *workers;    /* borrowed shared pool for every collection */
+    uint64_t max_memory_bytes; /* 0 = no limit (see the top) */
 } catalog_config;
 
 /* Creates the catalog; takes ownership of the collections the store
@@ -123,6 +136,12 @@ typedef struct catalog_info {
 npvdb_code catalog_list(npvdb_catalog *cat, catalog_info **out, size_t *n,
                         npvdb_error *err);
 size_t catalog_count(npvdb_catalog *cat);
+
+/* The running total the memory limit checks: every collection's memory
+ * plus the estimates of writes in flight. Bytes. */
+uint64_t catalog_memory_used(npvdb_catalog *cat);
+/* The limit as configured (0 = none). */
+uint64_t catalog_memory_limit(npvdb_catalog *cat);
 
 /* Snapshots every collection (one file; see storage.h). One at a time:
  * concurrent calls share the one that is running or wait for it. */

@@ -19,7 +19,7 @@
 /* Upper bounds in seconds (the "le" labels); +Inf is the last bucket. */
 static const double npvdb_hist_le[NPVDB_HIST_BOUNDS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,   10.0};
+    0.05,   0.1,     0.25,   0.5,   1.0,    2.5,   5.0,  10.0};
 
 typedef struct npvdb_hist {
     atomic_ullong bucket[NPVDB_HIST_BOUNDS + 1]; /* not cumulative */

@@ -43,7 +43,11 @@ typedef struct npvdb_keymap {
     npvdb_entry **buckets;
     size_t mask; /* buckets - 1; the bucket count is a power of two */
     size_t count;
+    size_t entry_bytes; /* ENTRY_BYTES of every entry in the map */
 } npvdb_keymap;
+
+/* What one entry costs: its block and malloc's header. */
+#define ENTRY_BYTES(len) (sizeof(npvdb_entry) + (len) + 1 + 16)
 
 int keymap_init(npvdb_keymap *m);
 void keymap_destroy(npvdb_keymap *m); /* frees every entry too */
@@ -54,9 +58,12 @@ npvdb_entry *keymap_find(const npvdb_keymap *m, const char *key, size_t len,
  * only keymap call that allocates, so inserts can reserve before applying. */
 int keymap_reserve(npvdb_keymap *m, size_t extra);
 void keymap_add(npvdb_keymap *m, npvdb_entry *e); /* needs a prior reserve */
+/* After deletes: a table under 1/8 full is rehashed into one at most half
+ * full (never below the minimum); out of memory keeps the old one. */
+void keymap_shrink(npvdb_keymap *m);
 void keymap_unlink(npvdb_keymap *m, npvdb_entry *e);
 npvdb_entry *entry_new(const char *key, size_t len, uint32_t hash);
-size_t keymap_memory(const npvdb_keymap *m);
+size_t keymap_memory(const npvdb_keymap *m); /* O(1) */
 
 /* ---- payload.c: the canonical blob (format in npvdb.h) ---- */
 uint16_t rd_u16(const uint8_t *p);
@@ -139,6 +146,9 @@ void shard_set(npvdb_shard *s, uint32_t dim, size_t row, const float *v,
 /* Removes a row by moving the last row into its place (the row's payload
  * pointer is dropped, not freed). */
 void shard_remove(npvdb_shard *s, uint32_t dim, size_t row);
+/* Gives capacity back when deletes left the shard under a quarter full
+ * (see shard.c); never fails (a failed step keeps the larger storage). */
+void shard_shrink(npvdb_shard *s, uint32_t dim);
 /* Frees the payloads of every row (the collection's end). */
 void shard_free_payloads(npvdb_shard *s);
 size_t shard_memory(const npvdb_shard *s, uint32_t dim);
@@ -198,8 +208,13 @@ uint32_t topk_sort(npvdb_topk *t, size_t h);
 /* ---- kernels.c: BLAS-backed distance blocks ---- */
 void rows_sqnorms(const float *x, size_t n, uint32_t dim, float *out);
 int rows_finite(const float *x, size_t n);
-/* Normalises rows in place; returns the index of a zero row or -1. */
+/* Normalises rows in place, without overflow or underflow for any finite
+ * row (a norm past FLT_MAX is fine: it is taken in double); returns the
+ * index of the first zero row (left as it is) or -1. */
 long rows_normalise(float *x, size_t n, uint32_t dim);
+/* The Euclidean norm of one row, accumulated in double (never overflows
+ * for finite floats). */
+double row_norm_exact(const float *r, uint32_t dim);
 /* out (m x n) = alpha * x (m x dim) . y (n x dim)^T, row-major. */
 void dots_block(const float *x, size_t m, const float *y, size_t n,
                 uint32_t dim, float alpha, float *out);

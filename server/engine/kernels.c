@@ -32,15 +32,50 @@ int rows_finite(const float *x, size_t n)
     return !bad;
 }
 
+/* |x| in double: the squares of any finite floats (up to 2^256 each) and
+ * their sum over NPVDB_MAX_DIM terms neither overflow nor, for subnormal
+ * inputs (down to 2^-298 squared), underflow to zero. Four sums so the
+ * loop is not one long chain of dependent adds. */
+double row_norm_exact(const float *r, uint32_t dim)
+{
+    double s[4] = {0, 0, 0, 0};
+    uint32_t t = 0;
+    for (; t + 4 <= dim; t += 4)
+        for (int l = 0; l < 4; l++)
+            s[l] += (double)r[t + l] * r[t + l];
+    for (; t < dim; t++)
+        s[0] += (double)r[t] * r[t];
+    return sqrt((s[0] + s[1]) + (s[2] + s[3]));
+}
+
+/* Where the float norm and its reciprocal are exact enough to use as they
+ * are; outside it (or when snrm2 overflowed or underflowed) the row is
+ * scaled in double. */
+#define NORM_FAST_LO 0x1p-60f
+#define NORM_FAST_HI 0x1p60f
+
+/* Scales row r to unit length in double; 0, or -1 for a zero row. */
+static int normalise_exact(float *r, uint32_t dim)
+{
+    double nrm = row_norm_exact(r, dim);
+    if (!(nrm > 0)) return -1;
+    for (uint32_t t = 0; t < dim; t++)
+        r[t] = (float)(r[t] / nrm);
+    return 0;
+}
+
 long rows_normalise(float *x, size_t n, uint32_t dim)
 {
+    long zero = -1;
     for (size_t i = 0; i < n; i++) {
         float *r = x + i * dim;
         float nrm = cblas_snrm2((int)dim, r, 1);
-        if (!(nrm > 0.0f) || !isfinite(1.0f / nrm)) return (long)i;
-        cblas_sscal((int)dim, 1.0f / nrm, r, 1);
+        if (nrm >= NORM_FAST_LO && nrm <= NORM_FAST_HI)
+            cblas_sscal((int)dim, 1.0f / nrm, r, 1);
+        else if (normalise_exact(r, dim) && zero < 0)
+            zero = (long)i;
     }
-    return -1;
+    return zero;
 }
 
 void dots_block(const float *x, size_t m, const float *y, size_t n,

@@ -16,6 +16,7 @@ int keymap_init(npvdb_keymap *m)
     if (!m->buckets) return -1;
     m->mask = KEYMAP_MIN_BUCKETS - 1;
     m->count = 0;
+    m->entry_bytes = 0;
     return 0;
 }
 
@@ -33,6 +34,7 @@ void keymap_destroy(npvdb_keymap *m)
     free(m->buckets);
     m->buckets = NULL;
     m->count = 0;
+    m->entry_bytes = 0;
 }
 
 /* FNV-1a: keys are short strings; good enough spread, no seed needed since
@@ -84,12 +86,23 @@ int keymap_reserve(npvdb_keymap *m, size_t extra)
     return 0;
 }
 
+void keymap_shrink(npvdb_keymap *m)
+{
+    size_t nbuckets = m->mask + 1;
+    if (nbuckets <= KEYMAP_MIN_BUCKETS || m->count >= nbuckets / 8) return;
+    while (nbuckets > KEYMAP_MIN_BUCKETS && nbuckets / 2 >= 2 * m->count)
+        nbuckets /= 2;
+    npvdb_entry **nb = calloc(nbuckets, sizeof *nb);
+    if (nb) rehash(m, nb, nbuckets - 1); /* else keep the larger table */
+}
+
 void keymap_add(npvdb_keymap *m, npvdb_entry *e)
 {
     size_t b = e->hash & m->mask;
     e->next = m->buckets[b];
     m->buckets[b] = e;
     m->count++;
+    m->entry_bytes += ENTRY_BYTES(e->len);
 }
 
 void keymap_unlink(npvdb_keymap *m, npvdb_entry *e)
@@ -100,6 +113,7 @@ void keymap_unlink(npvdb_keymap *m, npvdb_entry *e)
     if (*p) {
         *p = e->next;
         m->count--;
+        m->entry_bytes -= ENTRY_BYTES(e->len);
     }
 }
 
@@ -120,9 +134,5 @@ npvdb_entry *entry_new(const char *key, size_t len, uint32_t hash)
 /* An estimate: malloc adds about 16 bytes per block. */
 size_t keymap_memory(const npvdb_keymap *m)
 {
-    size_t bytes = (m->mask + 1) * sizeof *m->buckets;
-    for (size_t b = 0; b <= m->mask; b++)
-        for (const npvdb_entry *e = m->buckets[b]; e; e = e->next)
-            bytes += sizeof *e + e->len + 1 + 16;
-    return bytes;
+    return (m->mask + 1) * sizeof *m->buckets + m->entry_bytes;
 }

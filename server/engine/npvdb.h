@@ -302,6 +302,13 @@ npvdb_code npvdb_insert_prepare(npvdb_collection *c, const char *const *keys,
 npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *b,
                                  size_t *n_replaced, npvdb_error *err);
 void npvdb_batch_free(npvdb_batch *b);
+/* An estimate of the memory_bytes an apply of b (prepared for c) adds, as
+ * if every key were new: row, norm, shard slots, key entry, payload copy,
+ * and the key table's doubling if the batch triggers it. Not counted: a
+ * shard's capacity step (1/16 of its rows, or a doubling of its index
+ * arrays when its rows are mapped), so an apply may take somewhat more.
+ * What a memory limit checks before the batch is logged. */
+size_t npvdb_batch_memory(npvdb_collection *c, const npvdb_batch *b);
 
 /* npvdb_insert and npvdb_insert_prepare with payloads: payloads[i] (len 0 =
  * none) goes with keys[i]; payloads NULL = none for the whole batch. An
@@ -402,6 +409,11 @@ typedef int (*npvdb_scroll_cb)(void *ctx, const npvdb_scroll_item *item);
 npvdb_code npvdb_scroll(npvdb_collection *c, uint64_t cursor, uint32_t limit,
                         const npvdb_filter *f, npvdb_scroll_cb on_item,
                         void *ctx, uint64_t *next, int *done, npvdb_error *err);
+
+/* npvdb_stats_get's memory_bytes alone: no allocation, O(shards) (the
+ * rest is kept as running totals), so a writer can afford it after each
+ * batch (the catalog's memory limit). */
+size_t npvdb_memory_bytes(npvdb_collection *c);
 
 /* Fills *out; out->shard_counts is malloc'ed (npvdb_stats_free). */
 npvdb_code npvdb_stats_get(npvdb_collection *c, npvdb_stats *out,

@@ -65,7 +65,9 @@ npvdb_code npvdb_search_ex(npvdb_collection *c, float *queries, size_t nq,
         free(owned);
         return rc;
     }
-    if ((rc = check_rows(queries, nq, c->cfg.dim, "query", err))) return rc;
+    if ((rc = check_rows(queries, nq, c->cfg.dim, "query", err)) ||
+        (rc = check_magnitude(c, queries, nq, "query", err)))
+        return rc;
     if (c->cfg.metric == NPVDB_METRIC_COSINE) {
         /* What prepare_rows does to its copy, done to the caller's rows. */
         long zero = rows_normalise(queries, nq, c->cfg.dim);
@@ -131,6 +133,28 @@ npvdb_code npvdb_get(npvdb_collection *c, const char *key, float *out,
     return npvdb_get_payload(c, key, out, NULL, err);
 }
 
+/* What memory_bytes counts; caller holds rw (either way). O(shards): every
+ * other part is a running total. */
+static size_t memory_locked(const npvdb_collection *c)
+{
+    size_t mem = sizeof *c + c->n_shards * sizeof *c->shards +
+                 keymap_memory(&c->map) + c->payload_bytes +
+                 fieldmap_memory(&c->fields);
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        mem += shard_memory(&c->shards[i], c->cfg.dim);
+    if (c->trained)
+        mem += (size_t)c->n_shards * (c->cfg.dim + 1) * sizeof(float);
+    return mem;
+}
+
+size_t npvdb_memory_bytes(npvdb_collection *c)
+{
+    pthread_rwlock_rdlock(&c->rw);
+    size_t mem = memory_locked(c);
+    pthread_rwlock_unlock(&c->rw);
+    return mem;
+}
+
 /* Caller holds rw (either way). */
 static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
                                npvdb_error *err)
@@ -146,16 +170,9 @@ static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
     out->n_shards = c->n_shards;
     out->n_workers = c->cfg.n_workers;
     out->default_nprobe = c->cfg.default_nprobe;
-    size_t mem = sizeof *c + c->n_shards * sizeof *c->shards +
-                 keymap_memory(&c->map) + c->payload_bytes +
-                 fieldmap_memory(&c->fields);
-    for (uint32_t i = 0; i < c->n_shards; i++) {
+    for (uint32_t i = 0; i < c->n_shards; i++)
         out->shard_counts[i] = c->shards[i].n;
-        mem += shard_memory(&c->shards[i], c->cfg.dim);
-    }
-    if (c->trained)
-        mem += (size_t)c->n_shards * (c->cfg.dim + 1) * sizeof(float);
-    out->memory_bytes = mem;
+    out->memory_bytes = memory_locked(c);
     return NPVDB_OK;
 }
 

@@ -16,6 +16,14 @@
  * shard leaves no hole behind. Small shards stay on malloc so that 65536
  * tiny shards do not exhaust the process's mapping count; if a mapping
  * fails anyway, malloc takes over.
+ *
+ * Shrinking: a shard that deletes leave under a quarter full gives the
+ * rest back (shard_shrink, after a delete batch): a mapping is cut with
+ * mremap (its tail pages go back to the kernel at once, resident or not),
+ * a malloc'ed block is copied into a smaller one, and an empty shard frees
+ * everything. Shrinking to an eighth above the rows left, and only below a
+ * quarter, keeps a shard that shrinks and grows again from copying on
+ * every batch.
  */
 #include "internal.h"
 
@@ -107,6 +115,59 @@ int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim)
     s->mapped = mapped;
     s->cap = cap;
     return 0;
+}
+
+/* Below this capacity a shard that still holds rows is left alone: a few
+ * KiB at most. */
+#define SHRINK_MIN_CAP 64
+
+/* Rows storage for the first `used` bytes in about `bytes`: the mapping cut
+ * (or moved to malloc when that is small), or a smaller malloc'ed block.
+ * 0 on success; on failure the shard keeps what it had. */
+static int rows_shrink(npvdb_shard *s, size_t used, size_t bytes)
+{
+    if (s->mapped && bytes >= MAP_MIN_BYTES) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        bytes = (bytes + page - 1) / page * page;
+        if (bytes >= s->rows_bytes) return 0;
+        void *p = mremap(s->rows, s->rows_bytes, bytes, 0); /* in place */
+        if (p == MAP_FAILED) return -1;
+        s->rows_bytes = bytes;
+        return 0;
+    }
+    float *p = aligned_copy(s->rows, used, bytes);
+    if (!p) return -1;
+    rows_release(s->rows, s->rows_bytes, s->mapped);
+    s->rows = p;
+    s->rows_bytes = bytes;
+    s->mapped = false;
+    return 0;
+}
+
+/* Shrinks one index array to cap entries of size sz; a failed realloc
+ * keeps the larger block, which is as good. */
+static void *array_shrink(void *p, size_t cap, size_t sz)
+{
+    void *q = realloc(p, cap * sz);
+    return q ? q : p;
+}
+
+void shard_shrink(npvdb_shard *s, uint32_t dim)
+{
+    if (s->n == 0 && s->cap) {
+        shard_free(s);
+        return;
+    }
+    if (s->cap < SHRINK_MIN_CAP || s->n >= s->cap / 4) return;
+    size_t cap = s->n + s->n / 8 + 16, rb = (size_t)dim * sizeof(float);
+    if (rows_shrink(s, s->n * rb, cap * rb)) return;
+    if (s->mapped && s->rows_bytes / rb < s->cap)
+        cap = s->rows_bytes / rb; /* the last page's rows too */
+    if (cap >= s->cap) return;
+    s->sqnorms = array_shrink(s->sqnorms, cap, sizeof *s->sqnorms);
+    s->entries = array_shrink(s->entries, cap, sizeof *s->entries);
+    s->pay = array_shrink(s->pay, cap, sizeof *s->pay);
+    s->cap = cap;
 }
 
 void shard_free(npvdb_shard *s)

@@ -37,6 +37,38 @@ npvdb_code check_rows(const float *rows, size_t n, uint32_t dim,
     return NPVDB_OK;
 }
 
+/* Every |x| below 2^56: then |row| <= 2^56 * sqrt(NPVDB_MAX_DIM) = 2^62. A
+ * bit test on the exponent, so the loop vectorises. */
+static int rows_small(const float *x, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)x;
+    unsigned big = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, p + 4 * i, 4);
+        big |= (b & 0x7f800000u) >= (uint32_t)(127 + 56) << 23;
+    }
+    return !big;
+}
+
+npvdb_code check_magnitude(const npvdb_collection *c, const float *rows,
+                           size_t n, const char *what, npvdb_error *err)
+{
+    uint32_t dim = c->cfg.dim;
+    if (c->cfg.metric == NPVDB_METRIC_COSINE || rows_small(rows, n * dim))
+        return NPVDB_OK;
+    for (size_t i = 0; i < n; i++) {
+        double nrm = row_norm_exact(rows + i * dim, dim);
+        if (nrm > NPVDB_MAX_NORM)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "%s %zu has norm %.3g, over the %.3g (2^62) "
+                                   "that %s distances can hold in float32",
+                                   what, i, nrm, NPVDB_MAX_NORM,
+                                   npvdb_metric_name(c->cfg.metric));
+    }
+    return NPVDB_OK;
+}
+
 npvdb_code prepare_rows(const npvdb_collection *c, const float *rows, size_t n,
                         const char *what, float **owned, const float **use,
                         npvdb_error *err)
@@ -44,6 +76,7 @@ npvdb_code prepare_rows(const npvdb_collection *c, const float *rows, size_t n,
     *owned = NULL;
     *use = rows;
     npvdb_code rc = check_rows(rows, n, c->cfg.dim, what, err);
+    if (rc == NPVDB_OK) rc = check_magnitude(c, rows, n, what, err);
     if (rc || c->cfg.metric != NPVDB_METRIC_COSINE) return rc;
     size_t bytes = n * c->cfg.dim * sizeof(float);
     float *copy = malloc(bytes ? bytes : 1);

@@ -457,6 +457,36 @@ npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *pb,
     return NPVDB_OK;
 }
 
+/* The bytes the key table's growth for `extra` more keys adds (see
+ * keymap_reserve). */
+static size_t keymap_growth(npvdb_collection *c, size_t extra)
+{
+    pthread_rwlock_rdlock(&c->rw);
+    size_t want = c->map.count + extra, have = c->map.mask + 1, b = have;
+    pthread_rwlock_unlock(&c->rw);
+    while (b < want)
+        b *= 2;
+    return (b - have) * sizeof(npvdb_entry *);
+}
+
+size_t npvdb_batch_memory(npvdb_collection *c, const npvdb_batch *pb)
+{
+    const batch *b = &pb->b;
+    size_t per_row = (size_t)c->cfg.dim * sizeof(float) + sizeof(float) +
+                     sizeof(npvdb_entry *) + sizeof(npvdb_pstore *);
+    size_t bytes = b->n * per_row + keymap_growth(c, b->n);
+    for (size_t i = 0; i < b->n; i++) {
+        bytes += ENTRY_BYTES(b->lens[i]);
+        /* From the blob, not b->pst: an applied batch has handed those
+         * over. The blob was checked by the prepare. */
+        const npvdb_payload *p = b->payloads ? &b->payloads[i] : NULL;
+        if (p && p->len)
+            bytes += sizeof(npvdb_pstore) +
+                     rd_u16(p->data) * sizeof(npvdb_pslot) + p->len + 16;
+    }
+    return bytes;
+}
+
 void npvdb_batch_free(npvdb_batch *pb)
 {
     if (!pb) return;
@@ -482,6 +512,16 @@ npvdb_code npvdb_insert(npvdb_collection *c, const char *const *keys,
                         npvdb_error *err)
 {
     return npvdb_upsert(c, keys, rows, NULL, n, n_replaced, err);
+}
+
+/* After deletes: shards and the key table that fell well below their
+ * capacity give it back (O(shards), once per delete batch). Under rw
+ * exclusively. */
+static void give_back(npvdb_collection *c)
+{
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        shard_shrink(&c->shards[s], c->cfg.dim);
+    keymap_shrink(&c->map);
 }
 
 npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
@@ -511,6 +551,7 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
         c->n_vectors--;
         deleted++;
     }
+    if (deleted) give_back(c);
     pthread_rwlock_unlock(&c->rw);
     pthread_mutex_unlock(&c->write_mu);
     batch_free(&b);

@@ -33,9 +33,9 @@ struct wal {
     uint64_t off;       /* its size: where the next record goes */
     uint64_t last_seq;  /* last appended record */
     uint64_t durable_seq;
-    uint64_t active_last; /* recovery: last record of the active segment */
-    int syncing;          /* a leader is in fdatasync(fd) without the lock */
-    uint64_t n_fsyncs;    /* for tests: group commit makes it < records */
+    uint64_t active_last;  /* recovery: last record of the active segment */
+    int syncing;           /* a leader is in fdatasync(fd) without the lock */
+    uint64_t n_fsyncs;     /* for tests: group commit makes it < records */
     npvdb_hist fsync_time; /* every fdatasync of a group commit */
     int broken; /* a failed fsync: nothing may be acknowledged any more */
     char broken_msg[160];

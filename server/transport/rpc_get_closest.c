@@ -88,33 +88,38 @@ static void pack_chunk(closest_call *cc, const npvdb_results *hits,
 }
 
 /* The chunk's search: its keys and payloads must fit CHUNK_BYTES (one
- * query's may take up to the message limit). */
+ * query's may take up to the message limit). *bytes gets what they take. */
 static npvdb_code search_n(closest_call *cc, npvdb_collection *coll, size_t n,
-                           npvdb_results *hits, npvdb_error *err)
+                           npvdb_results *hits, size_t *bytes, npvdb_error *err)
 {
     /* The call owns its decoded queries and reads each chunk once. */
     npvdb_search_params p = nt_search_params(&cc->q);
     nt_call_stop_params(&cc->base, &p);
     p.max_result_bytes = n > 1 ? CHUNK_BYTES : cc->base.srv->max_message;
+    p.result_bytes = bytes;
     return npvdb_search_ex(coll, cc->q.queries + cc->next * cc->dim, n, cc->q.k,
                            &p, hits, err);
 }
 
 /* Searches and packs the chunk starting at cc->next on `coll` (held). A
- * chunk whose keys are too long for CHUNK_BYTES is searched again in
- * halves (the queries are prepared in place at most once: a cosine
+ * chunk whose keys are too long for CHUNK_BYTES is searched again with as
+ * many queries as fit by the measured size, and later chunks keep that
+ * size (the queries are prepared in place at most once: a cosine
  * normalisation of normalised rows changes nothing). */
 static void search_chunk(closest_call *cc, npvdb_collection *coll,
                          nt_result *res)
 {
     npvdb_error err = {0};
     npvdb_results hits = {0};
-    size_t n = chunk_size(cc);
+    size_t n = chunk_size(cc), bytes = 0;
     npvdb_code rc;
     cc->chunk_start = cc->next;
     cc->chunk_n = 0;
-    while ((rc = search_n(cc, coll, n, &hits, &err)) == NPVDB_ELIMIT && n > 1)
-        cc->max_chunk = n = n / 2;
+    while ((rc = search_n(cc, coll, n, &hits, &bytes, &err)) == NPVDB_ELIMIT &&
+           n > 1) {
+        size_t fit = (size_t)((double)n * CHUNK_BYTES / (double)bytes * 0.9);
+        cc->max_chunk = n = fit < 1 ? 1 : fit < n ? fit : n / 2;
+    }
     if (rc != NPVDB_OK)
         nt_result_error(res, &err);
     else

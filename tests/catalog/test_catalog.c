@@ -32,6 +32,7 @@ typedef struct db {
     npvdb_catalog *cat;
     unsigned keep;
     npvdb_sync_mode sync;
+    uint64_t max_memory; /* catalog_config.max_memory_bytes */
 } db;
 
 static void db_open(db *d)
@@ -44,7 +45,9 @@ static void db_open(db *d)
     npvdb_error err = {0};
     d->store = npvdb_store_open(&sc, NULL, &err);
     if (!d->store) fail_msg("store_open: %s", err.msg);
-    catalog_config cc = {.store = d->store, .workers = d->workers};
+    catalog_config cc = {.store = d->store,
+                         .workers = d->workers,
+                         .max_memory_bytes = d->max_memory};
     d->cat = catalog_open(&cc, &err);
     if (!d->cat) fail_msg("catalog_open: %s", err.msg);
 }
@@ -998,6 +1001,256 @@ static void test_no_store(void **state)
     catalog_close(cat);
 }
 
+/* ---- the memory limit ------------------------------------------------------
+ */
+
+/* The sum of catalog_list's memory_bytes: what the running total must be
+ * when no write is in flight. */
+static uint64_t listed_memory(db *d)
+{
+    catalog_info *info;
+    size_t n;
+    npvdb_error err;
+    assert_int_equal(catalog_list(d->cat, &info, &n, &err), NPVDB_OK);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += info[i].memory_bytes;
+    free(info);
+    return sum;
+}
+
+static uint64_t vectors_in(db *d, const char *name)
+{
+    catalog_ref ref;
+    npvdb_error err;
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    uint64_t n = 0;
+    assert_int_equal(npvdb_count(ref.coll, NULL, &n, &err), NPVDB_OK);
+    catalog_release(d->cat, &ref);
+    return n;
+}
+
+static int has_key(db *d, const char *name, const char *key)
+{
+    catalog_ref ref;
+    npvdb_error err;
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    int found = npvdb_get(ref.coll, key, NULL, &err) == NPVDB_OK;
+    catalog_release(d->cat, &ref);
+    return found;
+}
+
+/* Inserts batches of `per` keys <p><i> until one is refused; returns the
+ * keys stored (the refused batch's first key is <p><returned>). */
+static unsigned fill_until_refused(db *d, const char *name, const char *p,
+                                   unsigned from, unsigned per)
+{
+    for (unsigned i = from;; i += per) {
+        npvdb_error err = {0};
+        npvdb_code rc = insert(d, name, p, i, i + per, 0.5f, &err);
+        if (rc == NPVDB_OK) {
+            assert_true(i < 1000000); /* the limit must bite */
+            continue;
+        }
+        assert_int_equal(rc, NPVDB_ELIMIT);
+        assert_non_null(strstr(err.msg, "memory limit"));
+        assert_non_null(strstr(err.msg, "the limit is 1.0 MiB"));
+        assert_non_null(strstr(err.msg, "needs about "));
+        assert_non_null(strstr(err.msg, "the server holds "));
+        return i;
+    }
+}
+
+/* Without a limit the running total is the sum of what catalog_list
+ * reports, through inserts, upserts, deletes, a replace, a drop and a
+ * restart. */
+static void test_memory_accounting(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_NONE);
+    assert_int_equal(catalog_memory_used(d->cat), 0);
+    create(d, "a", 8, NPVDB_METRIC_L2);
+    create(d, "b", 4, NPVDB_METRIC_COSINE);
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    insert_ok(d, "a", "k", 0, 3000, 0.0f);
+    insert_ok(d, "b", "k", 0, 500, 0.0f);
+    insert_payloads(d, "b", "p", 0, 200);
+    insert_ok(d, "a", "k", 1000, 2000, 1.0f); /* upserts */
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    const char *del[] = {"k1", "k2", "k3", "nope"};
+    delete_ok(d, "a", del, 4, 3);
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    uint64_t before = catalog_memory_used(d->cat);
+    npvdb_config cfg = {.dim = 8, .n_shards = 2};
+    npvdb_error err = {0};
+    int replaced = 0;
+    assert_int_equal(
+        catalog_create(d->cat, "a", &cfg, NULL, 0, 1, &replaced, NULL, &err),
+        NPVDB_OK);
+    assert_true(replaced);
+    assert_true(catalog_memory_used(d->cat) < before / 2);
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    assert_int_equal(catalog_drop(d->cat, "b", NULL, NULL, &err), NPVDB_OK);
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    insert_ok(d, "a", "k", 0, 100, 0.0f);
+    uint64_t now = catalog_memory_used(d->cat);
+    db_reopen(d);
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    assert_int_equal(catalog_memory_used(d->cat), now);
+    db_free(d);
+}
+
+/* Filled up to a 1 MiB limit: the next insert is ELIMIT naming the use,
+ * the estimate and the limit; nothing of it is applied or logged (a
+ * restart does not bring it back); searches and deletes work, and a
+ * delete makes room again. */
+static void test_memory_limit(void **state)
+{
+    (void)state;
+    db *d = calloc(1, sizeof *d);
+    d->dir = tu_tempdir();
+    d->keep = 2;
+    d->sync = NPVDB_SYNC_NONE;
+    d->max_memory = 1u << 20;
+    db_open(d);
+    create(d, "a", 16, NPVDB_METRIC_L2);
+    create(d, "b", 16, NPVDB_METRIC_COSINE);
+    unsigned stored = fill_until_refused(d, "a", "k", 0, 200);
+    assert_true(stored > 1000);
+    assert_int_equal(vectors_in(d, "a"), stored);
+    char key[32];
+    snprintf(key, sizeof key, "k%u", stored);
+    assert_false(has_key(d, "a", key)); /* nothing of the refused batch */
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    /* Then one at a time, to the last vector that fits. */
+    stored = fill_until_refused(d, "a", "k", stored, 1);
+    uint64_t used = catalog_memory_used(d->cat);
+    assert_int_equal(used, listed_memory(d));
+    /* A row of dim 16 is about 130 bytes with its key; a capacity step
+     * may take the total a little past the limit. */
+    assert_true(used + 400 > d->max_memory);
+    assert_true(used <= d->max_memory + d->max_memory / 8);
+    snprintf(key, sizeof key, "k%u", stored);
+    assert_false(has_key(d, "a", key));
+    npvdb_error err = {0};
+    assert_int_equal(insert(d, "b", "x", 0, 50, 0.0f, &err), NPVDB_ELIMIT);
+
+    /* Searches work. */
+    catalog_ref ref;
+    assert_int_equal(catalog_acquire(d->cat, "a", &ref, &err), NPVDB_OK);
+    float q[16] = {0};
+    npvdb_results r;
+    assert_int_equal(npvdb_search(ref.coll, q, 1, 5, 0, &r, &err), NPVDB_OK);
+    assert_int_equal(r.counts[0], 5);
+    npvdb_results_free(&r);
+    catalog_release(d->cat, &ref);
+
+    /* A restart replays nothing refused, and still refuses. */
+    db_reopen(d);
+    assert_int_equal(vectors_in(d, "a"), stored);
+    assert_int_equal(vectors_in(d, "b"), 0);
+    assert_false(has_key(d, "a", key));
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    assert_int_equal(insert(d, "a", "k", stored, stored + 200, 0.5f, &err),
+                     NPVDB_ELIMIT);
+
+    /* Deleting half makes room for more. */
+    unsigned half = stored / 2;
+    char(*kb)[24] = malloc(half * sizeof *kb);
+    const char **keys = malloc(half * sizeof *keys);
+    for (unsigned i = 0; i < half; i++) {
+        snprintf(kb[i], sizeof kb[i], "k%u", i);
+        keys[i] = kb[i];
+    }
+    delete_ok(d, "a", keys, half, half);
+    assert_true(catalog_memory_used(d->cat) < used);
+    insert_ok(d, "a", "k", stored, stored + 200, 0.5f);
+    assert_true(has_key(d, "a", key));
+    /* Dropping frees all of it. */
+    assert_int_equal(catalog_drop(d->cat, "a", NULL, NULL, &err), NPVDB_OK);
+    assert_true(catalog_memory_used(d->cat) < 4096);
+    insert_ok(d, "b", "x", 0, 50, 0.0f);
+    free(kb);
+    free(keys);
+    db_free(d);
+}
+
+/* Two writers on two collections race for the last room: the reservation
+ * lets the total pass the limit by at most what estimates miss. */
+typedef struct racer {
+    db *d;
+    const char *name;
+    unsigned stored;
+} racer;
+
+static void *race_fill(void *arg)
+{
+    racer *r = arg;
+    r->stored = fill_until_refused(r->d, r->name, "k", 0, 100);
+    return NULL;
+}
+
+static void test_memory_limit_two_writers(void **state)
+{
+    (void)state;
+    db *d = calloc(1, sizeof *d);
+    d->dir = tu_tempdir();
+    d->keep = 2;
+    d->sync = NPVDB_SYNC_NONE;
+    d->max_memory = 1u << 20;
+    db_open(d);
+    create(d, "a", 16, NPVDB_METRIC_L2);
+    create(d, "b", 16, NPVDB_METRIC_L2);
+    racer ra = {.d = d, .name = "a"}, rb = {.d = d, .name = "b"};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, race_fill, &ra), 0);
+    assert_int_equal(pthread_create(&tb, NULL, race_fill, &rb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(vectors_in(d, "a") + vectors_in(d, "b"),
+                     ra.stored + rb.stored);
+    uint64_t used = catalog_memory_used(d->cat);
+    assert_int_equal(used, listed_memory(d));
+    assert_true(used <= d->max_memory + d->max_memory / 8);
+    db_free(d);
+}
+
+/* Recovery is never refused: data past a (new, lower) limit is restored
+ * whole; inserts are refused until deletes bring it under. */
+static void test_memory_recovery_over_limit(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_NONE);
+    create(d, "a", 16, NPVDB_METRIC_L2);
+    insert_ok(d, "a", "k", 0, 5000, 0.0f);
+    uint64_t used = catalog_memory_used(d->cat);
+    d->max_memory = used / 4;
+    db_reopen(d); /* from the log */
+    assert_int_equal(vectors_in(d, "a"), 5000);
+    assert_int_equal(catalog_memory_used(d->cat), used);
+    assert_int_equal(catalog_memory_limit(d->cat), used / 4);
+    npvdb_error err = {0};
+    assert_int_equal(insert(d, "a", "x", 0, 1, 0.0f, &err), NPVDB_ELIMIT);
+    npvdb_snapshot_info info;
+    assert_int_equal(catalog_snapshot(d->cat, &info, &err), NPVDB_OK);
+    db_reopen(d); /* from the snapshot */
+    assert_int_equal(vectors_in(d, "a"), 5000);
+    /* Deletes bring it under (shards and the key table shrink). */
+    char(*kb)[24] = malloc(4900 * sizeof *kb);
+    const char **keys = malloc(4900 * sizeof *keys);
+    for (unsigned i = 0; i < 4900; i++) {
+        snprintf(kb[i], sizeof kb[i], "k%u", i);
+        keys[i] = kb[i];
+    }
+    delete_ok(d, "a", keys, 4900, 4900);
+    assert_int_equal(catalog_memory_used(d->cat), listed_memory(d));
+    assert_true(catalog_memory_used(d->cat) < used / 8);
+    insert_ok(d, "a", "x", 0, 10, 0.0f);
+    free(kb);
+    free(keys);
+    db_free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1011,6 +1264,10 @@ int main(void)
         cmocka_unit_test(test_v1_fixture_as_default),
         cmocka_unit_test(test_kill9),
         cmocka_unit_test(test_no_store),
+        cmocka_unit_test(test_memory_accounting),
+        cmocka_unit_test(test_memory_limit),
+        cmocka_unit_test(test_memory_limit_two_writers),
+        cmocka_unit_test(test_memory_recovery_over_limit),
     };
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
