@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config clang clang-format libclang-rt-14-dev valgrind
   libopenblas-dev libhdf5-dev hdf5-tools libcmocka-dev
   libgrpc-dev protobuf-compiler protobuf-compiler-grpc grpc-proto
-  libprotobuf-c-dev protobuf-c-compiler
+  libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev
   python3 python3-venv python3-pip python3-numpy python3-h5py python3-pytest
   python3-grpcio python3-protobuf python3-tqdm python3-matplotlib
   python3-faiss python3-hnswlib python3-yaml

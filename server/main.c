@@ -13,6 +13,8 @@
 #include "storage.h"
 #include "transport.h"
 #include "trim.h"
+#include "config.h"
+#include "metrics.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -24,272 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-typedef struct options {
-    const char *listen;
-    const char *data_dir;
-    const char *port_file;
-    unsigned threads;
-    unsigned keep_snapshots;
-    unsigned max_message_mb;
-    unsigned snapshot_every_mb;
-    unsigned grace_ms;
-    unsigned call_threads;
-    unsigned max_calls;
-    unsigned stall_ms;
-    npvdb_sync_mode sync;
-    unsigned sync_interval_ms;
-    const char *token_file; /* --token-file, else $NPVDB_TOKEN_FILE */
-    const char *tls_cert;
-    const char *tls_key;
-    const char *tls_client_ca;
-    int insecure;
-    unsigned max_memory_mb; /* 0: no limit */
-} options;
-
-static void usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: npvdb-server [options]\n"
-        "  --listen ADDR          host:port to serve on (default "
-        "127.0.0.1:50051;\n"
-        "                         port 0 picks a free port)\n"
-        "  --data-dir DIR         snapshots and write-ahead log (default "
-        "./npvdb-data)\n"
-        "  --threads N            engine worker threads (default: all cores)\n"
-        "  --call-threads N       threads that run calls' engine work "
-        "(searches,\n"
-        "                         writes, snapshots; default max(4, "
-        "2*threads));\n"
-        "                         two more threads move bytes and answer "
-        "Health,\n"
-        "                         Info and ListCollections at once\n"
-        "  --max-concurrent-calls N  calls running or waiting at once "
-        "(default 256);\n"
-        "                         the next gets RESOURCE_EXHAUSTED\n"
-        "  --stall-timeout-ms N   cancel a call whose reply the client has "
-        "not read\n"
-        "                         for N ms (default 30000)\n"
-        "  --sync MODE            always (default): every write acknowledged "
-        "after\n"
-        "                         fsync (grouped); interval[:MS]: fsync at "
-        "most every\n"
-        "                         MS ms (default 100), a crash may lose the "
-        "last MS;\n"
-        "                         none: leave it to the OS\n"
-        "  --keep-snapshots N     snapshots kept in the data dir (default 2)\n"
-        "  --max-message-mb N     largest request/reply message (default 64)\n"
-        "  --snapshot-every-mb N  snapshot on its own once the log grew by N "
-        "MiB\n"
-        "                         since the last one, bounding restart time "
-        "(default\n"
-        "                         1024; 0 = only on the Snapshot RPC)\n"
-        "  --grace-ms N           on SIGINT/SIGTERM, time given to calls in "
-        "flight\n"
-        "                         before they are cancelled (default 10000)\n"
-        "  --max-memory-mb N      refuse inserts that would take vector and\n"
-        "                         payload memory past N MiB (default 0: no\n"
-        "                         limit; also NPVDB_MAX_MEMORY_MB)\n"
-        "  --port-file PATH       write the bound port there once serving\n"
-        "security (see README, Security):\n"
-        "  --token-file FILE      callers need 'authorization: Bearer TOKEN';\n"
-        "                         FILE has lines 'TOKEN read' or 'TOKEN "
-        "write'\n"
-        "                         (default $NPVDB_TOKEN_FILE); SIGHUP re-reads "
-        "it\n"
-        "  --tls-cert FILE        serve TLS with this PEM certificate chain\n"
-        "  --tls-key FILE         and this PEM private key\n"
-        "  --tls-client-ca FILE   also require client certificates signed by "
-        "these\n"
-        "                         PEM CAs (mutual TLS)\n"
-        "  --insecure             allow a non-loopback --listen without "
-        "--token-file\n"
-        "                         or --tls-client-ca (anyone who reaches it "
-        "may\n"
-        "                         read and change everything)\n"
-        "  --help                 this text\n");
-}
-
-/* Parses a decimal in [lo, hi]; 0 on success. */
-static int parse_uint(const char *flag, const char *s, unsigned lo, unsigned hi,
-                      unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < lo || v > hi) {
-        fprintf(stderr, "npvdb-server: %s wants a number in %u..%u, got '%s'\n",
-                flag, lo, hi, s);
-        return -1;
-    }
-    *out = (unsigned)v;
-    return 0;
-}
-
-static int parse_sync(const char *s, options *o)
-{
-    if (strcmp(s, "always") == 0) {
-        o->sync = NPVDB_SYNC_ALWAYS;
-    } else if (strcmp(s, "none") == 0) {
-        o->sync = NPVDB_SYNC_NONE;
-    } else if (strncmp(s, "interval", 8) == 0 && (s[8] == 0 || s[8] == ':')) {
-        o->sync = NPVDB_SYNC_INTERVAL;
-        o->sync_interval_ms = 100;
-        if (s[8] == ':')
-            return parse_uint("--sync interval:MS", s + 9, 1, 3600000,
-                              &o->sync_interval_ms);
-    } else {
-        fprintf(stderr,
-                "npvdb-server: --sync wants always, interval[:MS] or "
-                "none, got '%s'\n",
-                s);
-        return -1;
-    }
-    return 0;
-}
-
-#define MAX_MEMORY_MB_MAX (1u << 30) /* 1 PiB */
-
-static int parse_max_memory(const char *what, const char *s, options *o)
-{
-    return parse_uint(what, s, 0, MAX_MEMORY_MB_MAX, &o->max_memory_mb);
-}
-
-/* 0: run, 1: exit 0 (--help), -1: exit 2 (bad flags). */
-static int parse_args(int argc, char **argv, options *o)
-{
-    enum {
-        O_LISTEN = 256,
-        O_DATA,
-        O_THREADS,
-        O_SYNC,
-        O_KEEP,
-        O_PORTFILE,
-        O_MAXMSG,
-        O_GRACE,
-        O_SNAPEVERY,
-        O_CALLTHREADS,
-        O_MAXCALLS,
-        O_STALL,
-        O_TOKENS,
-        O_TLS_CERT,
-        O_TLS_KEY,
-        O_TLS_CA,
-        O_INSECURE,
-        O_MAXMEM,
-        O_HELP
-    };
-    static const struct option longs[] = {
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"data-dir", required_argument, NULL, O_DATA},
-        {"threads", required_argument, NULL, O_THREADS},
-        {"sync", required_argument, NULL, O_SYNC},
-        {"keep-snapshots", required_argument, NULL, O_KEEP},
-        {"port-file", required_argument, NULL, O_PORTFILE},
-        {"max-message-mb", required_argument, NULL, O_MAXMSG},
-        {"grace-ms", required_argument, NULL, O_GRACE},
-        {"snapshot-every-mb", required_argument, NULL, O_SNAPEVERY},
-        {"call-threads", required_argument, NULL, O_CALLTHREADS},
-        {"max-concurrent-calls", required_argument, NULL, O_MAXCALLS},
-        {"stall-timeout-ms", required_argument, NULL, O_STALL},
-        {"token-file", required_argument, NULL, O_TOKENS},
-        {"tls-cert", required_argument, NULL, O_TLS_CERT},
-        {"tls-key", required_argument, NULL, O_TLS_KEY},
-        {"tls-client-ca", required_argument, NULL, O_TLS_CA},
-        {"insecure", no_argument, NULL, O_INSECURE},
-        {"max-memory-mb", required_argument, NULL, O_MAXMEM},
-        {"help", no_argument, NULL, O_HELP},
-        {0, 0, 0, 0},
-    };
-    int opt, rc = 0;
-    const char *env_mem = getenv("NPVDB_MAX_MEMORY_MB"); /* the flag wins */
-    if (env_mem && env_mem[0])
-        rc = parse_max_memory("NPVDB_MAX_MEMORY_MB", env_mem, o);
-    while (rc == 0 && (opt = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
-        switch (opt) {
-        case O_LISTEN:
-            o->listen = optarg;
-            break;
-        case O_DATA:
-            o->data_dir = optarg;
-            break;
-        case O_PORTFILE:
-            o->port_file = optarg;
-            break;
-        case O_THREADS:
-            rc = parse_uint("--threads", optarg, 1, 1024, &o->threads);
-            break;
-        case O_SYNC:
-            rc = parse_sync(optarg, o);
-            break;
-        case O_KEEP:
-            rc = parse_uint("--keep-snapshots", optarg, 1, 1000,
-                            &o->keep_snapshots);
-            break;
-        case O_MAXMSG:
-            rc = parse_uint("--max-message-mb", optarg, 1, 2047,
-                            &o->max_message_mb);
-            break;
-        case O_GRACE:
-            rc = parse_uint("--grace-ms", optarg, 0, 3600000, &o->grace_ms);
-            break;
-        case O_SNAPEVERY:
-            rc = parse_uint("--snapshot-every-mb", optarg, 0, 1u << 24,
-                            &o->snapshot_every_mb);
-            break;
-        case O_CALLTHREADS:
-            rc =
-                parse_uint("--call-threads", optarg, 1, 1024, &o->call_threads);
-            break;
-        case O_MAXCALLS:
-            rc = parse_uint("--max-concurrent-calls", optarg, 1, 1000000,
-                            &o->max_calls);
-            break;
-        case O_STALL:
-            rc = parse_uint("--stall-timeout-ms", optarg, 100, 86400000,
-                            &o->stall_ms);
-            break;
-        case O_TOKENS:
-            o->token_file = optarg;
-            break;
-        case O_TLS_CERT:
-            o->tls_cert = optarg;
-            break;
-        case O_TLS_KEY:
-            o->tls_key = optarg;
-            break;
-        case O_TLS_CA:
-            o->tls_client_ca = optarg;
-            break;
-        case O_INSECURE:
-            o->insecure = 1;
-            break;
-        case O_MAXMEM:
-            rc = parse_max_memory("--max-memory-mb", optarg, o);
-            break;
-        case 'h':
-        case O_HELP:
-            usage(stdout);
-            return 1;
-        default:
-            usage(stderr);
-            return -1;
-        }
-    }
-    if (rc == 0 && optind < argc) {
-        fprintf(stderr, "npvdb-server: unexpected argument '%s'\n",
-                argv[optind]);
-        rc = -1;
-    }
-    if (rc == 0 &&
-        (!o->tls_cert != !o->tls_key || (o->tls_client_ca && !o->tls_cert))) {
-        fprintf(stderr, "npvdb-server: TLS needs both --tls-cert and "
-                        "--tls-key (and --tls-client-ca needs them too)\n");
-        rc = -1;
-    }
-    return rc;
-}
 
 /* Writes the port to PATH atomically (a reader never sees half a number). */
 static int write_port_file(const char *path, int port)
@@ -320,6 +56,14 @@ static void bound_address(const char *listen, int port, char *out, size_t cap)
     const char *colon = strrchr(listen, ':');
     int host_len = colon ? (int)(colon - listen) : (int)strlen(listen);
     snprintf(out, cap, "%.*s:%d", host_len, listen, port);
+}
+
+/* The metrics address with its bound port, into out. */
+static const char *bound_metrics(const char *listen, int port, char *out,
+                                 size_t cap)
+{
+    bound_address(listen, port, out, cap);
+    return out;
 }
 
 /* One summary line for whatever was restored (1,000 collections must not
@@ -375,7 +119,7 @@ static void log_memory_limit(npvdb_catalog *cat)
 
 /* Opens the store, the shared engine workers and the catalog over them;
  * 0 on success (everything opened), -1 with everything closed. */
-static int open_data(const options *o, npvdb_store **store,
+static int open_data(const npvdb_options *o, npvdb_store **store,
                      npvdb_workers **workers, npvdb_catalog **cat)
 {
     npvdb_error err = {0};
@@ -429,8 +173,8 @@ static const char *plural(size_t n)
 }
 
 /* "plaintext", "TLS" or "mutual TLS", and the tokens: the serving line. */
-static void describe_security(const options *o, npvdb_auth *auth, char *out,
-                              size_t cap)
+static void describe_security(const npvdb_options *o, npvdb_auth *auth,
+                              char *out, size_t cap)
 {
     const char *tls = o->tls_client_ca ? "mutual TLS"
                       : o->tls_cert    ? "TLS"
@@ -471,7 +215,7 @@ static int wait_for_stop(npvdb_auth *auth)
 
 /* The token file (--token-file or $NPVDB_TOKEN_FILE), NULL without one;
  * -1 in *rc when it cannot be loaded. */
-static npvdb_auth *open_auth(const options *o, int *rc)
+static npvdb_auth *open_auth(const npvdb_options *o, int *rc)
 {
     const char *path = o->token_file;
     if (!path) path = getenv("NPVDB_TOKEN_FILE");
@@ -489,7 +233,7 @@ static npvdb_auth *open_auth(const options *o, int *rc)
 #define TRIM_PERIOD_MS 10000
 
 /* Serves until SIGINT/SIGTERM. Returns the exit status. */
-static int serve(const options *o)
+static int serve(const npvdb_options *o)
 {
     npvdb_error err = {0};
     npvdb_store *store;
@@ -549,11 +293,24 @@ static int serve(const options *o)
         npvdb_log("cannot write port file %s: %s", o->port_file,
                   strerror(errno));
     npvdb_trimmer *trimmer = npvdb_trimmer_start(TRIM_PERIOD_MS);
+    npvdb_metrics_sources msrc = {.srv = srv, .cat = cat, .store = store};
+    npvdb_metrics *metrics = NULL;
+    if (o->metrics_listen) {
+        int mport = 0;
+        metrics = npvdb_metrics_start(o->metrics_listen, &msrc, &mport, &err);
+        if (!metrics)
+            npvdb_log("metrics off: %s", err.msg);
+        else
+            npvdb_log(
+                "metrics on http://%s/metrics",
+                bound_metrics(o->metrics_listen, mport, addr, sizeof addr));
+    }
 
     int sig = wait_for_stop(auth);
     npvdb_log("%s: shutting down (grace %u ms)",
               sig == SIGINT ? "SIGINT" : "SIGTERM", o->grace_ms);
     npvdb_trimmer_stop(trimmer);
+    npvdb_metrics_stop(metrics); /* it reads the server's counters */
     npvdb_server_stop(srv, o->grace_ms);
     close_data(store, workers, cat);
     npvdb_auth_free(auth); /* after the server: calls check against it */
@@ -563,19 +320,11 @@ static int serve(const options *o)
 
 int main(int argc, char **argv)
 {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    options o = {
-        .listen = "127.0.0.1:50051",
-        .data_dir = "./npvdb-data",
-        .threads = cores > 0 ? (unsigned)cores : 1,
-        .keep_snapshots = 2,
-        .max_message_mb = 64,
-        .snapshot_every_mb = 1024,
-        .grace_ms = 10000,
-        .sync = NPVDB_SYNC_ALWAYS,
-    };
-    int rc = parse_args(argc, argv, &o);
+    npvdb_options o;
+    npvdb_options_init(&o);
+    int rc = npvdb_options_parse(&o, argc, argv, stdout);
     if (rc != 0) return rc > 0 ? 0 : 2;
+    npvdb_log_set_json(o.log_json);
     /* Big temporaries (k-means samples, message and search buffers) come
      * and go. A fixed threshold stops glibc from raising it after the first
      * big free, so they keep going back to the kernel instead of staying

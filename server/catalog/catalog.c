@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef __GLIBC__ /* defined by the headers above */
 #include <malloc.h>
 #endif
@@ -71,6 +72,7 @@ typedef struct snap_state {
     npvdb_code rc;
     npvdb_snapshot_info info;
     npvdb_error err;
+    double ok_at, ok_seconds; /* the last successful one (unix time), or 0 */
 } snap_state;
 
 struct npvdb_catalog {
@@ -860,6 +862,10 @@ npvdb_code catalog_list(npvdb_catalog *cat, catalog_info **out, size_t *n,
             info[i].vectors = st.n_vectors;
             info[i].memory_bytes =
                 st.memory_bytes + sizeof(entry) + strlen(v[i]->name) + 1;
+            info[i].n_shards = st.n_shards;
+            for (uint32_t j = 0; j < st.n_shards; j++)
+                if (st.shard_counts[j] > info[i].max_shard)
+                    info[i].max_shard = st.shard_counts[j];
             npvdb_stats_free(&st);
         }
     }
@@ -949,6 +955,15 @@ static npvdb_code snapshot_now(npvdb_catalog *cat, npvdb_snapshot_info *info,
     return rc;
 }
 
+int catalog_last_snapshot(npvdb_catalog *cat, double *at, double *seconds)
+{
+    pthread_mutex_lock(&cat->snap.mu);
+    *at = cat->snap.ok_at;
+    *seconds = cat->snap.ok_seconds;
+    pthread_mutex_unlock(&cat->snap.mu);
+    return *at > 0;
+}
+
 npvdb_code catalog_snapshot(npvdb_catalog *cat, npvdb_snapshot_info *info,
                             npvdb_error *err)
 {
@@ -975,6 +990,10 @@ npvdb_code catalog_snapshot(npvdb_catalog *cat, npvdb_snapshot_info *info,
         st->rc = rc;
         st->err = e;
         if (out) st->info = *out;
+        if (rc == NPVDB_OK && out) {
+            st->ok_at = (double)time(NULL);
+            st->ok_seconds = out->seconds;
+        }
         free(out);
         st->running = 0;
         st->epoch++;

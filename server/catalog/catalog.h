@@ -130,6 +130,8 @@ typedef struct catalog_info {
     npvdb_metric metric;
     uint64_t vectors;
     uint64_t memory_bytes; /* the engine's (npvdb_stats) plus the entry's */
+    uint32_t n_shards;
+    uint64_t max_shard; /* vectors in the largest shard */
 } catalog_info;
 
 /* Every collection, sorted by name: *out is malloc'ed (free), *n entries. */
@@ -145,6 +147,10 @@ uint64_t catalog_memory_limit(npvdb_catalog *cat);
 
 /* Snapshots every collection (one file; see storage.h). One at a time:
  * concurrent calls share the one that is running or wait for it. */
+/* The last successful snapshot of this process: *at its end (unix time)
+ * and how long it took; 0 (both 0) if none yet. */
+int catalog_last_snapshot(npvdb_catalog *cat, double *at, double *seconds);
+
 npvdb_code catalog_snapshot(npvdb_catalog *cat, npvdb_snapshot_info *info,
                             npvdb_error *err);
 

@@ -19,6 +19,7 @@
 #ifndef NPVDB_STORAGE_H
 #define NPVDB_STORAGE_H
 
+#include "hist.h"
 #include "npvdb.h"
 
 #include <stddef.h>
@@ -126,6 +127,10 @@ uint64_t npvdb_store_last_seq(npvdb_store *s);
 /* Log bytes appended since the last snapshot began (or since open): about
  * what a restart would have to replay. Drives automatic snapshots. */
 uint64_t npvdb_store_log_bytes(npvdb_store *s);
+
+/* The time of every group-commit fsync of the log (read with atomics;
+ * valid while the store is open). */
+const npvdb_hist *npvdb_store_fsync_hist(npvdb_store *s);
 
 /* A snapshot being written: begin, add each collection, commit.
  *

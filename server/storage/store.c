@@ -574,6 +574,11 @@ uint64_t npvdb_store_last_seq(npvdb_store *s)
     return wal_last_seq(s->wal);
 }
 
+const npvdb_hist *npvdb_store_fsync_hist(npvdb_store *s)
+{
+    return wal_fsync_hist(s->wal);
+}
+
 uint64_t npvdb_store_log_bytes(npvdb_store *s)
 {
     return atomic_load(&s->log_bytes) - atomic_load(&s->snap_base);

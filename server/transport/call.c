@@ -137,6 +137,18 @@ static int worth_logging(grpc_status_code st)
            st == GRPC_STATUS_DATA_LOSS;
 }
 
+/* The call's outcome into its method's counters (once: the final batch). */
+static void count_call(nt_call *c, grpc_status_code st)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - c->start_ns;
+    unsigned i =
+        (unsigned)st < NPVDB_N_GRPC_STATUS ? (unsigned)st : GRPC_STATUS_UNKNOWN;
+    atomic_fetch_add_explicit(&c->stats->by_status[i], 1, memory_order_relaxed);
+    npvdb_hist_add(&c->stats->latency, ns > 0 ? (uint64_t)ns : 0);
+}
+
 void nt_call_finish(nt_call *c, nt_result *res)
 {
     grpc_op ops[4];
@@ -150,6 +162,7 @@ void nt_call_finish(nt_call *c, nt_result *res)
         ops[n++].data.send_message.send_message = c->send;
         nt_stall_sending(c, 1);
     }
+    count_call(c, res->status);
     if (worth_logging(res->status))
         npvdb_log("%s failed: %s: %s", c->method->path,
                   nt_status_name(res->status), res->msg);
@@ -210,6 +223,9 @@ static void on_close(nt_tag *t, int ok)
 
 void nt_call_accepted(nt_call *c)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    c->start_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
     c->deadline_ns = deadline_ns(c->deadline);
     atomic_store(&c->refs, 1);
     if (c->method->runs_inline) return;

@@ -97,10 +97,12 @@ struct nt_call {
      * (1), and any further batch a method runs alongside (Insert). Freed at
      * zero. */
     atomic_int refs;
-    atomic_int gone;     /* the client cancelled, or the call ended badly */
-    int close_posted;    /* the close batch is in flight or done */
-    int counted;         /* holds one of max_concurrent_calls */
-    int64_t deadline_ns; /* CLOCK_MONOTONIC; 0 = none */
+    atomic_int gone;         /* the client cancelled, or the call ended badly */
+    int close_posted;        /* the close batch is in flight or done */
+    int counted;             /* holds one of max_concurrent_calls */
+    int64_t deadline_ns;     /* CLOCK_MONOTONIC; 0 = none */
+    int64_t start_ns;        /* CLOCK_MONOTONIC at arrival */
+    npvdb_call_stats *stats; /* the method's counters */
     /* stall.c: counted calls are on the server's list while alive. */
     nt_call *stall_prev, *stall_next;
     int stall_linked, stall_cancelled;
@@ -142,7 +144,8 @@ struct npvdb_server {
     atomic_long active;       /* counted calls (not runs_inline) alive */
     long max_calls;           /* bound on active */
     size_t max_message;
-    nt_exec exec; /* the engine pool */
+    nt_exec exec;                             /* the engine pool */
+    npvdb_call_stats stats[NT_N_METHODS + 1]; /* + unknown methods */
 
     /* stall.c: the stalled-reader watchdog */
     pthread_mutex_t stall_mu;

@@ -43,6 +43,7 @@ static const nt_method *const methods[NT_N_METHODS] = {
 
 static void arm(npvdb_server *s, size_t m);
 static int drain_one(npvdb_server *s);
+static size_t method_index(const nt_method *m);
 static void arm_unknown(npvdb_server *s);
 
 /* ---- accepting calls ---- */
@@ -54,6 +55,7 @@ static nt_call *call_new(npvdb_server *s, const nt_method *m)
     atomic_fetch_add(&s->call_objects, 1);
     c->srv = s;
     c->method = m;
+    c->stats = &s->stats[method_index(m)];
     grpc_metadata_array_init(&c->md);
     grpc_call_details_init(&c->details);
     return c;
@@ -336,6 +338,9 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
                                             : NT_MAX_MESSAGE_DEFAULT;
     if (s->max_message > (size_t)INT32_MAX) s->max_message = INT32_MAX;
     s->shutdown_tag.on_done = on_shutdown;
+    for (size_t i = 0; i < NT_N_METHODS; i++)
+        s->stats[i].method = methods[i]->path;
+    s->stats[NT_N_METHODS].method = nt_rpc_unknown.path;
     if (nt_exec_start(&s->exec,
                       cfg->n_exec_threads ? cfg->n_exec_threads : 4)) {
         nt_exec_stop(&s->exec);
@@ -449,4 +454,26 @@ void npvdb_server_stop(npvdb_server *s, unsigned grace_ms)
     free(s->threads);
     free_locks(s);
     free(s);
+}
+
+/* ---- counters ---- */
+
+const npvdb_call_stats *npvdb_server_call_stats(const npvdb_server *s,
+                                                size_t *n)
+{
+    *n = NT_N_METHODS + 1;
+    return s->stats;
+}
+
+void npvdb_server_load(npvdb_server *s, long *active, size_t *queued)
+{
+    *active = atomic_load(&s->active);
+    pthread_mutex_lock(&s->exec.mu);
+    *queued = s->exec.queued;
+    pthread_mutex_unlock(&s->exec.mu);
+}
+
+const char *npvdb_grpc_status_name(int code)
+{
+    return nt_status_name((grpc_status_code)code);
 }

@@ -19,6 +19,9 @@
 #include "npvdb.h"
 #include "storage.h"
 
+#include "hist.h"
+
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,8 +76,30 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
  * allowed. */
 void npvdb_server_stop(npvdb_server *s, unsigned grace_ms);
 
+/* ---- counters for the metrics endpoint (ops/ reads them) ---- */
+
+/* One per method (then one for unknown methods): calls by final gRPC
+ * status, and the time from a call's arrival to its final status. */
+#define NPVDB_N_GRPC_STATUS 17
+typedef struct npvdb_call_stats {
+    const char *method; /* "/npvdb.v1.VectorDB/Search" */
+    atomic_ullong by_status[NPVDB_N_GRPC_STATUS];
+    npvdb_hist latency;
+} npvdb_call_stats;
+
+/* The server's counters (valid while it lives); *n gets how many. */
+const npvdb_call_stats *npvdb_server_call_stats(const npvdb_server *s,
+                                                size_t *n);
+/* Calls admitted and not finished; of them, waiting for a call thread. */
+void npvdb_server_load(npvdb_server *s, long *active, size_t *queued);
+/* The name of a gRPC status code ("OK", "NOT_FOUND", ...). */
+const char *npvdb_grpc_status_name(int code);
+
 /* One line to stderr with a UTC timestamp: "2024-01-01T12:00:00Z npvdb: ...".
  * Thread-safe (one fprintf per line). */
 void npvdb_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* 1: each line is one JSON object {"ts","level","logger","msg"} instead,
+ * as log collectors expect (--log-format json). */
+void npvdb_log_set_json(int on);
 
 #endif /* NPVDB_TRANSPORT_H */
