@@ -572,13 +572,13 @@ npvdb_client *npvdb_client_connect_opts(const char *target,
         return NULL;
     }
     c->timeout_ms = DEFAULT_CALL_TIMEOUT_MS;
+    grpc_init();
+    c->grpc_started = 1;
     if (opts && opts->token && *opts->token &&
         set_token(c, opts->token, err) != NPVDB_STATUS_OK) {
         npvdb_client_close(c);
         return NULL;
     }
-    grpc_init();
-    c->grpc_started = 1;
     grpc_channel_credentials *creds = make_creds(opts, err);
     if (!creds) {
         npvdb_client_close(c);
