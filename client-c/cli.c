@@ -1,7 +1,8 @@
 /*
  * cli.c -- `npvdb`, the command line client of an npvdb server.
  *
- *   npvdb [--server ADDR] [--timeout SECONDS] COMMAND [ARGS]
+ *   npvdb [--server ADDR] [--timeout SECONDS] [--tls-ca FILE]
+ *         [--tls-cert FILE --tls-key FILE] [--token TOKEN] COMMAND [ARGS]
  *
  * load/query/bench read ann-benchmarks HDF5 files (datasets train, test,
  * neighbors) through the import library. The key of train row i is the
@@ -35,7 +36,8 @@
 typedef struct opts {
     const char *server;
     int timeout_s;
-    const char *pos[64]; /* positional arguments after the command */
+    npvdb_client_opts sec; /* --tls-ca, --tls-cert, --tls-key, --token */
+    const char *pos[64];   /* positional arguments after the command */
     int npos;
     size_t batch;
     int metric; /* -1: from the file */
@@ -92,7 +94,9 @@ static void usage(FILE *out)
 {
     fprintf(
         out,
-        "usage: npvdb [--server ADDR] [--timeout SECONDS] COMMAND ...\n"
+        "usage: npvdb [--server ADDR] [--timeout SECONDS] [--tls-ca FILE]\n"
+        "             [--tls-cert FILE --tls-key FILE] [--token TOKEN] COMMAND "
+        "...\n"
         "\n"
         "commands:\n"
         "  load FILE.hdf5 [--batch N] [--metric cosine|l2|ip] [--shards N]\n"
@@ -146,7 +150,15 @@ static void usage(FILE *out)
         "--collection NAME: the collection every command works on (default:\n"
         "\"default\"), e.g. npvdb --collection docs load FILE.hdf5\n"
         "\n"
-        "ADDR defaults to $NPVDB_SERVER or " NPVDB_CLIENT_DEFAULT_TARGET ".\n");
+        "--server ADDR: host:port of the server; default $NPVDB_ADDRESS, else\n"
+        "$NPVDB_SERVER (older name), else " NPVDB_CLIENT_DEFAULT_TARGET ".\n"
+        "--tls-ca FILE: connect with TLS, trusting the PEM CA(s) in FILE\n"
+        "--tls-cert FILE --tls-key FILE: this client's PEM certificate and "
+        "key,\n"
+        "      for a server with --tls-client-ca (mutual TLS)\n"
+        "--token TOKEN: sent as 'authorization: Bearer TOKEN' with every call\n"
+        "      (a server with --token-file); default $NPVDB_TOKEN. The token\n"
+        "      is never printed; prefer NPVDB_TOKEN to keep it out of ps.\n");
 }
 
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -207,6 +219,14 @@ static int set_option(opts *o, const char *name, const char *v)
     unsigned long x;
     if (!strcmp(name, "--server"))
         o->server = v;
+    else if (!strcmp(name, "--tls-ca"))
+        o->sec.tls_ca_file = v;
+    else if (!strcmp(name, "--tls-cert"))
+        o->sec.tls_cert_file = v;
+    else if (!strcmp(name, "--tls-key"))
+        o->sec.tls_key_file = v;
+    else if (!strcmp(name, "--token"))
+        o->sec.token = v;
     else if (!strcmp(name, "--timeout")) {
         if (!parse_ulong(name, v, 86400, &x)) return 0;
         o->timeout_s = (int)x;
@@ -314,9 +334,9 @@ static double now_s(void)
 static npvdb_client *connect_or_fail(const opts *o)
 {
     npvdb_client_error err;
-    npvdb_client *c = npvdb_client_connect(o->server, 5000, &err);
+    npvdb_client *c = npvdb_client_connect_opts(o->server, &o->sec, 5000, &err);
     if (!c) {
-        fail("%s", err.msg);
+        fail("%s (%s)", err.msg, npvdb_status_name(err.code));
         return NULL;
     }
     npvdb_client_set_timeout(c, o->timeout_s * 1000);
@@ -1516,9 +1536,14 @@ static int dispatch(npvdb_client *c, const char *cmd, const opts *o)
 
 int main(int argc, char **argv)
 {
-    const char *env = getenv("NPVDB_SERVER");
+    /* NPVDB_ADDRESS is every client's variable; NPVDB_SERVER was the CLI's
+     * alone and is still read. */
+    const char *env = getenv("NPVDB_ADDRESS");
+    if (!env || !*env) env = getenv("NPVDB_SERVER");
+    const char *token = getenv("NPVDB_TOKEN");
     opts o = {
         .server = env && *env ? env : NPVDB_CLIENT_DEFAULT_TARGET,
+        .sec = {.token = token && *token ? token : NULL},
         .timeout_s = 3600,
         .metric = -1,
         .train_sample = -1,

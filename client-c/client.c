@@ -25,6 +25,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,6 +49,11 @@ struct npvdb_client {
     int timeout_ms;
     int grpc_started;     /* grpc_init was called: grpc_shutdown at close */
     char collection[256]; /* sent with every data call; "" = "default" */
+    /* Sent with every call: `authorization: Bearer <token>` when a token
+     * was given (n_md 1), nothing otherwise (n_md 0). The value's bytes are
+     * the handle's (wiped when the slice is freed). */
+    grpc_metadata md[1];
+    size_t n_md;
 };
 
 /* ---- errors ---- */
@@ -157,6 +163,16 @@ static npvdb_status call_open(npvdb_client *c, const char *method,
                        method);
     }
     return NPVDB_STATUS_OK;
+}
+
+/* Fills op as the call's SEND_INITIAL_METADATA: the handle's metadata
+ * (the token), which gRPC refs for as long as it needs it. */
+static void send_metadata(const npvdb_client *c, grpc_op *op)
+{
+    op->op = GRPC_OP_SEND_INITIAL_METADATA;
+    op->data.send_initial_metadata.count = c->n_md;
+    op->data.send_initial_metadata.metadata =
+        c->n_md ? (grpc_metadata *)c->md : NULL;
 }
 
 /* Every batch started on the call must have been plucked before this. */
@@ -333,7 +349,7 @@ static npvdb_status unary_raw(npvdb_client *c, const char *method,
     status_init(&st);
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    send_metadata(c, &ops[0]);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = out;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -380,8 +396,169 @@ static npvdb_status unary(npvdb_client *c, const char *method, int timeout_ms,
 
 /* ---- connect / close ---- */
 
+/* Largest TLS file read (a CA bundle is a few hundred KiB). */
+#define PEM_MAX_BYTES (16u << 20)
+
+/* Overwrites n bytes in a way the compiler keeps (key material, tokens). */
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *b = p;
+    while (n--)
+        *b++ = 0;
+}
+
+/* Frees a buffer of key material or a token after wiping it. */
+static void wipe_free(char *p)
+{
+    if (p) {
+        wipe(p, strlen(p));
+        free(p);
+    }
+}
+
+/* The slice destructor of the token's metadata value. */
+static void wipe_slice(void *p, size_t len)
+{
+    wipe(p, len);
+    free(p);
+}
+
+/* Reads the PEM file `path` (what: "TLS CA file", ...) into *out, a
+ * malloc'ed NUL-terminated string the caller frees. INVALID_ARGUMENT naming
+ * the file when it cannot be read, is empty, too large or not PEM. */
+static npvdb_status read_pem(const char *what, const char *path, char **out,
+                             npvdb_client_error *err)
+{
+    *out = NULL;
+    if (!*path)
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT, "%s: empty path",
+                       what);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                       "cannot read %s %s: %s", what, path, strerror(errno));
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    npvdb_status rc = NPVDB_STATUS_OK;
+    while (buf) {
+        if (cap - len < 2) {
+            if (cap >= PEM_MAX_BYTES) {
+                rc = set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                             "%s %s: larger than %u bytes", what, path,
+                             PEM_MAX_BYTES);
+                break;
+            }
+            char *b = malloc(cap * 2);
+            if (b) memcpy(b, buf, len);
+            wipe(buf, len);
+            free(buf);
+            buf = b;
+            cap *= 2;
+            continue;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0) {
+            if (ferror(f))
+                rc = set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                             "cannot read %s %s: %s", what, path,
+                             strerror(errno ? errno : EIO));
+            break;
+        }
+    }
+    fclose(f);
+    if (!buf)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED,
+                       "out of memory reading %s %s", what, path);
+    buf[len] = '\0';
+    if (rc == NPVDB_STATUS_OK && len == 0)
+        rc = set_err(err, NPVDB_STATUS_INVALID_ARGUMENT, "%s %s is empty", what,
+                     path);
+    else if (rc == NPVDB_STATUS_OK &&
+             (strlen(buf) != len || !strstr(buf, "-----BEGIN ")))
+        rc = set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                     "%s %s is not PEM (no -----BEGIN line)", what, path);
+    if (rc != NPVDB_STATUS_OK) {
+        wipe(buf, len);
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return NPVDB_STATUS_OK;
+}
+
+/* Checks the token (printable ASCII without whitespace, as in the server's
+ * token file) and makes the handle's authorization metadata. */
+static npvdb_status set_token(npvdb_client *c, const char *token,
+                              npvdb_client_error *err)
+{
+    size_t n = strlen(token);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)token[i] < '!' || (unsigned char)token[i] > '~')
+            return set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                           "token: byte %zu is not printable ASCII or is "
+                           "whitespace (tokens are as in the server's token "
+                           "file)",
+                           i);
+    static const char bearer[] = "Bearer ";
+    size_t len = sizeof bearer - 1 + n;
+    char *v = malloc(len + 1);
+    if (!v)
+        return set_err(err, NPVDB_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+    memcpy(v, bearer, sizeof bearer - 1);
+    memcpy(v + sizeof bearer - 1, token, n + 1);
+    memset(c->md, 0, sizeof c->md);
+    c->md[0].key = grpc_slice_from_static_string("authorization");
+    c->md[0].value = grpc_slice_new_with_len(v, len, wipe_slice);
+    c->n_md = 1;
+    return NPVDB_STATUS_OK;
+}
+
+/* The channel credentials of opts: TLS when a TLS file is given, else
+ * plaintext. NULL and err set on failure. */
+static grpc_channel_credentials *make_creds(const npvdb_client_opts *o,
+                                            npvdb_client_error *err)
+{
+    int tls = o && (o->tls_ca_file || o->tls_cert_file || o->tls_key_file);
+    if (!tls) return grpc_insecure_credentials_create();
+    if (!o->tls_cert_file != !o->tls_key_file) {
+        set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                "tls_cert_file and tls_key_file go together (a client "
+                "certificate and its key), got only %s",
+                o->tls_cert_file ? "tls_cert_file" : "tls_key_file");
+        return NULL;
+    }
+    char *ca = NULL, *cert = NULL, *key = NULL;
+    grpc_channel_credentials *creds = NULL;
+    if ((o->tls_ca_file &&
+         read_pem("TLS CA file", o->tls_ca_file, &ca, err) != 0) ||
+        (o->tls_cert_file &&
+         read_pem("TLS certificate file", o->tls_cert_file, &cert, err) != 0) ||
+        (o->tls_key_file &&
+         read_pem("TLS key file", o->tls_key_file, &key, err) != 0))
+        goto out;
+    grpc_ssl_pem_key_cert_pair pair = {key, cert};
+    /* gRPC copies the strings. */
+    creds = grpc_ssl_credentials_create(ca, key ? &pair : NULL, NULL, NULL);
+    if (!creds)
+        set_err(err, NPVDB_STATUS_INVALID_ARGUMENT,
+                "gRPC refused the TLS credentials");
+out:
+    free(ca);
+    free(cert);
+    wipe_free(key);
+    return creds;
+}
+
 npvdb_client *npvdb_client_connect(const char *target, int timeout_ms,
                                    npvdb_client_error *err)
+{
+    return npvdb_client_connect_opts(target, NULL, timeout_ms, err);
+}
+
+npvdb_client *npvdb_client_connect_opts(const char *target,
+                                        const npvdb_client_opts *opts,
+                                        int timeout_ms, npvdb_client_error *err)
 {
     clear_err(err);
     if (!target || !*target) {
@@ -397,13 +574,24 @@ npvdb_client *npvdb_client_connect(const char *target, int timeout_ms,
     c->timeout_ms = DEFAULT_CALL_TIMEOUT_MS;
     grpc_init();
     c->grpc_started = 1;
+    if (opts && opts->token && *opts->token &&
+        set_token(c, opts->token, err) != NPVDB_STATUS_OK) {
+        npvdb_client_close(c);
+        return NULL;
+    }
+    grpc_channel_credentials *creds = make_creds(opts, err);
+    if (!creds) {
+        npvdb_client_close(c);
+        return NULL;
+    }
+    int tls = opts &&
+              (opts->tls_ca_file || opts->tls_cert_file || opts->tls_key_file);
     /* Replies (Get of many keys, big k) may exceed gRPC's 4 MiB default. */
     grpc_arg args[1];
     args[0].type = GRPC_ARG_INTEGER;
     args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
     args[0].value.integer = -1;
     grpc_channel_args cargs = {1, args};
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     c->channel = grpc_channel_create(target, creds, &cargs);
     grpc_channel_credentials_release(creds);
     if (!c->channel) {
@@ -430,6 +618,18 @@ npvdb_client *npvdb_client_connect(const char *target, int timeout_ms,
                     target, ms);
         else if (err)
             *err = e;
+        /* gRPC's reason (e.g. "certificate verify failed") may not say
+         * which setting to look at. */
+        if (err && tls) {
+            size_t l = strlen(err->msg);
+            snprintf(err->msg + l, sizeof err->msg - l,
+                     " (TLS: check that the server serves TLS, that the CA "
+                     "signed its certificate and that it names this "
+                     "address%s)",
+                     opts->tls_cert_file ? ", and that the server accepts "
+                                           "this client certificate"
+                                         : "");
+        }
         npvdb_client_close(c);
         return NULL;
     }
@@ -442,6 +642,10 @@ void npvdb_client_close(npvdb_client *c)
     if (!c) return;
     if (c->channel) {
         grpc_channel_destroy(c->channel);
+    }
+    for (size_t i = 0; i < c->n_md; i++) {
+        grpc_slice_unref(c->md[i].key);
+        grpc_slice_unref(c->md[i].value);
     }
     if (c->grpc_started) grpc_shutdown();
     free(c->target);
@@ -585,7 +789,7 @@ npvdb_client_stream *npvdb_client_insert_begin(npvdb_client *c, uint32_t dim,
     }
     s->status_done = 0;
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    send_metadata(c, &ops[0]);
     if (start(&s->k, ops, 1, &s->tag_send, err) != NPVDB_STATUS_OK) {
         stream_abort(s);
         stream_free(s);
@@ -881,7 +1085,7 @@ static npvdb_status stream_call(npvdb_client *c, grpc_byte_buffer *bb,
     status_init(&st);
     grpc_op ops[4];
     memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    send_metadata(c, &ops[0]);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = bb;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

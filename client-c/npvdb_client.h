@@ -78,6 +78,44 @@ typedef struct npvdb_client npvdb_client;
 npvdb_client *npvdb_client_connect(const char *target, int timeout_ms,
                                    npvdb_client_error *err);
 
+/* Security options of npvdb_client_connect_opts (a zeroed struct = none:
+ * plaintext, no token, as npvdb_client_connect). Every member is borrowed
+ * for the duration of the connect call only: the files are read, and the
+ * token copied, before it returns. */
+typedef struct npvdb_client_opts {
+    /* TLS. Any of the three files turns TLS on. tls_ca_file: PEM CA
+     * certificate(s) that signed the server's certificate (NULL with TLS:
+     * gRPC's default roots). tls_cert_file + tls_key_file: this client's
+     * PEM certificate chain and private key, for a server with
+     * --tls-client-ca (mutual TLS); they go together. The server's
+     * certificate must name the host of `target` (subjectAltName). */
+    const char *tls_ca_file;
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    /* Sent as `authorization: Bearer <token>` metadata with every call of
+     * the handle (insert streams included; also with Health, which needs
+     * none). Printable ASCII without whitespace; NULL or "" = no token.
+     * Over plaintext anyone on the path can read it: use TLS off loopback. */
+    const char *token;
+} npvdb_client_opts;
+
+/* npvdb_client_connect with TLS and/or a token (opts NULL = none). Errors:
+ * INVALID_ARGUMENT naming the file when a TLS file cannot be read, is empty
+ * or is not PEM, when tls_cert_file and tls_key_file do not come together,
+ * or when the token holds whitespace or non-ASCII bytes; UNAVAILABLE when
+ * the TLS handshake fails (a plaintext server, a CA that did not sign the
+ * server's certificate, a name not in it, or a mutual-TLS server that
+ * refuses the client's certificate); the rest as npvdb_client_connect.
+ * The caller owns the result (npvdb_client_close), which keeps a copy of
+ * the token (wiped at close) and nothing of the key. A wrong or missing
+ * token is not noticed here (the check is a Health call, which needs no
+ * token): the first other call answers UNAUTHENTICATED, and a read token
+ * on a write call PERMISSION_DENIED. */
+npvdb_client *npvdb_client_connect_opts(const char *target,
+                                        const npvdb_client_opts *opts,
+                                        int timeout_ms,
+                                        npvdb_client_error *err);
+
 /* Closes the channel and frees the handle. NULL is allowed. */
 void npvdb_client_close(npvdb_client *c);
 

@@ -160,7 +160,7 @@ void it_server_start(it_server *s, ...)
         waited += 10;
     }
     npvdb_client_error err;
-    s->client = npvdb_client_connect(s->addr, 20000, &err);
+    s->client = npvdb_client_connect_opts(s->addr, s->client_opts, 20000, &err);
     if (!s->client) fail_msg("connect %s: %s", s->addr, err.msg);
 }
 

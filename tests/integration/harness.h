@@ -25,6 +25,9 @@ typedef struct it_server {
     char log_path[300];
     char addr[64];
     npvdb_client *client; /* connected while running */
+    /* Options of s->client's connect (TLS, token); NULL: plaintext, no
+     * token. Borrowed: set after it_server_init, valid through start. */
+    const npvdb_client_opts *client_opts;
 } it_server;
 
 /* Makes the temporary root (fails the test on error). */

@@ -332,6 +332,52 @@ def test_the_client_checks_its_token():
             npvdb.connect("127.0.0.1:1", token=bad)
 
 
+def test_token_from_the_environment(loaded, monkeypatch):
+    # token=None: $NPVDB_TOKEN, as the CLI; an explicit token wins.
+    monkeypatch.setenv("NPVDB_TOKEN", READ)
+    with npvdb.connect(loaded.address, timeout=30) as db:
+        assert db.info().vectors == 100
+        with pytest.raises(npvdb.PermissionDenied):
+            db.delete(["k1"])
+    with npvdb.connect(loaded.address, timeout=30, token=UNKNOWN) as db:
+        with pytest.raises(npvdb.Unauthenticated, match="unknown token"):
+            db.info()
+    with npvdb.VectorDB(address=loaded.address, timeout=30) as db:
+        assert db.info().vectors == 100
+    # Empty is unset; a malformed one is refused, naming the variable and
+    # not the token.
+    monkeypatch.setenv("NPVDB_TOKEN", "")
+    with npvdb.connect(loaded.address, timeout=30) as db:
+        with pytest.raises(npvdb.Unauthenticated, match="no token"):
+            db.info()
+    monkeypatch.setenv("NPVDB_TOKEN", "two words")
+    with pytest.raises(npvdb.InvalidArgument, match=r"\$NPVDB_TOKEN") as e:
+        npvdb.connect(loaded.address)
+    assert "two words" not in str(e.value)
+
+
+def test_address_from_the_environment(loaded, monkeypatch):
+    # connect(), Client() and VectorDB() without an address dial
+    # $NPVDB_ADDRESS, else 127.0.0.1:50051: the same variable as the CLI.
+    monkeypatch.setenv("NPVDB_ADDRESS", loaded.address)
+    assert npvdb.default_address() == loaded.address
+    for make in (lambda: npvdb.connect(timeout=30, token=READ),
+                 lambda: npvdb.Client(timeout=30, token=READ),
+                 lambda: npvdb.VectorDB(timeout=30, token=READ)):
+        with make() as db:
+            assert db.address == loaded.address
+            assert db.info().vectors == 100
+    # An explicit address wins.
+    with npvdb.connect("127.0.0.1:1", timeout=5, token=READ) as db:
+        assert db.address == "127.0.0.1:1"
+        with pytest.raises(npvdb.Unavailable):
+            db.info()
+    monkeypatch.delenv("NPVDB_ADDRESS")
+    assert npvdb.default_address() == npvdb.DEFAULT_ADDRESS == "127.0.0.1:50051"
+    with npvdb.connect() as db:  # lazy: nothing is dialled yet
+        assert db.address == "127.0.0.1:50051"
+
+
 def test_tls_with_tokens(pki, tmp_path):
     path = str(tmp_path / "tokens")
     _write_tokens(path, "{} write\n".format(WRITE))

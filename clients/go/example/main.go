@@ -3,6 +3,7 @@
 // in a named collection, counts, scrolls and drops it:
 //
 //	example -addr 127.0.0.1:50051 -n 2000 -dim 32
+//	NPVDB_TOKEN=... example -addr db.example:50051 -tls-ca ca.pem
 package main
 
 import (
@@ -13,27 +14,40 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"npvdb"
 	pb "npvdb/v1"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:50051", "npvdb server host:port")
+	addr := flag.String("addr", npvdb.EnvAddress(), "npvdb server host:port (default $NPVDB_ADDRESS, else 127.0.0.1:50051)")
+	ca := flag.String("tls-ca", "", "connect with TLS, trusting this PEM CA file")
+	cert := flag.String("tls-cert", "", "client certificate (PEM) for mutual TLS, with -tls-key")
+	key := flag.String("tls-key", "", "client key (PEM) for mutual TLS")
+	token := flag.String("token", "", "bearer token (default $NPVDB_TOKEN; never printed)")
 	n := flag.Int("n", 2000, "vectors to insert")
 	dim := flag.Int("dim", 32, "dimension")
 	k := flag.Int("k", 3, "neighbours per query")
 	coll := flag.String("collection", "example_docs", "the named collection to create and drop")
 	flag.Parse()
-	if err := run(*addr, *n, *dim, *k, *coll); err != nil {
+	if *token == "" {
+		*token = os.Getenv("NPVDB_TOKEN")
+	}
+	opts := []grpc.DialOption{npvdb.WithToken(*token)}
+	if *ca != "" || *cert != "" || *key != "" {
+		opts = append(opts, npvdb.WithTLS(*ca, *cert, *key))
+	}
+	if err := run(*addr, *n, *dim, *k, *coll, opts...); err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, n, dim, k int, coll string) error {
+func run(addr string, n, dim, k int, coll string, opts ...grpc.DialOption) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := npvdb.Dial(ctx, addr)
+	c, err := npvdb.Dial(ctx, addr, opts...)
 	if err != nil {
 		return err
 	}

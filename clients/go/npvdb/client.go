@@ -54,11 +54,25 @@ type Client struct {
 	def  *Collection
 }
 
-// Dial connects to addr ("host:port"). Without options the connection is
-// plaintext (grpc.WithInsecure); pass credentials for TLS.
+// Dial connects to addr ("host:port"; "" = EnvAddress(): $NPVDB_ADDRESS,
+// else 127.0.0.1:50051). opts are this package's WithTLS and WithToken and
+// any grpc.DialOption. With none but WithToken the connection is plaintext
+// (grpc.WithInsecure is added); with WithTLS it is TLS; with grpc options
+// of the caller's own, the caller sets the transport (grpc.WithInsecure or
+// grpc.WithTransportCredentials), as before:
+//
+//	c, err := npvdb.Dial(ctx, "db.example:50051",
+//		npvdb.WithTLS("ca.pem", "", ""), npvdb.WithToken(os.Getenv("NPVDB_TOKEN")))
+//
+// The connection is made lazily: a server that is not there, or a failed
+// TLS handshake, shows as an Unavailable status error on the first call.
 func Dial(ctx context.Context, addr string, opts ...grpc.DialOption) (*Client, error) {
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithInsecure()}
+	if addr == "" {
+		addr = EnvAddress()
+	}
+	opts, err := dialOptions(opts)
+	if err != nil {
+		return nil, err
 	}
 	opts = append(opts, grpc.WithDefaultCallOptions(
 		grpc.MaxCallRecvMsgSize(math.MaxInt32), grpc.MaxCallSendMsgSize(math.MaxInt32)))

@@ -65,29 +65,38 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startServer runs bin on 127.0.0.1:0 and waits for its port file.
+// startServer runs bin on 127.0.0.1:0 and waits for its port file; it
+// sets serverAddr.
 func startServer(bin, dir string) (*exec.Cmd, *bytes.Buffer, error) {
+	cmd, log, addr, err := runServer(bin, dir)
+	serverAddr = addr
+	return cmd, log, err
+}
+
+// runServer runs bin on 127.0.0.1:0 with a data directory under dir and the
+// extra flags, and returns its address once it wrote its port file.
+func runServer(bin, dir string, extra ...string) (*exec.Cmd, *bytes.Buffer, string, error) {
 	portFile := filepath.Join(dir, "port")
 	log := &bytes.Buffer{}
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--port-file", portFile,
-		"--data-dir", filepath.Join(dir, "data"))
+	args := append([]string{"--listen", "127.0.0.1:0", "--port-file", portFile,
+		"--data-dir", filepath.Join(dir, "data")}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		b, err := ioutil.ReadFile(portFile)
 		if err == nil {
 			if port, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && port > 0 {
-				serverAddr = fmt.Sprintf("127.0.0.1:%d", port)
-				return cmd, log, nil
+				return cmd, log, fmt.Sprintf("127.0.0.1:%d", port), nil
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	cmd.Process.Kill()
 	cmd.Wait()
-	return nil, nil, fmt.Errorf("npvdb-server wrote no port file:\n%s", log.String())
+	return nil, nil, "", fmt.Errorf("npvdb-server wrote no port file:\n%s", log.String())
 }
 
 func dial(t *testing.T) (*Client, context.Context) {

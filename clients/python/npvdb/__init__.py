@@ -16,7 +16,7 @@ protos/npvdb/v1/npvdb.proto are importable as npvdb.v1.npvdb_pb2.
 from .client import (DEFAULT_ADDRESS, DEFAULT_COLLECTION,
                      DEFAULT_MAX_MESSAGE_BYTES, Client, CollectionInfo, Info,
                      InitResult, InsertResult, SnapshotResult, VectorDB,
-                     connect)
+                     connect, default_address)
 from .errors import (Aborted, AlreadyExists, Cancelled, DataLoss,
                      DeadlineExceeded, Error, FailedPrecondition, Internal,
                      InvalidArgument, NotFound, OutOfRange, PermissionDenied,
@@ -26,7 +26,7 @@ from .errors import (Aborted, AlreadyExists, Cancelled, DataLoss,
 __version__ = "0.1.0"
 
 __all__ = [
-    "connect", "Client", "VectorDB", "Info", "CollectionInfo", "InitResult",
+    "connect", "default_address", "Client", "VectorDB", "Info", "CollectionInfo", "InitResult",
     "InsertResult", "SnapshotResult", "DEFAULT_ADDRESS", "DEFAULT_COLLECTION",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "Error", "Aborted", "AlreadyExists", "Cancelled", "DataLoss",

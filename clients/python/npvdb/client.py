@@ -42,6 +42,14 @@ except ImportError as e:  # generated at build time, never committed
         "with `pip install --no-build-isolation clients/python`.") from e
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+def default_address():
+    """The address a client dials when given none: $NPVDB_ADDRESS (the
+    variable every npvdb client and the CLI read), else DEFAULT_ADDRESS."""
+    return os.environ.get("NPVDB_ADDRESS") or DEFAULT_ADDRESS
+
+
 # npvdb-server's default receive limit (--max-message-bytes).
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # Target size of insert and query messages.
@@ -143,9 +151,10 @@ class SnapshotResult:
 _SearchOptions = namedtuple("_SearchOptions", "k nprobe filter with_payload")
 
 
-def connect(address=DEFAULT_ADDRESS, timeout=None, *, tls_ca=None,
+def connect(address=None, timeout=None, *, tls_ca=None,
             tls_cert=None, tls_key=None, token=None, **kwargs):
-    """Opens a client to the npvdb server at `address` ("host:port").
+    """Opens a client to the npvdb server at `address` ("host:port"; None:
+    $NPVDB_ADDRESS, else 127.0.0.1:50051, as every npvdb client).
 
     timeout: deadline in seconds for each call (an insert stream counts as
     one call), None for none.
@@ -154,8 +163,8 @@ def connect(address=DEFAULT_ADDRESS, timeout=None, *, tls_ca=None,
     tls_cert, tls_key: this client's certificate and key (paths or PEM
     bytes), for a server with --tls-client-ca (mutual TLS).
     token: sent as `authorization: Bearer <token>` with every call (a
-    server with --token-file). Over plaintext anyone on the path can read
-    it: use TLS off loopback.
+    server with --token-file); None: $NPVDB_TOKEN if set, else no token.
+    Over plaintext anyone on the path can read it: use TLS off loopback.
     Other keyword arguments go to Client. The connection is made lazily: a
     server that is not there, or a TLS handshake that fails, shows as
     npvdb.Unavailable on the first call."""
@@ -168,11 +177,11 @@ class Client:
 
     Use as a context manager, or call close()."""
 
-    def __init__(self, address=DEFAULT_ADDRESS, timeout=None, *,
+    def __init__(self, address=None, timeout=None, *,
                  credentials=None, options=None,
                  max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES, tls_ca=None,
                  tls_cert=None, tls_key=None, token=None):
-        """tls_ca, tls_cert, tls_key, token: as in connect().
+        """address, tls_ca, tls_cert, tls_key, token: as in connect().
         credentials: any grpc.ChannelCredentials instead of tls_* (e.g.
         grpc.ssl_channel_credentials() for the system's CAs); None and no
         tls_*: plaintext.
@@ -182,6 +191,7 @@ class Client:
         max_message_bytes: the server's receive limit; inputs are split into
         messages no larger than this (the Init training sample may use all
         of it; other messages are about 4 MiB)."""
+        address = address or default_address()
         opts = [("grpc.max_send_message_length", -1),
                 ("grpc.max_receive_message_length", -1)]
         opts += list(options or [])
@@ -191,7 +201,11 @@ class Client:
                 raise InvalidArgument("give credentials or tls_ca/tls_cert/"
                                       "tls_key, not both")
             credentials = tls
-        metadata = _token_metadata(token)
+        if token is None and os.environ.get("NPVDB_TOKEN"):
+            metadata = _token_metadata(os.environ["NPVDB_TOKEN"],
+                                       "$NPVDB_TOKEN")
+        else:
+            metadata = _token_metadata(token)
         if credentials is not None:
             self._channel = grpc.secure_channel(address, credentials, opts)
         else:
@@ -908,8 +922,7 @@ class VectorDB(Client):
     else is Client's API; get_closest returns (keys, distances)."""
 
     def __init__(self, n_workers=None, address=None, **kwargs):
-        super().__init__(address or os.environ.get("NPVDB_ADDRESS", DEFAULT_ADDRESS),
-                         **kwargs)
+        super().__init__(address, **kwargs)
         self.n_workers = n_workers
 
     def init(self, keys, data, payloads=None, n_shards=None, replace=True, **kwargs):
@@ -946,16 +959,18 @@ def _tls_credentials(tls_ca, tls_cert, tls_key):
         certificate_chain=_pem(tls_cert, "tls_cert"))
 
 
-def _token_metadata(token):
-    """The ("authorization", "Bearer <token>") pair, None without a token."""
+def _token_metadata(token, what="token"):
+    """The ("authorization", "Bearer <token>") pair, None without a token.
+    what: where the token came from, for the error (never the token)."""
     if token is None:
         return None
     if not isinstance(token, str):
-        raise InvalidArgument("token must be a str, got {}".format(
-            type(token).__name__))
+        raise InvalidArgument("{} must be a str, got {}".format(
+            what, type(token).__name__))
     if not token or any(not "!" <= ch <= "~" for ch in token):
-        raise InvalidArgument("token must be printable ASCII without "
-                              "whitespace (as in the server's token file)")
+        raise InvalidArgument("{} must be printable ASCII without "
+                              "whitespace (as in the server's token file)"
+                              .format(what))
     return ("authorization", "Bearer " + token)
 
 
