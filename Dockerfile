@@ -26,7 +26,7 @@ RUN apt-get update \
       build-essential cmake pkg-config \
       libopenblas-dev libhdf5-dev libcmocka-dev \
       libgrpc-dev protobuf-compiler grpc-proto \
-      libprotobuf-c-dev protobuf-c-compiler \
+      libprotobuf-c-dev protobuf-c-compiler libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -42,7 +42,7 @@ FROM debian:12-slim
 # libhdf5-103-1 has libhdf5_serial. Their own dependencies come with them.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libgrpc29 libprotobuf-c1 libopenblas0-pthread libhdf5-103-1 \
+      libgrpc29 libprotobuf-c1 libopenblas0-pthread libhdf5-103-1 libmicrohttpd12 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 npvdb \
  && useradd --uid 10001 --gid npvdb --home-dir /data --no-create-home \
