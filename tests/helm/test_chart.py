@@ -552,6 +552,9 @@ def test_tls_from_a_secret_with_optional_client_ca():
         {"key": "bundle.pem", "path": "bundle.pem"}]
     assert {m["name"]: m["mountPath"] for m in c["volumeMounts"]}[
         "client-ca"] == "/etc/npvdb/client-ca"
+    # A client CA without the server's own certificate cannot start.
+    r = render_raw({"tls.clientCA.secretName": "cas"})
+    assert r.returncode != 0 and "needs tls.secretName" in r.stderr
 
 
 # ---- tokens ------------------------------------------------------------------
