@@ -616,29 +616,57 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_the_server_starts_with_the_rendered_args_and_secret(tmp_path):
+def make_certs(d):
+    """A throwaway CA, a server certificate for 127.0.0.1 and the CA as the
+    client CA, as a kubernetes.io/tls Secret would hold them: {key: path}."""
+    def ssl(*a):
+        subprocess.run(["openssl", *a], check=True, capture_output=True,
+                       cwd=d, timeout=60)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ssl("req", "-x509", *ec, "-days", "2", "-keyout", "ca.key", "-out",
+        "ca.crt", "-subj", "/CN=test CA")
+    ssl("req", *ec, "-keyout", "tls.key", "-out", "tls.csr", "-subj",
+        "/CN=localhost")
+    (d / "ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ssl("x509", "-req", "-in", "tls.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "tls.crt")
+    return {k: str(d / k) for k in ("tls.crt", "tls.key", "ca.crt")}
+
+
+@pytest.mark.parametrize("scenario", ["default", "mtls"])
+def test_the_server_starts_with_the_rendered_args_and_secret(tmp_path,
+                                                             scenario):
     """The chart must keep starting: the real server, run with the rendered
-    args (the ports and paths moved into tmp_path, the addresses to
-    loopback) and the rendered Secret's token file, serves; the `helm test`
-    Pod's command, pointed at it, gets SERVING; without the token file the
-    server refuses, as it would on 0.0.0.0 in the pod."""
+    args (the ports and paths moved into tmp_path, the metrics address to
+    loopback), the rendered Secret's token file and, for mtls, certificates
+    where the Secrets would be mounted, serves; the `helm test` Pod's
+    command, pointed at it, gets SERVING (plaintext); without the token file
+    the server refuses, as it would on 0.0.0.0 in the pod."""
     if not SERVER:
         pytest.skip("NPVDB_SERVER not set")
     metrics = server_has_metrics()
-    objs = render({} if metrics else {"metrics.enabled": False})
+    overrides = dict(SCENARIOS[scenario])
+    if not metrics:
+        overrides["metrics.enabled"] = False
+    objs = render(overrides)
     tokens = tmp_path / "tokens"
     tokens.write_text(secret_tokens(objs))
+    certs = make_certs(tmp_path) if scenario == "mtls" else {}
     port, metrics_port = free_port(), free_port()
 
     def local(a):
-        if a.startswith("--listen="):
+        flag, _, value = a.partition("=")
+        if flag == "--listen":
             return "--listen=0.0.0.0:%d" % port
-        if a.startswith("--metrics-listen="):
+        if flag == "--metrics-listen":
             return "--metrics-listen=127.0.0.1:%d" % metrics_port
-        if a.startswith("--data-dir="):
+        if flag == "--data-dir":
             return "--data-dir=" + str(tmp_path / "data")
-        if a.startswith("--token-file="):
+        if flag == "--token-file":
             return "--token-file=" + str(tokens)
+        if flag in ("--tls-cert", "--tls-key", "--tls-client-ca"):
+            assert value.startswith("/etc/npvdb/"), a
+            return flag + "=" + certs[os.path.basename(value)]
         return a
 
     args = [local(a) for a in container(objs)["args"]]
@@ -652,7 +680,7 @@ def test_the_server_starts_with_the_rendered_args_and_secret(tmp_path):
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "no port file"
             time.sleep(0.05)
-        if CLI:
+        if CLI and scenario == "default":
             hook = objs[("Pod", "db-npvdb-test-health")]
             cmd = hook["spec"]["containers"][0]["command"]
             assert cmd[0] == "/usr/local/bin/npvdb"
@@ -672,10 +700,14 @@ def test_the_server_starts_with_the_rendered_args_and_secret(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "2 tokens from" in err
-    no_tokens = [a for a in args if not a.startswith("--token-file=")]
-    r = subprocess.run([SERVER, *no_tokens], capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode != 0 and "--insecure" in r.stderr
+    if scenario == "mtls":
+        assert "(mutual TLS, 2 tokens from" in err, err
+    else:
+        assert "(plaintext, 2 tokens from" in err, err
+        no_tokens = [a for a in args if not a.startswith("--token-file=")]
+        r = subprocess.run([SERVER, *no_tokens], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode != 0 and "--insecure" in r.stderr
 
 
 def test_default_args_turn_on_metrics_that_the_server_serves():
