@@ -15,6 +15,12 @@
 # image (bookworm, bookworm-updates, bookworm-security), and like
 # debian:12-slim it leaves out docs, man pages and locales.
 #
+# vfs keeps a full copy of every layer: the base, the cached build layers and
+# the image take about 4 GB in /var/lib/containers, and each rebuild after a
+# source change adds about 1 GB of untagged layers;
+# `buildah --storage-driver vfs rmi --prune` frees them (the next build then
+# installs the build stage's packages again).
+#
 # Environment: NPVDB_IMAGE (default npvdb:<appVersion>), DEBIAN_MIRROR
 # (default http://deb.debian.org/debian), NPVDB_BASE_IMAGE (default
 # localhost/npvdb-debian:12), BUILDAH_STORAGE_DRIVER (default vfs).
