@@ -117,6 +117,8 @@ t0=$SECONDS
 # --layers: a rebuild after a source change reuses the apt layers.
 "${BUILDAH[@]}" bud --isolation chroot --pull=never --layers \
   --build-arg DEBIAN_IMAGE="$BASE" --build-arg DEBIAN_SLIM_IMAGE="$BASE" \
+  --label org.opencontainers.image.revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)" \
+  --label org.opencontainers.image.version="$APP_VERSION" \
   -t "$IMAGE" -f Dockerfile .
 echo "build-image: $IMAGE built in $((SECONDS - t0)) s"
 "${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}} {{.ID}} {{.Size}}' "$IMAGE"

@@ -109,6 +109,14 @@ def main():
     config = json.loads(r.stdout)["OCIv1"]["config"]
     log("image %s: %s" % (IMAGE, json.dumps(
         {k: config.get(k) for k in ("Entrypoint", "Cmd", "User")})))
+    built_from = (config.get("Labels") or {}).get(
+        "org.opencontainers.image.revision", "unknown")
+    head = subprocess.run(["git", "-C", SOURCE, "rev-parse", "HEAD"],
+                          capture_output=True, text=True).stdout.strip()
+    log("built from revision %s; this tree is at %s%s" % (
+        built_from, head or "?", "" if built_from.startswith(head or "-")
+        else " (not the same: rebuild with scripts/build-image.sh to test "
+             "this tree's image)"))
     assert config["Entrypoint"] == ["/usr/local/bin/npvdb-server"], config
     assert "--listen=0.0.0.0:50051" in config["Cmd"], config
     assert "--data-dir=/data" in config["Cmd"], config
