@@ -330,7 +330,7 @@ def test_default_render_has_the_objects_and_helm_create_labels():
         assert labels["app.kubernetes.io/name"] == "npvdb", (kind, name)
         assert labels["app.kubernetes.io/instance"] == "db"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "npvdb-0.1.0"
+        assert labels["helm.sh/chart"] == "npvdb-0.2.0"
         assert labels["app.kubernetes.io/version"] == "0.1.0"
     sts = statefulset(objs)
     assert sts["spec"]["replicas"] == 1
