@@ -16,8 +16,14 @@
 # flight finish for --grace-ms, syncs its write-ahead log and exits 0, so give
 # `docker stop -t` more than that (default 10 s = the server's default grace).
 
+# The two base images. Defaults are Docker Hub's; scripts/build-image.sh
+# passes a Debian 12 made with debootstrap from Debian's own mirror instead
+# (for machines that reach Debian's archive but no image registry).
+ARG DEBIAN_IMAGE=debian:12
+ARG DEBIAN_SLIM_IMAGE=debian:12-slim
+
 # ---- build ----------------------------------------------------------------
-FROM debian:12 AS build
+FROM ${DEBIAN_IMAGE} AS build
 # The server's subset of scripts/install-deps.sh: compiler, CMake, the four
 # libraries and the protobuf-c generator. libcmocka-dev because the test
 # folders link it at configure time; Python, Go and the clients are skipped.
@@ -31,11 +37,11 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
- && cmake --build /build -j"$(nproc)" --target npvdb-server \
- && strip /build/server/npvdb-server
+ && cmake --build /build -j"$(nproc)" --target npvdb-server npvdb \
+ && strip /build/server/npvdb-server /build/client-c/npvdb
 
 # ---- runtime --------------------------------------------------------------
-FROM debian:12-slim
+FROM ${DEBIAN_SLIM_IMAGE}
 # The packages of the server's DT_NEEDED libraries (checked by
 # tests/helm/test_chart.py against `objdump -p` + `dpkg -S`): libgrpc29 has
 # libgrpc and libgpr, libopenblas0-pthread registers libopenblas.so.0,
@@ -50,6 +56,8 @@ RUN apt-get update \
  && mkdir -p /data \
  && chown npvdb:npvdb /data
 COPY --from=build /build/server/npvdb-server /usr/local/bin/npvdb-server
+# The CLI, for `helm test` (npvdb health) and for a shell in the pod.
+COPY --from=build /build/client-c/npvdb /usr/local/bin/npvdb
 # Numeric, so that Kubernetes' runAsNonRoot can verify it (the chart uses 10001).
 USER 10001:10001
 WORKDIR /data

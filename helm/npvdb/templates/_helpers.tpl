@@ -105,3 +105,17 @@ explicit value that is not larger than graceMs is refused.
 {{- add (div (add $graceMs 999) 1000) 20 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The action of the three probes: the gRPC health check on the server's port,
+or with TLS (the kubelet's gRPC probe speaks plaintext only) a TCP connect.
+*/}}
+{{- define "npvdb.probeAction" -}}
+{{- if .Values.tls.secretName }}
+tcpSocket:
+  port: {{ int .Values.server.port }}
+{{- else }}
+grpc:
+  port: {{ int .Values.server.port }}
+{{- end }}
+{{- end }}
