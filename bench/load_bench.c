@@ -701,6 +701,7 @@ static void report(client *cs, int n, double seconds)
         uint32_t *v = xmalloc(tot * sizeof *v);
         size_t at = 0;
         for (int i = 0; i < n; i++) {
+            if (!cs[i].lats[k].n) continue; /* no samples: us may be NULL */
             memcpy(v + at, cs[i].lats[k].us, cs[i].lats[k].n * sizeof *v);
             at += cs[i].lats[k].n;
         }
