@@ -44,21 +44,6 @@ const char *npvdb_role_name(npvdb_role r)
     }
 }
 
-static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        err->code = code;
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 /* ---- constant-time comparison ---- */
 
 int npvdb_ct_equal(const void *a_, size_t alen, const void *b_, size_t blen)
@@ -190,35 +175,37 @@ static npvdb_code parse_line(npvdb_tokens *t, const char *line, size_t len,
     split(line, len, &w);
     if (w.n == 0 || w.w[0][0] == '#') return NPVDB_OK;
     if (w.n != 2)
-        return fail(err, NPVDB_EINVAL,
-                    "%s:%u: expected 'TOKEN ROLE' (2 words), found %zu "
-                    "word%s (a token holds no whitespace)",
-                    src, no, w.n, w.n == 1 ? "" : "s");
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s:%u: expected 'TOKEN ROLE' (2 words), found %zu "
+            "word%s (a token holds no whitespace)",
+            src, no, w.n, w.n == 1 ? "" : "s");
     npvdb_role role = word_is(&w, 1, "read")    ? NPVDB_ROLE_READ
                       : word_is(&w, 1, "write") ? NPVDB_ROLE_WRITE
                                                 : NPVDB_ROLE_NONE;
     if (role == NPVDB_ROLE_NONE)
-        return fail(err, NPVDB_EINVAL,
-                    "%s:%u: the role (second word) must be 'read' or 'write'",
-                    src, no);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s:%u: the role (second word) must be 'read' or 'write'", src, no);
     if (w.len[0] > NPVDB_TOKEN_MAX)
-        return fail(err, NPVDB_EINVAL,
-                    "%s:%u: token of %zu bytes, at most %d allowed", src, no,
-                    w.len[0], NPVDB_TOKEN_MAX);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s:%u: token of %zu bytes, at most %d allowed",
+                               src, no, w.len[0], NPVDB_TOKEN_MAX);
     int bad = bad_token_char(w.w[0], w.len[0]);
     if (bad)
-        return fail(err, NPVDB_EINVAL,
-                    "%s:%u: the token holds byte 0x%02x; tokens are "
-                    "printable ASCII",
-                    src, no, (unsigned)(bad - 1));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s:%u: the token holds byte 0x%02x; tokens are "
+                               "printable ASCII",
+                               src, no, (unsigned)(bad - 1));
     for (size_t i = 0; i < t->n; i++)
         if (t->e[i].len == w.len[0] &&
             memcmp(t->e[i].tok, w.w[0], w.len[0]) == 0)
-            return fail(err, NPVDB_EINVAL,
-                        "%s:%u: the same token as on line %u", src, no,
-                        t->e[i].line);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "%s:%u: the same token as on line %u", src,
+                                   no, t->e[i].line);
     if (add_entry(t, w.w[0], w.len[0], role, no) != NPVDB_OK)
-        return fail(err, NPVDB_ENOMEM, "out of memory reading %s", src);
+        return npvdb_set_error(err, NPVDB_ENOMEM, "out of memory reading %s",
+                               src);
     return NPVDB_OK;
 }
 
@@ -228,7 +215,9 @@ npvdb_code npvdb_tokens_parse(const char *text, size_t len, const char *source,
     const char *src = source ? source : "token file";
     *out = NULL;
     npvdb_tokens *t = tokens_new();
-    if (!t) return fail(err, NPVDB_ENOMEM, "out of memory reading %s", src);
+    if (!t)
+        return npvdb_set_error(err, NPVDB_ENOMEM, "out of memory reading %s",
+                               src);
     size_t at = 0;
     unsigned no = 0;
     while (at < len) {
@@ -244,9 +233,9 @@ npvdb_code npvdb_tokens_parse(const char *text, size_t len, const char *source,
     }
     if (t->n == 0) {
         npvdb_tokens_free(t);
-        return fail(err, NPVDB_EINVAL,
-                    "%s: no token (lines are 'TOKEN read' or 'TOKEN write')",
-                    src);
+        return npvdb_set_error(
+            err, NPVDB_EINVAL,
+            "%s: no token (lines are 'TOKEN read' or 'TOKEN write')", src);
     }
     *out = t;
     return NPVDB_OK;
@@ -260,8 +249,9 @@ static npvdb_code read_file(const char *path, char **buf, size_t *len,
     *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fail(err, NPVDB_EINVAL, "cannot read token file %s: %s", path,
-                    strerror(errno));
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "cannot read token file %s: %s", path,
+                               strerror(errno));
     size_t cap = 4096, n = 0;
     char *b = malloc(cap);
     npvdb_code rc = b ? NPVDB_OK : NPVDB_ENOMEM;
@@ -292,12 +282,13 @@ static npvdb_code read_file(const char *path, char **buf, size_t *len,
     if (b) explicit_bzero(b, n);
     free(b);
     if (rc == NPVDB_ENOMEM)
-        return fail(err, rc, "out of memory reading token file %s", path);
+        return npvdb_set_error(err, rc, "out of memory reading token file %s",
+                               path);
     if (rc == NPVDB_EINVAL)
-        return fail(err, rc, "token file %s is larger than %u MiB", path,
-                    TOKEN_FILE_MAX >> 20);
-    return fail(err, NPVDB_EINVAL, "cannot read token file %s: read error",
-                path);
+        return npvdb_set_error(err, rc, "token file %s is larger than %u MiB",
+                               path, TOKEN_FILE_MAX >> 20);
+    return npvdb_set_error(err, NPVDB_EINVAL,
+                           "cannot read token file %s: read error", path);
 }
 
 npvdb_code npvdb_tokens_load(const char *path, npvdb_tokens **out,
@@ -329,7 +320,7 @@ npvdb_auth *npvdb_auth_open(const char *path, npvdb_error *err)
     if (!a || !p) {
         free(a);
         free(p);
-        fail(err, NPVDB_ENOMEM, "out of memory");
+        npvdb_set_error(err, NPVDB_ENOMEM, "out of memory");
         return NULL;
     }
     a->path = p;
