@@ -97,6 +97,7 @@ static void usage(FILE *out)
         "usage: npvdb [--server ADDR] [--timeout SECONDS] [--tls-ca FILE]\n"
         "             [--tls-cert FILE --tls-key FILE] [--token TOKEN] COMMAND "
         "...\n"
+        "       npvdb --version | --help\n"
         "\n"
         "commands:\n"
         "  load FILE.hdf5 [--batch N] [--metric cosine|l2|ip] [--shards N]\n"
@@ -130,6 +131,8 @@ static void usage(FILE *out)
         "  info | snapshot | health\n"
         "  delete KEY...\n"
         "  get KEY... [--with-payload]\n"
+        "      print each stored KEY's vector; a key not stored is an error\n"
+        "      (on stderr; exit status 1 after printing the others)\n"
         "  collections\n"
         "      every collection: name, dim, metric, vectors\n"
         "  drop NAME\n"
@@ -291,6 +294,9 @@ static int parse_args(int argc, char **argv, opts *o, const char **cmd)
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--version")) {
+            printf("npvdb %s\n", NPVDB_VERSION);
             exit(0);
         } else if (!strcmp(a, "--replace")) {
             o->replace = 1;
@@ -1340,10 +1346,14 @@ static int cmd_get(npvdb_client *c, const opts *o)
         }
         printf("\n");
     }
+    /* The keys found are printed; each missing one is an error, on stderr,
+     * and makes the exit status 1. */
+    fflush(stdout);
     for (size_t i = 0; i < v.n_missing; i++)
-        printf("%s: not found\n", v.missing[i]);
+        fail("get: key '%s' not found", v.missing[i]);
+    int rc = v.n_missing ? 1 : 0;
     npvdb_client_vectors_free(&v);
-    return 0;
+    return rc;
 }
 
 static int cmd_health(npvdb_client *c)

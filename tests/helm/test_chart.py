@@ -324,7 +324,7 @@ def test_default_render_has_the_objects_and_helm_create_labels():
                          ("ServiceAccount", "db-npvdb"),
                          ("Secret", "db-npvdb-tokens"),
                          ("PodDisruptionBudget", "db-npvdb"),
-                         ("Pod", "db-npvdb-test-health")}
+                         ("Pod", "db-npvdb-test-info")}
     for (kind, name), o in objs.items():
         labels = o["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "npvdb", (kind, name)
@@ -633,6 +633,37 @@ def make_certs(d):
     return {k: str(d / k) for k in ("tls.crt", "tls.key", "ca.crt")}
 
 
+HOOK = ("Pod", "db-npvdb-test-info")
+
+
+def run_hook(objs, port, token_file, certs):
+    """Runs the `helm test` Pod's command here: bash, with the image's paths
+    (CLI, mounted Secrets) and the Service address replaced by local ones."""
+    pod = objs[HOOK]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"][:2] == ["/bin/bash", "-c"], c["command"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v["secret"] for v in pod["volumes"]}
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["NPVDB_TOKEN_FILE"].startswith(mounts["tokens"] + "/")
+    assert volumes["tokens"]["secretName"] == "db-npvdb-tokens"
+    script = c["command"][2]
+    assert "/usr/local/bin/npvdb --server db-npvdb:50051 " in script
+    script = script.replace("/usr/local/bin/npvdb", CLI).replace(
+        "db-npvdb:50051", "127.0.0.1:%d" % port)
+    for name, files in (("test-ca", ("ca.crt",)), ("test-client", ("tls.crt", "tls.key"))):
+        if name in mounts:
+            for f in files:
+                path = mounts[name] + "/" + f
+                assert path in script and f in [i["path"] for i in volumes[name]["items"]]
+                script = script.replace(path, certs[f])
+    assert "/etc/npvdb" not in script, script
+    run_env = dict(os.environ, NPVDB_TOKEN_FILE=str(token_file))
+    run_env.pop("NPVDB_TOKEN", None)
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                          timeout=60, env=run_env)
+
+
 @pytest.mark.parametrize("scenario", ["default", "mtls"])
 def test_the_server_starts_with_the_rendered_args_and_secret(tmp_path,
                                                              scenario):
@@ -646,6 +677,8 @@ def test_the_server_starts_with_the_rendered_args_and_secret(tmp_path,
         pytest.skip("NPVDB_SERVER not set")
     metrics = server_has_metrics()
     overrides = dict(SCENARIOS[scenario])
+    if scenario == "mtls":  # the test Pod's client certificate
+        overrides["tests.tls.clientSecretName"] = "npvdb-test-client"
     if not metrics:
         overrides["metrics.enabled"] = False
     objs = render(overrides)
@@ -680,15 +713,22 @@ def test_the_server_starts_with_the_rendered_args_and_secret(tmp_path,
             assert proc.poll() is None, proc.stderr.read()
             assert time.monotonic() < deadline, "no port file"
             time.sleep(0.05)
-        if CLI and scenario == "default":
-            hook = objs[("Pod", "db-npvdb-test-health")]
-            cmd = hook["spec"]["containers"][0]["command"]
-            assert cmd[0] == "/usr/local/bin/npvdb"
-            cmd = [CLI] + [("127.0.0.1:%d" % port if a == "db-npvdb:50051"
-                            else a) for a in cmd[1:]]
-            assert "127.0.0.1:%d" % port in cmd
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
-            assert r.returncode == 0 and r.stdout.strip() == "SERVING", r
+        if CLI:
+            # The `helm test` Pod's script, its paths moved here: Info with
+            # the read token of the token file (over mutual TLS for mtls).
+            r = run_hook(objs, port, tokens, certs)
+            assert r.returncode == 0, r
+            assert "server:      127.0.0.1:%d (version " % port in r.stdout, r
+            # A file with no read or write token: it says so.
+            empty = tmp_path / "no-tokens"
+            empty.write_text("# nothing\n")
+            r = run_hook(objs, port, empty, certs)
+            assert r.returncode == 1 and "no read or write token" in r.stderr, r
+            # A token the server does not know: UNAUTHENTICATED, non-zero.
+            wrong = tmp_path / "wrong-tokens"
+            wrong.write_text("x" * 40 + " read\n")
+            r = run_hook(objs, port, wrong, certs)
+            assert r.returncode != 0 and "UNAUTHENTICATED" in r.stderr, r
         if metrics:
             import urllib.request
             with urllib.request.urlopen(
@@ -720,9 +760,9 @@ def test_default_args_turn_on_metrics_that_the_server_serves():
 
 # ---- helm test -------------------------------------------------------------------
 
-def test_helm_test_pod_calls_health_through_the_service():
+def test_helm_test_pod_calls_info_with_the_read_token_through_the_service():
     objs = render()
-    pod = objs[("Pod", "db-npvdb-test-health")]
+    pod = objs[HOOK]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     assert "hook-succeeded" in pod["metadata"]["annotations"][
         "helm.sh/hook-delete-policy"]
@@ -731,14 +771,39 @@ def test_helm_test_pod_calls_health_through_the_service():
     assert spec["securityContext"]["runAsNonRoot"] is True
     (c,) = spec["containers"]
     assert c["image"] == container(objs)["image"]
-    assert c["command"] == ["/usr/local/bin/npvdb", "--server", "db-npvdb:50051",
-                            "--timeout", "30", "health"]
-    assert c["securityContext"]["readOnlyRootFilesystem"] is True
-    # With TLS (the CLI has no TLS yet): a TCP connect to the Service.
-    c = render({"tls.secretName": "t", "service.port": 443})[
-        ("Pod", "db-npvdb-test-health")]["spec"]["containers"][0]
     assert c["command"][:2] == ["/bin/bash", "-c"]
-    assert "/dev/tcp/db-npvdb/443" in c["command"][2]
+    script = c["command"][2]
+    assert script.rstrip().endswith(
+        "exec /usr/local/bin/npvdb --server db-npvdb:50051 --timeout 30 info")
+    assert "export NPVDB_TOKEN" in script and "--token" not in script
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tokens", "mountPath": "/etc/npvdb/tokens", "readOnly": True} in \
+        c["volumeMounts"]
+    # An existing Secret: its name and key.
+    c = render(SCENARIOS["tokens-existing"])[HOOK]["spec"]
+    assert c["volumes"][0]["secret"]["secretName"] == "team-tokens"
+    assert c["containers"][0]["env"] == [
+        {"name": "NPVDB_TOKEN_FILE", "value": "/etc/npvdb/tokens/npvdb.txt"}]
+    # TLS: trusts ca.crt of the server's Secret (or of tests.tls.caSecretName).
+    pod = render({"tls.secretName": "t", "service.port": 443})[HOOK]["spec"]
+    assert "--server db-npvdb:443 --timeout 30 --tls-ca /etc/npvdb/test-ca/ca.crt info" in \
+        pod["containers"][0]["command"][2]
+    ca = [v for v in pod["volumes"] if v["name"] == "test-ca"][0]["secret"]
+    assert ca["secretName"] == "t" and ca["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+    pod = render({"tls.secretName": "t", "tests.tls.caSecretName": "my-ca",
+                  "tests.tls.caKey": "root.pem", "tests.address": "db.example:9"})[HOOK]["spec"]
+    assert "--server db.example:9 " in pod["containers"][0]["command"][2]
+    ca = [v for v in pod["volumes"] if v["name"] == "test-ca"][0]["secret"]
+    assert ca["secretName"] == "my-ca" and ca["items"] == [{"key": "root.pem", "path": "ca.crt"}]
+    # Mutual TLS with no client certificate for the Pod: a TCP connect, said.
+    c = render(SCENARIOS["mtls"])[HOOK]["spec"]["containers"][0]
+    assert "/dev/tcp/db-npvdb/50051" in c["command"][2]
+    assert "so Info is not called" in c["command"][2]
+    # ... and with one: Info over mutual TLS.
+    c = render(dict(SCENARIOS["mtls"], **{"tests.tls.clientSecretName": "cl"}))[HOOK][
+        "spec"]["containers"][0]
+    assert ("--tls-cert /etc/npvdb/test-client/tls.crt "
+            "--tls-key /etc/npvdb/test-client/tls.key info") in c["command"][2]
     assert not [k for k in render({"tests.enabled": False}) if k[0] == "Pod"]
 
 

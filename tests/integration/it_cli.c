@@ -244,9 +244,17 @@ static void test_load_query_bench_info(void **state)
     out = cli(f, 0, "delete 1 2 no-such-key");
     expect_text(out, "deleted 2 of 3 keys");
     free(out);
-    out = cli(f, 0, "get 3 1");
+    /* A key not stored: the others are printed, the missing one is an
+     * error on stderr, and the exit status says so. */
+    out = cli(f, 1, "get 3 1");
     expect_text(out, "3: ");
-    expect_text(out, "1: not found");
+    expect_text(out, "npvdb: get: key '1' not found");
+    free(out);
+    out = cli(f, 0, "get 3");
+    expect_text(out, "3: ");
+    free(out);
+    out = cli(f, 0, "--version");
+    expect_text(out, "npvdb " NPVDB_VERSION "\n");
     free(out);
     out = cli(f, 0, "snapshot");
     expect_text(out, "1998 vectors");

@@ -1,5 +1,8 @@
 """Every error class: raised for the right reason, with the server's message."""
 import socket
+import threading
+import time
+from concurrent import futures
 
 import grpc
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 import npvdb
 from npvdb import errors
 from npvdb.v1 import npvdb_pb2 as pb
+from npvdb.v1 import npvdb_pb2_grpc as pb_grpc
 from conftest import clustered, make_keys
 
 DIM = 8
@@ -136,7 +140,35 @@ def test_unavailable():
         assert e.value.message
 
 
-def test_deadline_exceeded(server):
-    with npvdb.connect(server.address, timeout=1e-6) as c:
-        with pytest.raises(npvdb.DeadlineExceeded):
-            c.info()
+class StalledDB(pb_grpc.VectorDBServicer):
+    """Answers Info only when released (or after a minute): a server that
+    cannot finish a call within any short deadline, by construction."""
+
+    def __init__(self):
+        self.release = threading.Event()
+
+    def Info(self, request, context):
+        self.release.wait(60)
+        return pb.InfoResponse()
+
+
+def test_deadline_exceeded():
+    # A deadline the server cannot meet: it holds the call until released. (A
+    # tiny deadline against the real server, as before, raised nothing once
+    # under the sanitizer build: whether 1 us expires first is a race.)
+    db = StalledDB()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb_grpc.add_VectorDBServicer_to_server(db, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with npvdb.connect("127.0.0.1:{}".format(port), timeout=0.5) as c:
+            t0 = time.monotonic()
+            with pytest.raises(npvdb.DeadlineExceeded) as e:
+                c.info()
+            elapsed = time.monotonic() - t0
+        assert 0.45 <= elapsed < 30, elapsed
+        assert e.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        db.release.set()
+        server.stop(None)

@@ -62,11 +62,25 @@ def test_pip_install_target(src, tmp_path):
     assert not (src / "npvdb" / "v1").exists()
 
 
+README_VENV = "/usr/bin/python3 -m venv --system-site-packages .venv"
+
+
+def test_readmes_make_the_venv_from_debians_python():
+    # Another python3 first on the PATH would make a venv without Debian's
+    # grpcio/numpy/setuptools; the READMEs name the interpreter.
+    for readme in (os.path.join(SRC, "..", "..", "README.md"), os.path.join(SRC, "README.md")):
+        text = " ".join(open(readme, encoding="utf-8").read().split())
+        assert README_VENV in text, readme
+        assert " python3 -m venv" not in text.replace("/usr/bin/python3 -m venv", ""), readme
+
+
 def test_plain_pip_install_in_venv(src, tmp_path):
-    # The README's way: a venv that sees Debian's packages, then plain
-    # `pip install` (dependencies found installed, nothing downloaded).
+    # The README's way: a venv of Debian's python3 that sees Debian's
+    # packages, then plain `pip install` (dependencies found installed,
+    # nothing downloaded).
+    python = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
     venv = tmp_path / "venv"
-    r = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages",
+    r = subprocess.run([python, "-m", "venv", "--system-site-packages",
                         str(venv)], capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip("python3-venv missing: " + r.stderr)

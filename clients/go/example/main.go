@@ -1,6 +1,9 @@
-// Command example inits an npvdb collection, inserts vectors, queries it
-// and prints what it finds; then does the same with payloads and a filter
-// in a named collection, counts, scrolls and drops it:
+// Command example creates its own collection (go_example), inserts vectors,
+// queries it and prints what it finds; then does the same with payloads and
+// a filter in a second one (go_example_payloads), counts, scrolls, and drops
+// both. It never touches other collections (the demo's "default" among
+// them); if one of its collections exists, it stops with a message unless
+// -replace is given:
 //
 //	example -addr 127.0.0.1:50051 -n 2000 -dim 32
 //	NPVDB_TOKEN=... example -addr db.example:50051 -tls-ca ca.pem
@@ -15,6 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"npvdb"
 	pb "npvdb/v1"
@@ -29,7 +34,8 @@ func main() {
 	n := flag.Int("n", 2000, "vectors to insert")
 	dim := flag.Int("dim", 32, "dimension")
 	k := flag.Int("k", 3, "neighbours per query")
-	coll := flag.String("collection", "example_docs", "the named collection to create and drop")
+	coll := flag.String("collection", "go_example", "the collection to create and drop (and NAME_payloads)")
+	replace := flag.Bool("replace", false, "replace the example's collections if they exist (else stop)")
 	flag.Parse()
 	if *token == "" {
 		*token = os.Getenv("NPVDB_TOKEN")
@@ -38,20 +44,39 @@ func main() {
 	if *ca != "" || *cert != "" || *key != "" {
 		opts = append(opts, npvdb.WithTLS(*ca, *cert, *key))
 	}
-	if err := run(*addr, *n, *dim, *k, *coll, opts...); err != nil {
+	if err := run(*addr, *n, *dim, *k, *coll, *replace, opts...); err != nil {
 		fmt.Fprintln(os.Stderr, "example:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, n, dim, k int, coll string, opts ...grpc.DialOption) error {
+// create inits the collection, replacing it only when asked: an existing
+// one is an error that says how to go on, never silently replaced.
+func create(ctx context.Context, c *npvdb.Collection, dim int, replace bool, o npvdb.InitOptions) (*pb.InitReply, error) {
+	o.Replace = replace
+	ir, err := c.Init(ctx, dim, o)
+	if status.Code(err) == codes.AlreadyExists {
+		return nil, fmt.Errorf("collection %q exists; run with -replace to replace it, "+
+			"or -collection NAME for another name", c.Name())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("init %s: %w", c.Name(), err)
+	}
+	if ir.Replaced {
+		fmt.Printf("%s: replaced the existing collection (-replace)\n", c.Name())
+	}
+	return ir, nil
+}
+
+func run(addr string, n, dim, k int, coll string, replace bool, opts ...grpc.DialOption) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := npvdb.Dial(ctx, addr, opts...)
+	cl, err := npvdb.Dial(ctx, addr, opts...)
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	defer cl.Close()
+	c := cl.Collection(coll)
 
 	rng := rand.New(rand.NewSource(1))
 	keys := make([]string, n)
@@ -69,11 +94,11 @@ func run(addr string, n, dim, k int, coll string, opts ...grpc.DialOption) error
 	if n > 1000 {
 		train = data[:1000*dim]
 	}
-	ir, err := c.Init(ctx, dim, npvdb.InitOptions{Metric: pb.Metric_L2, Replace: true, Train: train})
+	ir, err := create(ctx, c, dim, replace, npvdb.InitOptions{Metric: pb.Metric_L2, Train: train})
 	if err != nil {
-		return fmt.Errorf("init: %w", err)
+		return err
 	}
-	fmt.Printf("init: trained=%v replaced=%v\n", ir.Trained, ir.Replaced)
+	fmt.Printf("init %s: trained=%v\n", c.Name(), ir.Trained)
 	ins, err := c.Insert(ctx, keys, data)
 	if err != nil {
 		return fmt.Errorf("insert: %w", err)
@@ -98,14 +123,22 @@ func run(addr string, n, dim, k int, coll string, opts ...grpc.DialOption) error
 	}
 	fmt.Printf("info: %d vectors of dim %d, metric %s, %d shards, server %s\n",
 		info.Vectors, info.Dim, info.Metric, info.NShards, info.ServerVersion)
-	return withPayloads(ctx, c.Collection(coll), keys, data, dim, k)
+	if err := withPayloads(ctx, cl.Collection(coll+"_payloads"), keys, data, dim, k, replace); err != nil {
+		return err
+	}
+	dropped, err := c.Drop(ctx)
+	if err != nil {
+		return fmt.Errorf("drop: %w", err)
+	}
+	fmt.Printf("drop: %s held %d vectors\n", c.Name(), dropped)
+	return nil
 }
 
 // withPayloads stores the vectors again in the collection docs, each with
 // a payload, and searches, counts and scrolls those passing a filter.
-func withPayloads(ctx context.Context, docs *npvdb.Collection, keys []string, data []float32, dim, k int) error {
-	if _, err := docs.Init(ctx, dim, npvdb.InitOptions{Metric: pb.Metric_L2, Replace: true}); err != nil {
-		return fmt.Errorf("init %s: %w", docs.Name(), err)
+func withPayloads(ctx context.Context, docs *npvdb.Collection, keys []string, data []float32, dim, k int, replace bool) error {
+	if _, err := create(ctx, docs, dim, replace, npvdb.InitOptions{Metric: pb.Metric_L2}); err != nil {
+		return err
 	}
 	payloads := make([]npvdb.Payload, len(keys))
 	for i := range payloads {

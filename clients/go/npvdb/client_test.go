@@ -265,17 +265,53 @@ func TestExample(t *testing.T) {
 	if bin == "" || serverAddr == "" {
 		t.Skip("set NPVDB_GO_EXAMPLE and NPVDB_SERVER")
 	}
-	out, err := exec.Command(bin, "-addr", serverAddr, "-n", "3000").CombinedOutput()
-	if err != nil {
-		t.Fatalf("example: %v\n%s", err, out)
-	}
-	for _, want := range []string{"insert: 3000 new", "query 0: vec0 (0.0000)",
+	want := []string{"init go_example: trained=true", "insert: 3000 new", "query 0: vec0 (0.0000)",
 		"query 2: vec2 (0.0000)", "info: 3000 vectors of dim 32, metric L2",
-		"example_docs, tenant 3 and price < 50: vec3 (0.0000) map[price:3 tags:[odd] tenant:3]",
-		"count: 150 pass, scroll: 150", "drop: example_docs held 3000 vectors"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("example output lacks %q:\n%s", want, out)
+		"go_example_payloads, tenant 3 and price < 50: vec3 (0.0000) map[price:3 tags:[odd] tenant:3]",
+		"count: 150 pass, scroll: 150", "drop: go_example_payloads held 3000 vectors",
+		"drop: go_example held 3000 vectors"}
+	// Twice: it drops what it made, so a second run finds nothing in its way.
+	for run := 0; run < 2; run++ {
+		out, err := exec.Command(bin, "-addr", serverAddr, "-n", "3000").CombinedOutput()
+		if err != nil {
+			t.Fatalf("example (run %d): %v\n%s", run, err, out)
 		}
+		for _, w := range want {
+			if !strings.Contains(string(out), w) {
+				t.Errorf("example output (run %d) lacks %q:\n%s", run, w, out)
+			}
+		}
+	}
+}
+
+// TestExampleKeepsAnExistingCollection: the example never replaces a
+// collection without -replace; it stops and says how to go on.
+func TestExampleKeepsAnExistingCollection(t *testing.T) {
+	bin := os.Getenv("NPVDB_GO_EXAMPLE")
+	if bin == "" || serverAddr == "" {
+		t.Skip("set NPVDB_GO_EXAMPLE and NPVDB_SERVER")
+	}
+	c, ctx := dial(t)
+	const name = "go_example_taken"
+	dropAfter(t, c, name)
+	mine := c.Collection(name)
+	if _, err := mine.Init(ctx, 2, InitOptions{Metric: pb.Metric_L2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mine.Insert(ctx, []string{"precious"}, []float32{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "-addr", serverAddr, "-n", "300", "-collection", name).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `collection "go_example_taken" exists; run with -replace`) {
+		t.Fatalf("example on an existing collection: err %v\n%s", err, out)
+	}
+	info, err := mine.Info(ctx)
+	if err != nil || info.Vectors != 1 || info.Dim != 2 {
+		t.Fatalf("the existing collection changed: %v %v", info, err)
+	}
+	out, err = exec.Command(bin, "-addr", serverAddr, "-n", "300", "-collection", name, "-replace").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "go_example_taken: replaced the existing collection (-replace)") {
+		t.Fatalf("example -replace: err %v\n%s", err, out)
 	}
 }
 
