@@ -36,6 +36,7 @@ typedef struct options {
     unsigned grace_ms;
     unsigned call_threads;
     unsigned max_calls;
+    unsigned max_calls_conn;
     unsigned stall_ms;
     npvdb_sync_mode sync;
     unsigned sync_interval_ms;
@@ -68,6 +69,10 @@ static void usage(FILE *f)
         "  --max-concurrent-calls N  calls running or waiting at once "
         "(default 256);\n"
         "                         the next gets RESOURCE_EXHAUSTED\n"
+        "  --max-calls-per-connection N  of those, how many one connection "
+        "may hold\n"
+        "                         (default 64); its next gets "
+        "RESOURCE_EXHAUSTED\n"
         "  --stall-timeout-ms N   cancel a call whose reply the client has "
         "not read\n"
         "                         for N ms (default 30000)\n"
@@ -171,6 +176,7 @@ static int parse_args(int argc, char **argv, options *o)
         O_SNAPEVERY,
         O_CALLTHREADS,
         O_MAXCALLS,
+        O_MAXCALLSCONN,
         O_STALL,
         O_TOKENS,
         O_TLS_CERT,
@@ -192,6 +198,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"snapshot-every-mb", required_argument, NULL, O_SNAPEVERY},
         {"call-threads", required_argument, NULL, O_CALLTHREADS},
         {"max-concurrent-calls", required_argument, NULL, O_MAXCALLS},
+        {"max-calls-per-connection", required_argument, NULL, O_MAXCALLSCONN},
         {"stall-timeout-ms", required_argument, NULL, O_STALL},
         {"token-file", required_argument, NULL, O_TOKENS},
         {"tls-cert", required_argument, NULL, O_TLS_CERT},
@@ -245,6 +252,10 @@ static int parse_args(int argc, char **argv, options *o)
         case O_MAXCALLS:
             rc = parse_uint("--max-concurrent-calls", optarg, 1, 1000000,
                             &o->max_calls);
+            break;
+        case O_MAXCALLSCONN:
+            rc = parse_uint("--max-calls-per-connection", optarg, 1, 1000000,
+                            &o->max_calls_conn);
             break;
         case O_STALL:
             rc = parse_uint("--stall-timeout-ms", optarg, 100, 86400000,
@@ -509,6 +520,7 @@ static int serve(const options *o)
         .n_poll_threads = poll,
         .n_exec_threads = calls,
         .max_concurrent_calls = o->max_calls,
+        .max_calls_per_connection = o->max_calls_conn,
         .stall_timeout_ms = o->stall_ms,
         .max_message_bytes = (size_t)o->max_message_mb << 20,
         .snapshot_every_bytes = (uint64_t)o->snapshot_every_mb << 20,

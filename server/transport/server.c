@@ -66,11 +66,24 @@ static size_t method_index(const nt_method *m)
     return NT_N_METHODS; /* the unknown-method handler */
 }
 
-/* Takes one of max_concurrent_calls for c, or finishes it with
- * RESOURCE_EXHAUSTED and returns 0. */
+/* Takes one of its connection's max_calls_per_peer and one of
+ * max_concurrent_calls for c, or finishes it with RESOURCE_EXHAUSTED and
+ * returns 0. The per-connection bound comes first: a connection holding its
+ * share is refused without touching the server-wide count. */
 static int admit(npvdb_server *s, nt_call *c)
 {
-    c->counted = 1; /* nt_call_free gives it back */
+    long held = 0;
+    if (!nt_peer_admit(c, &held)) {
+        nt_result res = {0};
+        nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "this connection already has %ld calls running, its "
+                       "limit (--max-calls-per-connection); retry later or "
+                       "use another connection",
+                       held);
+        nt_call_finish(c, &res);
+        return 0;
+    }
+    c->counted = 1; /* nt_call_free gives both back */
     if (atomic_fetch_add(&s->active, 1) < s->max_calls) return 1;
     nt_result res = {0};
     nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -205,6 +218,7 @@ static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *msg)
 static int init_locks(npvdb_server *s)
 {
     if (nt_stall_start(s)) return -1;
+    nt_peers_init(s);
     pthread_mutex_init(&s->auto_mu, NULL);
     pthread_cond_init(&s->auto_cv, NULL);
     pthread_mutex_init(&s->shutdown_mu, NULL);
@@ -215,6 +229,7 @@ static int init_locks(npvdb_server *s)
 static void free_locks(npvdb_server *s)
 {
     nt_stall_stop(s);
+    nt_peers_destroy(s);
     pthread_mutex_destroy(&s->auto_mu);
     pthread_cond_destroy(&s->auto_cv);
     pthread_mutex_destroy(&s->shutdown_mu);
@@ -330,6 +345,9 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
     s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 2;
     s->max_calls = cfg->max_concurrent_calls ? (long)cfg->max_concurrent_calls
                                              : NT_MAX_CALLS_DEFAULT;
+    s->max_calls_per_peer = cfg->max_calls_per_connection
+                                ? (long)cfg->max_calls_per_connection
+                                : NT_MAX_CALLS_PER_CONNECTION_DEFAULT;
     s->stall_ms =
         cfg->stall_timeout_ms ? cfg->stall_timeout_ms : NT_STALL_MS_DEFAULT;
     s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes
