@@ -32,6 +32,7 @@ typedef struct options {
     unsigned threads;
     unsigned keep_snapshots;
     unsigned max_message_mb;
+    unsigned receive_buffer_mb; /* 0: max_message_mb + 16 */
     unsigned snapshot_every_mb;
     unsigned grace_ms;
     unsigned call_threads;
@@ -85,6 +86,13 @@ static void usage(FILE *f)
         "                         none: leave it to the OS\n"
         "  --keep-snapshots N     snapshots kept in the data dir (default 2)\n"
         "  --max-message-mb N     largest request/reply message (default 64)\n"
+        "  --receive-buffer-mb N  memory gRPC may hold for requests still "
+        "arriving,\n"
+        "                         all connections together (default "
+        "max-message-mb\n"
+        "                         + 16); past it a stream is cancelled "
+        "with\n"
+        "                         RESOURCE_EXHAUSTED\n"
         "  --snapshot-every-mb N  snapshot on its own once the log grew by N "
         "MiB\n"
         "                         since the last one, bounding restart time "
@@ -172,6 +180,7 @@ static int parse_args(int argc, char **argv, options *o)
         O_KEEP,
         O_PORTFILE,
         O_MAXMSG,
+        O_RECVBUF,
         O_GRACE,
         O_SNAPEVERY,
         O_CALLTHREADS,
@@ -194,6 +203,7 @@ static int parse_args(int argc, char **argv, options *o)
         {"keep-snapshots", required_argument, NULL, O_KEEP},
         {"port-file", required_argument, NULL, O_PORTFILE},
         {"max-message-mb", required_argument, NULL, O_MAXMSG},
+        {"receive-buffer-mb", required_argument, NULL, O_RECVBUF},
         {"grace-ms", required_argument, NULL, O_GRACE},
         {"snapshot-every-mb", required_argument, NULL, O_SNAPEVERY},
         {"call-threads", required_argument, NULL, O_CALLTHREADS},
@@ -237,6 +247,10 @@ static int parse_args(int argc, char **argv, options *o)
         case O_MAXMSG:
             rc = parse_uint("--max-message-mb", optarg, 1, 2047,
                             &o->max_message_mb);
+            break;
+        case O_RECVBUF:
+            rc = parse_uint("--receive-buffer-mb", optarg, 2, 1048576,
+                            &o->receive_buffer_mb);
             break;
         case O_GRACE:
             rc = parse_uint("--grace-ms", optarg, 0, 3600000, &o->grace_ms);
@@ -297,6 +311,15 @@ static int parse_args(int argc, char **argv, options *o)
         (!o->tls_cert != !o->tls_key || (o->tls_client_ca && !o->tls_cert))) {
         fprintf(stderr, "npvdb-server: TLS needs both --tls-cert and "
                         "--tls-key (and --tls-client-ca needs them too)\n");
+        rc = -1;
+    }
+    if (rc == 0 && o->receive_buffer_mb &&
+        o->receive_buffer_mb <= o->max_message_mb) {
+        fprintf(stderr,
+                "npvdb-server: --receive-buffer-mb (%u) must exceed "
+                "--max-message-mb (%u), or a largest message could never "
+                "arrive\n",
+                o->receive_buffer_mb, o->max_message_mb);
         rc = -1;
     }
     return rc;
@@ -496,8 +519,9 @@ static npvdb_auth *open_auth(const options *o, int *rc)
     }
     return a;
 }
-/* How often free heap memory goes back to the kernel (trim.h). */
-#define TRIM_PERIOD_MS 10000
+/* How often the trimmer looks whether freed heap memory should go back to
+ * the kernel (trim.h). */
+#define TRIM_PERIOD_MS 1000
 
 /* Serves until SIGINT/SIGTERM. Returns the exit status. */
 static int serve(const options *o)
@@ -523,6 +547,7 @@ static int serve(const options *o)
         .max_calls_per_connection = o->max_calls_conn,
         .stall_timeout_ms = o->stall_ms,
         .max_message_bytes = (size_t)o->max_message_mb << 20,
+        .receive_buffer_bytes = (size_t)o->receive_buffer_mb << 20,
         .snapshot_every_bytes = (uint64_t)o->snapshot_every_mb << 20,
         .auth = auth,
         .tls_cert_file = o->tls_cert,

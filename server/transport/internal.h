@@ -128,6 +128,9 @@ struct nt_call {
 #define NT_N_METHODS 13
 #define NT_MAX_MESSAGE_DEFAULT (64u << 20)
 #define NT_MAX_CALLS_DEFAULT 256
+/* The default receive buffer (--receive-buffer-mb) is the message limit
+ * plus this, for the other requests arriving meanwhile. */
+#define NT_RECEIVE_SLACK (16u << 20)
 #define NT_STALL_MS_DEFAULT 30000
 /* HTTP/2 streams one connection may have open: the RFC's recommended
  * minimum, and what a client multiplexing calls rarely needs more of. */
@@ -152,7 +155,8 @@ struct npvdb_server {
     pthread_mutex_t peers_mu; /* guards peers */
     nt_peer *peers[NT_PEER_BUCKETS];
     size_t max_message;
-    nt_exec exec; /* the engine pool */
+    size_t receive_buffer; /* gRPC's resource quota (server.c) */
+    nt_exec exec;          /* the engine pool */
 
     /* stall.c: the stalled-reader watchdog */
     pthread_mutex_t stall_mu;

@@ -256,9 +256,25 @@ static npvdb_code create_grpc(npvdb_server *s, const npvdb_server_config *cfg,
          .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
          .value.integer = NT_MAX_STREAMS_PER_CONNECTION},
     };
-    grpc_channel_args ch = {.num_args = sizeof args / sizeof args[0],
-                            .args = args};
+    /* What gRPC holds for requests still arriving (a message is buffered
+     * whole before RECV_MESSAGE completes, and 1.51 checks the receive
+     * limit only then), for all connections together. Past it gRPC reads
+     * more slowly, then cancels a stream (RESOURCE_EXHAUSTED) and closes
+     * idle connections, so a message announced as 1 GiB is cut off near
+     * the quota instead of being buffered whole. */
+    grpc_resource_quota *q = grpc_resource_quota_create("npvdb-receive");
+    if (!q) return fail(err, NPVDB_ENOMEM, "cannot create the gRPC quota");
+    grpc_resource_quota_resize(q, s->receive_buffer);
+    grpc_arg all[sizeof args / sizeof args[0] + 1];
+    memcpy(all, args, sizeof args);
+    all[sizeof args / sizeof args[0]] =
+        (grpc_arg){.type = GRPC_ARG_POINTER,
+                   .key = GRPC_ARG_RESOURCE_QUOTA,
+                   .value.pointer = {q, grpc_resource_quota_arg_vtable()}};
+    grpc_channel_args ch = {.num_args = sizeof all / sizeof all[0],
+                            .args = all};
     s->grpc = grpc_server_create(&ch, NULL);
+    grpc_resource_quota_unref(q); /* the server holds its own ref */
     s->cq = grpc_completion_queue_create_for_next(NULL);
     if (!s->grpc || !s->cq)
         return fail(err, NPVDB_EINTERNAL, "cannot create the gRPC server");
@@ -353,6 +369,9 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
     s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes
                                             : NT_MAX_MESSAGE_DEFAULT;
     if (s->max_message > (size_t)INT32_MAX) s->max_message = INT32_MAX;
+    s->receive_buffer = cfg->receive_buffer_bytes
+                            ? cfg->receive_buffer_bytes
+                            : s->max_message + NT_RECEIVE_SLACK;
     s->shutdown_tag.on_done = on_shutdown;
     if (nt_exec_start(&s->exec,
                       cfg->n_exec_threads ? cfg->n_exec_threads : 4)) {

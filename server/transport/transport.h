@@ -36,6 +36,9 @@ typedef struct npvdb_server_config {
     unsigned stall_timeout_ms;         /* a call whose reply the client has not
                                           read for this long is cancelled;
                                           0 = 30 s */
+    size_t receive_buffer_bytes;       /* gRPC's memory for requests still
+                                          arriving, all connections together;
+                                          0 = max_message_bytes + 16 MiB */
     size_t max_message_bytes;          /* receive and send limit; 0 = 64 MiB */
     uint64_t snapshot_every_bytes;     /* automatic snapshot once the log grew
                                           this much since the last; 0 = never */
