@@ -252,6 +252,17 @@ static npvdb_code create_grpc(npvdb_server *s, const npvdb_server_config *cfg,
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_ALLOW_REUSEPORT,
          .value.integer = 0},
+        /* gRPC 1.51's ping abuse policy is itself the weak point under a
+         * PING flood: past the strikes, every further ping in the read
+         * buffer queues another GOAWAY and adds an error to the delayed
+         * close, which waits for a write that the reads starve; four
+         * flooding connections took the server +100 MiB and made other
+         * clients miss 1 s deadlines. Without strikes a ping costs an
+         * 8-byte ack, and a flooder that does not read its acks is held
+         * back by TCP: RSS +5 MiB, others answered within 120 ms. */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_HTTP2_MAX_PING_STRIKES,
+         .value.integer = 0},
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
          .value.integer = NT_MAX_STREAMS_PER_CONNECTION},

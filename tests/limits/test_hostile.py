@@ -309,11 +309,10 @@ def test_ping_flood(srv):
     pings, reopened = out.split()
     print("PING flood: %s pings sent, %s reconnects; VmRSS %.1f -> %.1f MiB"
           % (pings, reopened, srv.base, during))
-    # KNOWN FAILURE (issue 10): the flood makes the well-behaved client's
-    # calls miss their 1 s deadline.
-    w.check("ping flood", "KNOWN FAILURE (PING flood starves other "
-            "clients): ")
-    # KNOWN FAILURE (issue 10 finding 6): about 105 MiB stays resident
-    # (stable over repetitions: kept by the allocator, not leaked).
-    after(srv, "ping flood", known="KNOWN FAILURE (memory not given back, "
-          "finding 6): ")
+    # gRPC 1.51's ping strikes (GOAWAY after 3) starved the others and held
+    # +100 MiB under this flood; the server turns them off
+    # (GRPC_ARG_HTTP2_MAX_PING_STRIKES 0) and TCP holds the flooder back.
+    # The flood itself is not what starves: against a dummy socket server
+    # the well-behaved client (on npvdb) stayed under 110 ms.
+    w.check("ping flood")
+    after(srv, "ping flood")
