@@ -229,8 +229,9 @@ static npvdb_auth *open_auth(const npvdb_options *o, int *rc)
     }
     return a;
 }
-/* How often free heap memory goes back to the kernel (trim.h). */
-#define TRIM_PERIOD_MS 10000
+/* How often the trimmer looks whether freed heap memory should go back to
+ * the kernel (trim.h). */
+#define TRIM_PERIOD_MS 1000
 
 /* Serves until SIGINT/SIGTERM. Returns the exit status. */
 static int serve(const npvdb_options *o)
@@ -253,8 +254,10 @@ static int serve(const npvdb_options *o)
         .n_poll_threads = poll,
         .n_exec_threads = calls,
         .max_concurrent_calls = o->max_calls,
+        .max_calls_per_connection = o->max_calls_conn,
         .stall_timeout_ms = o->stall_ms,
         .max_message_bytes = (size_t)o->max_message_mb << 20,
+        .receive_buffer_bytes = (size_t)o->receive_buffer_mb << 20,
         .snapshot_every_bytes = (uint64_t)o->snapshot_every_mb << 20,
         .auth = auth,
         .tls_cert_file = o->tls_cert,

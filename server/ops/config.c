@@ -41,6 +41,9 @@ static const opt_def defs[] = {
     {"max-concurrent-calls", "N", K_UINT, OFF(max_calls), 1, 1000000,
      "calls running or waiting at once (default 256); the next gets "
      "RESOURCE_EXHAUSTED"},
+    {"max-calls-per-connection", "N", K_UINT, OFF(max_calls_conn), 1, 1000000,
+     "of those, how many one connection may hold (default 64); its next gets "
+     "RESOURCE_EXHAUSTED"},
     {"stall-timeout-ms", "N", K_UINT, OFF(stall_ms), 100, 86400000,
      "cancel a call whose reply the client has not read for N ms (default "
      "30000)"},
@@ -52,6 +55,10 @@ static const opt_def defs[] = {
      "snapshots kept in the data dir (default 2)"},
     {"max-message-mb", "N", K_UINT, OFF(max_message_mb), 1, 2047,
      "largest request or reply message (default 64)"},
+    {"receive-buffer-mb", "N", K_UINT, OFF(receive_buffer_mb), 2, 1048576,
+     "memory gRPC may hold for requests still arriving, all connections "
+     "together (default max-message-mb + 16); past it a stream is cancelled "
+     "with RESOURCE_EXHAUSTED"},
     {"snapshot-every-mb", "N", K_UINT, OFF(snapshot_every_mb), 0, 1u << 24,
      "snapshot on its own once the log grew by N MiB since the last one "
      "(default 1024; 0: only on the Snapshot RPC)"},
@@ -256,6 +263,14 @@ static void long_options(struct option *longs)
 
 static int check(const npvdb_options *o)
 {
+    if (o->receive_buffer_mb && o->receive_buffer_mb <= o->max_message_mb) {
+        fprintf(stderr,
+                "npvdb-server: --receive-buffer-mb (%u) must exceed "
+                "--max-message-mb (%u), or a largest message could never "
+                "arrive\n",
+                o->receive_buffer_mb, o->max_message_mb);
+        return -1;
+    }
     if (!o->tls_cert != !o->tls_key || (o->tls_client_ca && !o->tls_cert)) {
         fprintf(stderr, "npvdb-server: TLS needs both --tls-cert and "
                         "--tls-key (and --tls-client-ca needs them too)\n");

@@ -16,9 +16,11 @@ typedef struct npvdb_options {
     const char *data_dir;
     const char *port_file;
     unsigned threads;
-    unsigned call_threads; /* 0: max(4, 2 * threads) */
-    unsigned max_calls;    /* 0: the transport's default */
-    unsigned stall_ms;     /* 0: the transport's default */
+    unsigned call_threads;      /* 0: max(4, 2 * threads) */
+    unsigned max_calls;         /* 0: the transport's default */
+    unsigned max_calls_conn;    /* 0: the transport's default */
+    unsigned receive_buffer_mb; /* 0: max_message_mb + 16 */
+    unsigned stall_ms;          /* 0: the transport's default */
     npvdb_sync_mode sync;
     unsigned sync_interval_ms;
     unsigned keep_snapshots;

@@ -314,6 +314,7 @@ void nt_call_free(nt_call *c)
         atomic_fetch_sub(&s->live_calls, 1);
     }
     if (c->counted) atomic_fetch_sub(&s->active, 1);
+    nt_peer_release(c);
     free(c);
     /* The last call object of a stopping server wakes npvdb_server_stop. */
     if (atomic_fetch_sub(&s->call_objects, 1) == 1 &&

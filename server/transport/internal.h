@@ -55,6 +55,8 @@ void nt_exec_post(nt_exec *e, nt_job *j);
 void nt_exec_stop(nt_exec *e);
 
 typedef struct nt_call nt_call;
+/* peers.c: one connection's counted calls. */
+typedef struct nt_peer nt_peer;
 
 /* The outcome of a request, ready to be sent: a status, its message, and on
  * success the packed reply. */
@@ -100,6 +102,7 @@ struct nt_call {
     atomic_int gone;         /* the client cancelled, or the call ended badly */
     int close_posted;        /* the close batch is in flight or done */
     int counted;             /* holds one of max_concurrent_calls */
+    nt_peer *peer;           /* its connection's entry (peers.c), or NULL */
     int64_t deadline_ns;     /* CLOCK_MONOTONIC; 0 = none */
     int64_t start_ns;        /* CLOCK_MONOTONIC at arrival */
     npvdb_call_stats *stats; /* the method's counters */
@@ -127,10 +130,17 @@ struct nt_call {
 #define NT_N_METHODS 13
 #define NT_MAX_MESSAGE_DEFAULT (64u << 20)
 #define NT_MAX_CALLS_DEFAULT 256
+/* The default receive buffer (--receive-buffer-mb) is the message limit
+ * plus this, for the other requests arriving meanwhile. */
+#define NT_RECEIVE_SLACK (16u << 20)
 #define NT_STALL_MS_DEFAULT 30000
 /* HTTP/2 streams one connection may have open: the RFC's recommended
  * minimum, and what a client multiplexing calls rarely needs more of. */
 #define NT_MAX_STREAMS_PER_CONNECTION 100
+/* Counted calls one connection may hold at once (--max-calls-per-connection),
+ * and the buckets of the table that counts them. */
+#define NT_MAX_CALLS_PER_CONNECTION_DEFAULT 64
+#define NT_PEER_BUCKETS 256
 
 struct npvdb_server {
     grpc_server *grpc;
@@ -143,7 +153,11 @@ struct npvdb_server {
     atomic_long call_objects; /* nt_calls alive: armed requests + calls */
     atomic_long active;       /* counted calls (not runs_inline) alive */
     long max_calls;           /* bound on active */
+    long max_calls_per_peer;  /* bound per connection; 0 = none */
+    pthread_mutex_t peers_mu; /* guards peers */
+    nt_peer *peers[NT_PEER_BUCKETS];
     size_t max_message;
+    size_t receive_buffer;                    /* gRPC's resource quota */
     nt_exec exec;                             /* the engine pool */
     npvdb_call_stats stats[NT_N_METHODS + 1]; /* + unknown methods */
 
@@ -192,6 +206,17 @@ void nt_stall_link(nt_call *c);   /* a counted call was accepted */
 void nt_stall_unlink(nt_call *c); /* it is being freed */
 /* A send of c began (1) or completed (0). */
 void nt_stall_sending(nt_call *c, int sending);
+
+/* ---- peers.c: counted calls per connection ---- */
+void nt_peers_init(npvdb_server *s);
+void nt_peers_destroy(npvdb_server *s); /* frees what is left */
+/* Counts c against its connection (c->call's peer). 1: admitted (c->peer
+ * set, or untracked: unix socket, out of memory, no bound). 0: the
+ * connection already holds max_calls_per_peer calls (*held says how many);
+ * c is not counted. */
+int nt_peer_admit(nt_call *c, long *held);
+/* Gives c's count back (nt_call_free). */
+void nt_peer_release(nt_call *c);
 
 /* ---- auth_check.c: tokens and roles at the door ---- */
 /* Checks the call's `authorization: Bearer` token against the role its

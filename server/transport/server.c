@@ -68,11 +68,24 @@ static size_t method_index(const nt_method *m)
     return NT_N_METHODS; /* the unknown-method handler */
 }
 
-/* Takes one of max_concurrent_calls for c, or finishes it with
- * RESOURCE_EXHAUSTED and returns 0. */
+/* Takes one of its connection's max_calls_per_peer and one of
+ * max_concurrent_calls for c, or finishes it with RESOURCE_EXHAUSTED and
+ * returns 0. The per-connection bound comes first: a connection holding its
+ * share is refused without touching the server-wide count. */
 static int admit(npvdb_server *s, nt_call *c)
 {
-    c->counted = 1; /* nt_call_free gives it back */
+    long held = 0;
+    if (!nt_peer_admit(c, &held)) {
+        nt_result res = {0};
+        nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                       "this connection already has %ld calls running, its "
+                       "limit (--max-calls-per-connection); retry later or "
+                       "use another connection",
+                       held);
+        nt_call_finish(c, &res);
+        return 0;
+    }
+    c->counted = 1; /* nt_call_free gives both back */
     if (atomic_fetch_add(&s->active, 1) < s->max_calls) return 1;
     nt_result res = {0};
     nt_result_fail(&res, GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -207,6 +220,7 @@ static npvdb_code fail(npvdb_error *err, npvdb_code code, const char *msg)
 static int init_locks(npvdb_server *s)
 {
     if (nt_stall_start(s)) return -1;
+    nt_peers_init(s);
     pthread_mutex_init(&s->auto_mu, NULL);
     pthread_cond_init(&s->auto_cv, NULL);
     pthread_mutex_init(&s->shutdown_mu, NULL);
@@ -217,6 +231,7 @@ static int init_locks(npvdb_server *s)
 static void free_locks(npvdb_server *s)
 {
     nt_stall_stop(s);
+    nt_peers_destroy(s);
     pthread_mutex_destroy(&s->auto_mu);
     pthread_cond_destroy(&s->auto_cv);
     pthread_mutex_destroy(&s->shutdown_mu);
@@ -239,13 +254,40 @@ static npvdb_code create_grpc(npvdb_server *s, const npvdb_server_config *cfg,
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_ALLOW_REUSEPORT,
          .value.integer = 0},
+        /* gRPC 1.51's ping abuse policy is itself the weak point under a
+         * PING flood: past the strikes, every further ping in the read
+         * buffer queues another GOAWAY and adds an error to the delayed
+         * close, which waits for a write that the reads starve; four
+         * flooding connections took the server +100 MiB and made other
+         * clients miss 1 s deadlines. Without strikes a ping costs an
+         * 8-byte ack, and a flooder that does not read its acks is held
+         * back by TCP: RSS +5 MiB, others answered within 120 ms. */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_HTTP2_MAX_PING_STRIKES,
+         .value.integer = 0},
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
          .value.integer = NT_MAX_STREAMS_PER_CONNECTION},
     };
-    grpc_channel_args ch = {.num_args = sizeof args / sizeof args[0],
-                            .args = args};
+    /* What gRPC holds for requests still arriving (a message is buffered
+     * whole before RECV_MESSAGE completes, and 1.51 checks the receive
+     * limit only then), for all connections together. Past it gRPC reads
+     * more slowly, then cancels a stream (RESOURCE_EXHAUSTED) and closes
+     * idle connections, so a message announced as 1 GiB is cut off near
+     * the quota instead of being buffered whole. */
+    grpc_resource_quota *q = grpc_resource_quota_create("npvdb-receive");
+    if (!q) return fail(err, NPVDB_ENOMEM, "cannot create the gRPC quota");
+    grpc_resource_quota_resize(q, s->receive_buffer);
+    grpc_arg all[sizeof args / sizeof args[0] + 1];
+    memcpy(all, args, sizeof args);
+    all[sizeof args / sizeof args[0]] =
+        (grpc_arg){.type = GRPC_ARG_POINTER,
+                   .key = GRPC_ARG_RESOURCE_QUOTA,
+                   .value.pointer = {q, grpc_resource_quota_arg_vtable()}};
+    grpc_channel_args ch = {.num_args = sizeof all / sizeof all[0],
+                            .args = all};
     s->grpc = grpc_server_create(&ch, NULL);
+    grpc_resource_quota_unref(q); /* the server holds its own ref */
     s->cq = grpc_completion_queue_create_for_next(NULL);
     if (!s->grpc || !s->cq)
         return fail(err, NPVDB_EINTERNAL, "cannot create the gRPC server");
@@ -332,11 +374,17 @@ npvdb_server *npvdb_server_start(const npvdb_server_config *cfg,
     s->n_threads = cfg->n_poll_threads ? cfg->n_poll_threads : 2;
     s->max_calls = cfg->max_concurrent_calls ? (long)cfg->max_concurrent_calls
                                              : NT_MAX_CALLS_DEFAULT;
+    s->max_calls_per_peer = cfg->max_calls_per_connection
+                                ? (long)cfg->max_calls_per_connection
+                                : NT_MAX_CALLS_PER_CONNECTION_DEFAULT;
     s->stall_ms =
         cfg->stall_timeout_ms ? cfg->stall_timeout_ms : NT_STALL_MS_DEFAULT;
     s->max_message = cfg->max_message_bytes ? cfg->max_message_bytes
                                             : NT_MAX_MESSAGE_DEFAULT;
     if (s->max_message > (size_t)INT32_MAX) s->max_message = INT32_MAX;
+    s->receive_buffer = cfg->receive_buffer_bytes
+                            ? cfg->receive_buffer_bytes
+                            : s->max_message + NT_RECEIVE_SLACK;
     s->shutdown_tag.on_done = on_shutdown;
     for (size_t i = 0; i < NT_N_METHODS; i++)
         s->stats[i].method = methods[i]->path;

@@ -33,12 +33,18 @@ typedef struct npvdb_server_config {
     unsigned max_concurrent_calls; /* calls (but Health, Info and
                                       ListCollections) alive at once; the next
                                       is RESOURCE_EXHAUSTED; 0 = 256 */
-    unsigned stall_timeout_ms;     /* a call whose reply the client has not
-                                      read for this long is cancelled;
-                                      0 = 30 s */
-    size_t max_message_bytes;      /* receive and send limit; 0 = 64 MiB */
-    uint64_t snapshot_every_bytes; /* automatic snapshot once the log grew
-                                      this much since the last; 0 = never */
+    unsigned max_calls_per_connection; /* counted calls one connection
+                                          may hold; the next is
+                                          RESOURCE_EXHAUSTED; 0 = 64 */
+    unsigned stall_timeout_ms;         /* a call whose reply the client has not
+                                          read for this long is cancelled;
+                                          0 = 30 s */
+    size_t receive_buffer_bytes;       /* gRPC's memory for requests still
+                                          arriving, all connections together;
+                                          0 = max_message_bytes + 16 MiB */
+    size_t max_message_bytes;          /* receive and send limit; 0 = 64 MiB */
+    uint64_t snapshot_every_bytes;     /* automatic snapshot once the log grew
+                                          this much since the last; 0 = never */
 
     /* Who may call. Secure by default: a listen address that is not
      * loopback (npvdb_listen_is_loopback) needs auth or tls_client_ca_file,

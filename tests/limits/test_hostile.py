@@ -202,18 +202,14 @@ def test_streams_never_read(srv):
     h.close()
     print("300 unread GetClosest streams: VmRSS %.1f -> %.1f MiB"
           % (srv.base, during))
-    # KNOWN FAILURE (issue 10: per-connection stream limits): the unread
-    # calls hold all 256 of --max-concurrent-calls, so the well-behaved
-    # client gets RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED.
-    w.check("streams never read", "KNOWN FAILURE (one connection's unread "
-            "streams take every call slot): ")
+    # gRPC enforces MAX_CONCURRENT_STREAMS only once the client ACKs our
+    # SETTINGS, which this one never does: --max-calls-per-connection (64)
+    # keeps its unread calls from taking every one of
+    # --max-concurrent-calls, so the well-behaved client is served.
+    w.check("streams never read")
     # What the server holds for an unread connection stays bounded.
     assert during - srv.base < 256
-    # KNOWN FAILURE (issue 10 finding 6): about 60 MiB stays resident after
-    # the connection closed (the same after each repetition: kept by the
-    # allocator, not leaked).
-    after(srv, "streams never read", 48, "KNOWN FAILURE (memory not given "
-          "back, finding 6): ")
+    after(srv, "streams never read", 48)
 
 
 def test_slow_insert(srv):
@@ -289,10 +285,12 @@ def test_gigabyte_message_is_refused(srv):
           " stream %s" % (sent, time.time() - t0, srv.base, peak, ended))
     h.close()
     w.check("gigabyte message")
+    # gRPC 1.51 checks the message limit only on a whole message; the
+    # server's resource quota (--receive-buffer-mb, 64 + 16) resets it.
     assert peak - srv.base < 64 + 32, (
-        "KNOWN FAILURE (issue 10, slow gigabyte insert): the server buffered "
-        "%d MiB of a message announced as 1 GiB, past the 64 MiB limit "
-        "(VmRSS +%.0f MiB), stream %s" % (sent, peak - srv.base, ended))
+        "the server buffered %d MiB of a message announced as 1 GiB, past "
+        "the 64 MiB limit (VmRSS +%.0f MiB), stream %s" % (
+            sent, peak - srv.base, ended))
     assert ended is not None
     after(srv, "gigabyte message")
 
@@ -311,11 +309,10 @@ def test_ping_flood(srv):
     pings, reopened = out.split()
     print("PING flood: %s pings sent, %s reconnects; VmRSS %.1f -> %.1f MiB"
           % (pings, reopened, srv.base, during))
-    # KNOWN FAILURE (issue 10): the flood makes the well-behaved client's
-    # calls miss their 1 s deadline.
-    w.check("ping flood", "KNOWN FAILURE (PING flood starves other "
-            "clients): ")
-    # KNOWN FAILURE (issue 10 finding 6): about 105 MiB stays resident
-    # (stable over repetitions: kept by the allocator, not leaked).
-    after(srv, "ping flood", known="KNOWN FAILURE (memory not given back, "
-          "finding 6): ")
+    # gRPC 1.51's ping strikes (GOAWAY after 3) starved the others and held
+    # +100 MiB under this flood; the server turns them off
+    # (GRPC_ARG_HTTP2_MAX_PING_STRIKES 0) and TCP holds the flooder back.
+    # The flood itself is not what starves: against a dummy socket server
+    # the well-behaved client (on npvdb) stayed under 110 ms.
+    w.check("ping flood")
+    after(srv, "ping flood")

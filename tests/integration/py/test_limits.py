@@ -115,6 +115,46 @@ def test_concurrent_call_bound(tmp_path):
         s.stop()
 
 
+def test_calls_per_connection_bound(tmp_path):
+    """--max-calls-per-connection: one connection holding its share gets
+    RESOURCE_EXHAUSTED naming the flag; another connection is served."""
+    s = Server(str(tmp_path), extra=["--max-calls-per-connection", "2",
+                                     "--stall-timeout-ms", "3000"])
+    other = None
+    try:
+        long_keys(s)
+        held = []
+        deadline = time.time() + 10
+        while len(held) < 2:  # the load's calls may not be freed yet
+            it = unread_closest(s)
+            try:
+                next(it)  # the call runs and holds one of s.ch's two
+                held.append(it)
+            except grpc.RpcError as x:
+                assert x.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert time.time() < deadline
+                time.sleep(0.05)
+        P = pb()
+        search = P.SearchRequest(queries=floats(np.zeros((1, 1))), k=1)
+        with pytest.raises(grpc.RpcError) as e:
+            s.call("Search", search)
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max-calls-per-connection" in e.value.details()
+        # A connection of its own (no subchannel shared with s.ch).
+        other = grpc.insecure_channel(
+            "127.0.0.1:%d" % s.port,
+            options=[("grpc.use_local_subchannel_pool", 1)])
+        r = P.SearchReply.FromString(other.unary_unary(
+            "/npvdb.v1.VectorDB/Search",
+            request_serializer=lambda m: m.SerializeToString())(
+                search, timeout=10))
+        assert list(r.counts) == [1]
+    finally:
+        if other:
+            other.close()
+        s.stop()
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()

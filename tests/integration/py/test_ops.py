@@ -122,7 +122,8 @@ def test_metrics(tmp_path):
 SAMPLES = {
     "listen": "127.0.0.1:7000", "data-dir": "/tmp/d", "port-file": "/tmp/p",
     "threads": "3", "call-threads": "5", "max-concurrent-calls": "17",
-    "stall-timeout-ms": "2500", "sync": "interval:40",
+    "stall-timeout-ms": "2500", "max-calls-per-connection": "9",
+    "receive-buffer-mb": "100", "sync": "interval:40",
     "keep-snapshots": "4", "max-message-mb": "9", "snapshot-every-mb": "7",
     "grace-ms": "123", "max-memory-mb": "512", "token-file": "/tmp/t",
     "tls-cert": "/tmp/c", "tls-key": "/tmp/k", "tls-client-ca": "/tmp/ca",
