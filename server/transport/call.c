@@ -256,7 +256,7 @@ void nt_call_defer(nt_call *c, void (*fn)(nt_call *c))
 {
     c->deferred = fn;
     c->job.run = run_deferred;
-    nt_exec_post(&c->srv->exec, &c->job);
+    nt_exec_post(&c->srv->exec, nt_peer_lane(c), &c->job);
 }
 
 int nt_call_gave_up(nt_call *c, nt_result *res)

@@ -4,7 +4,10 @@
  * completion-queue threads only move bytes and answer the cheap calls
  * (Health, Info, ListCollections) at once, however busy the engine is.
  *
- * A plain FIFO under one mutex: jobs are whole requests or stream messages,
+ * Jobs wait in lanes, one per connection, and the lanes take turns (round
+ * robin, a job at a time): a client that queued 64 heavy calls delays
+ * another client's call by at most one job per turn, not by all 64. One
+ * mutex guards everything: jobs are whole requests or stream messages,
  * thousands per second at most, so the lock is never the bottleneck. The
  * queue needs no bound of its own: every job belongs to a call, and the
  * server admits at most max_concurrent_calls of them (server.c).
@@ -13,17 +16,43 @@
 
 #include <stdlib.h>
 
+/* Appends a lane with jobs to the ring (e->mu held). */
+static void ring_push(nt_exec *e, nt_lane *l)
+{
+    l->next = NULL;
+    if (e->ring_tail)
+        e->ring_tail->next = l;
+    else
+        e->ring_head = l;
+    e->ring_tail = l;
+}
+
+/* The next job in turn, or NULL (e->mu held). The lane it came from goes
+ * to the back of the ring if it has more. */
+static nt_job *ring_pop(nt_exec *e)
+{
+    nt_lane *l = e->ring_head;
+    if (!l) return NULL;
+    e->ring_head = l->next;
+    if (!e->ring_head) e->ring_tail = NULL;
+    nt_job *j = l->head;
+    l->head = j->next;
+    if (!l->head)
+        l->tail = NULL;
+    else
+        ring_push(e, l);
+    return j;
+}
+
 static void *exec_loop(void *arg)
 {
     nt_exec *e = arg;
     pthread_mutex_lock(&e->mu);
     for (;;) {
-        while (!e->head && !e->stop)
+        while (!e->ring_head && !e->stop)
             pthread_cond_wait(&e->cv, &e->mu);
-        nt_job *j = e->head;
+        nt_job *j = ring_pop(e);
         if (!j) break; /* stopping and drained */
-        e->head = j->next;
-        if (!e->head) e->tail = NULL;
         e->queued--;
         e->busy++;
         pthread_mutex_unlock(&e->mu);
@@ -47,15 +76,18 @@ int nt_exec_start(nt_exec *e, unsigned n)
     return 0;
 }
 
-void nt_exec_post(nt_exec *e, nt_job *j)
+void nt_exec_post(nt_exec *e, nt_lane *lane, nt_job *j)
 {
+    nt_lane *l = lane ? lane : &e->anon;
     j->next = NULL;
     pthread_mutex_lock(&e->mu);
-    if (e->tail)
-        e->tail->next = j;
-    else
-        e->head = j;
-    e->tail = j;
+    if (l->tail) {
+        l->tail->next = j; /* in the ring already */
+    } else {
+        l->head = j;
+        ring_push(e, l);
+    }
+    l->tail = j;
     e->queued++;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);

@@ -37,10 +37,18 @@ typedef struct nt_job {
     void (*run)(struct nt_job *j);
 } nt_job;
 
+/* A FIFO of jobs that takes its turn with the others (one per connection:
+ * peers.c embeds one in each peer). Guarded by the pool's mutex. */
+typedef struct nt_lane {
+    nt_job *head, *tail;
+    struct nt_lane *next; /* in the pool's ring while it holds jobs */
+} nt_lane;
+
 typedef struct nt_exec {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    nt_job *head, *tail;
+    nt_lane *ring_head, *ring_tail; /* lanes with jobs, in turn order */
+    nt_lane anon;                   /* jobs of calls without a peer */
     size_t queued, busy;
     int stop;
     pthread_t *threads;
@@ -49,8 +57,11 @@ typedef struct nt_exec {
 
 /* Starts n threads; -1 if one could not start (nt_exec_stop still frees). */
 int nt_exec_start(nt_exec *e, unsigned n);
-/* Queues j (borrowed until j->run returns); runs in order of posting. */
-void nt_exec_post(nt_exec *e, nt_job *j);
+/* Queues j (borrowed until j->run returns) on `lane` (NULL: the pool's own;
+ * the lane must stay alive while it holds jobs). Jobs of one lane run in
+ * order of posting; lanes take turns, a job each, so one connection with
+ * many queued calls delays another's by at most one job per turn. */
+void nt_exec_post(nt_exec *e, nt_lane *lane, nt_job *j);
 /* Runs what is queued, then joins the threads. */
 void nt_exec_stop(nt_exec *e);
 
@@ -215,6 +226,8 @@ void nt_peers_destroy(npvdb_server *s); /* frees what is left */
  * connection already holds max_calls_per_peer calls (*held says how many);
  * c is not counted. */
 int nt_peer_admit(nt_call *c, long *held);
+/* The lane of the call's connection in the pool (NULL: none). */
+nt_lane *nt_peer_lane(nt_call *c);
 /* Gives c's count back (nt_call_free). */
 void nt_peer_release(nt_call *c);
 

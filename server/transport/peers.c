@@ -21,6 +21,7 @@
 #include <string.h>
 
 struct nt_peer {
+    nt_lane lane; /* its calls' queued jobs (exec.c) */
     struct nt_peer *next;
     char *name; /* from grpc_call_get_peer: gpr_free'd */
     uint64_t hash;
@@ -91,6 +92,7 @@ int nt_peer_admit(nt_call *c, long *held)
             /* Out of memory: not tracked, the server-wide limit holds. */
             gpr_free(name);
         } else {
+            memset(&p->lane, 0, sizeof p->lane);
             p->name = name;
             p->hash = h;
             p->calls = 1;
@@ -101,6 +103,11 @@ int nt_peer_admit(nt_call *c, long *held)
     }
     pthread_mutex_unlock(&s->peers_mu);
     return ok;
+}
+
+nt_lane *nt_peer_lane(nt_call *c)
+{
+    return c->peer ? &c->peer->lane : NULL;
 }
 
 void nt_peer_release(nt_call *c)
