@@ -1505,6 +1505,90 @@ static void test_training_old_log(void **state)
     free(dst);
 }
 
+/* The child of test_kill9_training: "auto" trains on batch TRAIN_BATCH
+ * (batches of 100 rows, training at 1200); after each durable batch its
+ * number goes down the pipe. Never returns. */
+#define TRAIN_BATCH 11u
+static void train_child(const char *dir, int fd)
+{
+    db d = {.dir = (char *)dir, .keep = 2, .sync = NPVDB_SYNC_ALWAYS};
+    db_open(&d);
+    create_training(&d);
+    for (uint32_t b = 0;; b++) {
+        char p[16];
+        snprintf(p, sizeof p, "b%u-", b);
+        insert_noise(&d, "auto", p, b * 100, b * 100 + 100);
+        if (write(fd, &b, sizeof b) != sizeof b) _exit(5);
+    }
+}
+
+/* kill -9 just before, during and just after the insert that trains: every
+ * acknowledged batch is there, the one in flight whole or not at all; once
+ * the training batch was acknowledged its TRAIN record is durable and the
+ * replay runs no k-means; and every replay of the same log gives the same
+ * partition. */
+static void test_kill9_training(void **state)
+{
+    (void)state;
+    const int after[] = {10, 11, 11, 12, 13};
+    const unsigned delay_us[] = {0, 0, 3000, 0, 0};
+    for (int round = 0; round < 5; round++) {
+        char *dir = tu_tempdir();
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            train_child(dir, fds[1]);
+        }
+        close(fds[1]);
+        uint32_t b = 0, acked = 0;
+        int seen = 0;
+        while (seen < after[round] && read(fds[0], &b, sizeof b) == sizeof b) {
+            acked = b;
+            seen++;
+        }
+        if (delay_us[round]) usleep(delay_us[round]);
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        while (read(fds[0], &b, sizeof b) == sizeof b)
+            acked = b;
+        close(fds[0]);
+        assert_int_equal(seen, after[round]);
+        db d = {.dir = dir, .keep = 2, .sync = NPVDB_SYNC_ALWAYS};
+        uint64_t runs = npvdb_kmeans_runs();
+        db_open(&d);
+        int is_trained = trained(&d, "auto");
+        print_message("killed after batch %u was acknowledged: %s, %llu "
+                      "k-means runs on replay\n",
+                      acked, is_trained ? "trained" : "untrained",
+                      (unsigned long long)(npvdb_kmeans_runs() - runs));
+        if (acked >= TRAIN_BATCH) {
+            assert_true(is_trained);
+            assert_int_equal(npvdb_kmeans_runs(), runs);
+        }
+        uint64_t n = vectors_in(&d, "auto");
+        assert_true(n == (acked + 1) * 100 || n == (acked + 2) * 100);
+        for (uint32_t k = 0; k <= acked; k++) {
+            char key[32];
+            snprintf(key, sizeof key, "b%u-%u", k, k * 100 + 99);
+            assert_true(has_key(&d, "auto", key));
+        }
+        if (is_trained) {
+            part p1 = partition_of(&d, "auto");
+            db_close(&d);
+            db_open(&d);
+            part p2 = partition_of(&d, "auto");
+            part_equal(&p1, &p2);
+        }
+        db_close(&d);
+        tu_rmtree(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1524,6 +1608,7 @@ int main(void)
         cmocka_unit_test(test_memory_recovery_over_limit),
         cmocka_unit_test(test_training_logged),
         cmocka_unit_test(test_training_old_log),
+        cmocka_unit_test(test_kill9_training),
     };
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
