@@ -265,15 +265,6 @@ uint64_t npvdb_index_epoch(npvdb_collection *c)
     return e;
 }
 
-void npvdb_index_free(npvdb_index *ix)
-{
-    if (!ix) return;
-    free(ix->centroids);
-    free(ix->group_centres);
-    free(ix->group_of);
-    memset(ix, 0, sizeof *ix);
-}
-
 /* Copies the index; caller holds write_mu (centroids and router stay). */
 static npvdb_code index_copy(const npvdb_collection *c, npvdb_index *out,
                              npvdb_error *err)
