@@ -586,6 +586,22 @@ static npvdb_code build(npvdb_catalog *cat, const npvdb_config *cfg,
     return rc;
 }
 
+/* The INIT record of a built collection: trained on a sample, it holds the
+ * index (version 3), so a replay installs it without k-means. */
+static npvdb_code encode_create(const char *name, const npvdb_config *cfg,
+                                npvdb_collection *coll, size_t n_train,
+                                npvdb_store_rec **rec, npvdb_error *err)
+{
+    if (n_train == 0)
+        return npvdb_store_encode_init(name, cfg, NULL, 0, rec, err);
+    npvdb_index ix;
+    npvdb_code rc = npvdb_index_get(coll, &ix, err);
+    if (rc == NPVDB_OK)
+        rc = npvdb_store_encode_init_index(name, cfg, &ix, rec, err);
+    npvdb_index_free(&ix);
+    return rc;
+}
+
 /* Logs and installs the built entry under ddl_mu; *old gets a replaced
  * entry to retire. */
 static npvdb_code create_locked(npvdb_catalog *cat, entry *fresh, int replace,
@@ -635,7 +651,7 @@ npvdb_code catalog_create(npvdb_catalog *cat, const char *name,
     npvdb_store_rec *rec = NULL;
     rc = build(cat, cfg, train, n_train, &coll, err);
     if (rc == NPVDB_OK && cat->store)
-        rc = npvdb_store_encode_init(name, cfg, train, n_train, &rec, err);
+        rc = encode_create(name, cfg, coll, n_train, &rec, err);
     entry *fresh = NULL;
     if (rc == NPVDB_OK && !(fresh = entry_new(name, coll, cfg)))
         rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory for collection '%s'",
@@ -704,14 +720,47 @@ npvdb_code catalog_drop(npvdb_catalog *cat, const char *name, uint64_t *vectors,
 typedef struct insert_ctx {
     npvdb_batch *batch;
     size_t *n_replaced;
+    uint64_t *seq; /* write_seq's: a TRAIN record moves it on */
 } insert_ctx;
+
+/* An insert's apply trained the collection: its index goes in the log right
+ * after the insert, still under the collection's write lock, so a replay
+ * installs it at the same point of the collection's writes instead of
+ * running k-means. The insert is applied whatever happens here: a TRAIN
+ * that cannot be logged leaves a log that re-trains on replay, as logs from
+ * before TRAIN records do. */
+static void log_training(npvdb_catalog *cat, entry *target, uint64_t *seq)
+{
+    npvdb_index ix;
+    npvdb_store_rec *rec = NULL;
+    npvdb_error e = {0};
+    uint64_t tseq = 0;
+    npvdb_code rc = npvdb_index_get(target->coll, &ix, &e);
+    if (rc == NPVDB_OK) {
+        rc = npvdb_store_encode_train(target->name, &ix, &rec, &e);
+        npvdb_index_free(&ix);
+    }
+    if (rc == NPVDB_OK) rc = npvdb_store_append(cat->store, rec, &tseq, &e);
+    npvdb_store_rec_free(rec);
+    if (rc == NPVDB_OK)
+        *seq = tseq;
+    else
+        fprintf(stderr,
+                "npvdb: collection '%s' trained but its index was not "
+                "logged (%s); a restart from the log re-trains it\n",
+                target->name, e.msg);
+}
 
 static npvdb_code apply_insert(npvdb_catalog *cat, entry *target, void *arg,
                                npvdb_error *err)
 {
     insert_ctx *x = arg;
+    uint64_t epoch = npvdb_index_epoch(target->coll);
     npvdb_code rc =
         npvdb_insert_prepared(target->coll, x->batch, x->n_replaced, err);
+    if (rc == NPVDB_OK && cat->store &&
+        npvdb_index_epoch(target->coll) != epoch)
+        log_training(cat, target, x->seq);
     mem_recount(cat, target);
     return rc;
 }
@@ -747,7 +796,7 @@ npvdb_code catalog_insert(npvdb_catalog *cat, catalog_ref *ref,
     if (cat->store)
         rc = npvdb_store_encode_insert(e->name, keys, rows, payloads, n,
                                        npvdb_dim(e->coll), &rec, err);
-    insert_ctx x = {.batch = batch, .n_replaced = n_replaced};
+    insert_ctx x = {.batch = batch, .n_replaced = n_replaced, .seq = seq};
     write_op op = {
         .rec = rec, .apply = apply_insert, .ctx = &x, .batch = batch};
     if (rc == NPVDB_OK) rc = write_seq(cat, e, &op, seq, err);

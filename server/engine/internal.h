@@ -247,6 +247,17 @@ typedef struct npvdb_router {
 int router_build(npvdb_router *r, npvdb_pool *pool, const float *cent,
                  const float *cnorms, uint32_t nc, uint32_t dim,
                  npvdb_metric metric, uint64_t seed);
+/* router_assign probes ROUTER_PROBE (3) groups: a router needs at least as
+ * many. */
+#define ROUTER_MIN_GROUPS 3
+/* A router from a logged grouping (no k-means): G group centres (G x dim)
+ * and each centroid's group gid[nc], both borrowed; G 0 leaves r empty.
+ * Returns -1 only on out of memory (r left empty). */
+int router_from(npvdb_router *r, const float *cent, const float *cnorms,
+                uint32_t nc, uint32_t dim, const float *gcent,
+                const uint32_t *gid, uint32_t G);
+/* Each centroid's group into gid[r->nc] (the inverse of router_from). */
+void router_groups(const npvdb_router *r, uint32_t *gid);
 void router_free(npvdb_router *r);
 /* Floats of scratch one router_assign call needs. */
 size_t router_scratch(const npvdb_router *r);
@@ -293,6 +304,11 @@ struct npvdb_collection {
     size_t payload_bytes;  /* pstore_bytes of every stored payload */
     npvdb_router router;   /* for the current centroids (writers only) */
     uint32_t router_rest;  /* batches to assign exactly (see write.c) */
+    uint64_t index_epoch;  /* install_index calls so far (under write_mu) */
+    /* Replay (npvdb_defer_training): an automatic training is left pending
+     * until the next write, so that a logged index can take its place. */
+    bool defer_train;
+    bool train_pending;
 };
 
 /* Which centroid score a metric uses: L2 keeps the |c|^2 term. */
@@ -305,10 +321,15 @@ static inline int metric_uses_l2(npvdb_metric m)
 npvdb_code index_train(npvdb_collection *c, const float *src, size_t n,
                        npvdb_error *err);
 
-/* Builds the router for new centroids and swaps in the new index (takes rw
- * exclusively); takes ownership of cent, cnorms and ns. */
+/* Swaps in the new index (takes rw exclusively) with router r (taken), or
+ * when r is NULL one built for the centroids; takes ownership of cent,
+ * cnorms and ns. */
 void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
-                   npvdb_shard *ns);
+                   npvdb_shard *ns, npvdb_router *r);
+
+/* Runs an automatic training left pending by npvdb_defer_training; caller
+ * holds write_mu. */
+void run_pending_training(npvdb_collection *c);
 
 /* plan.c: how a filtered search runs (see plan.c). */
 typedef enum plan_kind {

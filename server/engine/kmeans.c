@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,13 @@ typedef struct km {
     uint32_t *assign;
     float *tmp; /* n_tasks * ASSIGN_BLOCK * nc */
 } km;
+
+static atomic_uint_fast64_t kmeans_runs;
+
+uint64_t npvdb_kmeans_runs(void)
+{
+    return atomic_load(&kmeans_runs);
+}
 
 static uint64_t rng_next(uint64_t *s)
 {
@@ -115,6 +123,7 @@ npvdb_code kmeans_train(npvdb_pool *pool, const float *x, size_t n,
                         npvdb_error *err)
 {
     *out = NULL;
+    atomic_fetch_add(&kmeans_runs, 1);
     if (n < nc)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "training needs at least %u vectors (one per "

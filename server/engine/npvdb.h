@@ -464,6 +464,46 @@ npvdb_code npvdb_restore_shard_payloads(npvdb_collection *c, uint32_t shard,
                                         const npvdb_payload *payloads, size_t n,
                                         npvdb_error *err);
 
+/* A trained index as it stands: what a log needs to install the same
+ * partition again without k-means (the centroids, and the router's grouping
+ * of them, itself trained by a small k-means; see router.c). Arrays are
+ * malloc'ed and owned by the struct (npvdb_index_free). */
+typedef struct npvdb_index {
+    uint32_t dim;
+    uint32_t n_shards;    /* centroids, 1..NPVDB_MAX_SHARDS */
+    uint32_t n_groups;    /* router groups; 0: none (exact assignment) */
+    float *centroids;     /* n_shards * dim */
+    float *group_centres; /* n_groups * dim */
+    uint32_t *group_of;   /* n_shards: each centroid's group (n_groups > 0) */
+} npvdb_index;
+
+/* Copies the trained index into *out (NPVDB_ESTATE while untrained). */
+npvdb_code npvdb_index_get(npvdb_collection *c, npvdb_index *out,
+                           npvdb_error *err);
+void npvdb_index_free(npvdb_index *ix); /* NULL is allowed */
+
+/* Installs a logged index (ix borrowed): every stored vector goes to its
+ * nearest centroid, exactly as after a training's k-means, and the router
+ * is rebuilt from the logged grouping; no k-means runs. Automatic training
+ * is off afterwards. The result equals the collection the index was taken
+ * from when the stored vectors are the same. */
+npvdb_code npvdb_index_install(npvdb_collection *c, const npvdb_index *ix,
+                               npvdb_error *err);
+
+/* How many indexes the collection has installed (trainings, restores): a
+ * writer that reads it before and after an apply knows the apply trained. */
+uint64_t npvdb_index_epoch(npvdb_collection *c);
+
+/* For log replay: while on, an automatic training is not run but left
+ * pending, so that a logged index (npvdb_index_install) can take its place;
+ * the next insert or delete, or turning it off, runs a pending training
+ * first, which reproduces an old log's training at the same point. */
+void npvdb_defer_training(npvdb_collection *c, int on);
+
+/* k-means runs in this process so far, of every collection (the index's
+ * and the router's): tests check that a replay trained nothing. */
+uint64_t npvdb_kmeans_runs(void);
+
 uint32_t npvdb_dim(const npvdb_collection *c);
 /* The configuration with every default resolved (n_shards stays 0 for
  * automatic). */

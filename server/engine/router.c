@@ -76,19 +76,14 @@ static void group_members(npvdb_router *r, const float *cent,
     }
 }
 
-int router_build(npvdb_router *r, npvdb_pool *pool, const float *cent,
-                 const float *cnorms, uint32_t nc, uint32_t dim,
-                 npvdb_metric metric, uint64_t seed)
+/* Fills r from group centres gcent (G x dim, taken) and each centroid's
+ * group gid[nc] (borrowed). On failure r is left empty and gcent freed. */
+static int router_fill(npvdb_router *r, const float *cent, const float *cnorms,
+                       uint32_t nc, uint32_t dim, float *gcent,
+                       const uint32_t *gid, uint32_t G)
 {
     memset(r, 0, sizeof *r);
-    if (nc < ROUTER_MIN_CENTROIDS || metric == NPVDB_METRIC_IP) return 0;
-    uint32_t G = (uint32_t)(sqrt((double)nc) + 0.5);
-    npvdb_error ignored;
-    /* kmeans_train fails only on memory here: nc >= G rows. */
-    if (kmeans_train(pool, cent, nc, dim, G, ROUTER_ITERS,
-                     metric == NPVDB_METRIC_COSINE, seed ^ 0x5eedu, &r->gcent,
-                     &ignored))
-        return -1;
+    r->gcent = gcent;
     r->n_groups = G;
     r->nc = nc;
     r->dim = dim;
@@ -97,19 +92,64 @@ int router_build(npvdb_router *r, npvdb_pool *pool, const float *cent,
     r->member = malloc(nc * sizeof *r->member);
     r->mcent = malloc((size_t)nc * dim * sizeof *r->mcent);
     r->mnorms = malloc(nc * sizeof *r->mnorms);
-    uint32_t *gid = malloc((nc + G) * sizeof *gid);
-    float *tmp = malloc((size_t)ASSIGN_BLOCK * G * sizeof *tmp);
-    int ok = r->gnorms && r->goff && r->member && r->mcent && r->mnorms &&
-             gid && tmp;
+    uint32_t *cursor = malloc(G * sizeof *cursor);
+    int ok =
+        r->gnorms && r->goff && r->member && r->mcent && r->mnorms && cursor;
     if (ok) {
         rows_sqnorms(r->gcent, G, dim, r->gnorms);
-        assign_nearest(cent, nc, r->gcent, r->gnorms, G, dim, 1, gid, tmp);
-        group_members(r, cent, cnorms, gid, gid + nc);
+        group_members(r, cent, cnorms, gid, cursor);
     }
-    free(gid);
-    free(tmp);
+    free(cursor);
     if (!ok) router_free(r);
     return ok ? 0 : -1;
+}
+
+int router_build(npvdb_router *r, npvdb_pool *pool, const float *cent,
+                 const float *cnorms, uint32_t nc, uint32_t dim,
+                 npvdb_metric metric, uint64_t seed)
+{
+    memset(r, 0, sizeof *r);
+    if (nc < ROUTER_MIN_CENTROIDS || metric == NPVDB_METRIC_IP) return 0;
+    uint32_t G = (uint32_t)(sqrt((double)nc) + 0.5);
+    npvdb_error ignored;
+    float *gcent = NULL, *gnorms = malloc(G * sizeof *gnorms);
+    uint32_t *gid = malloc(nc * sizeof *gid);
+    float *tmp = malloc((size_t)ASSIGN_BLOCK * G * sizeof *tmp);
+    /* kmeans_train fails only on memory here: nc >= G rows. */
+    int ok = gnorms && gid && tmp &&
+             kmeans_train(pool, cent, nc, dim, G, ROUTER_ITERS,
+                          metric == NPVDB_METRIC_COSINE, seed ^ 0x5eedu, &gcent,
+                          &ignored) == NPVDB_OK;
+    if (ok) {
+        rows_sqnorms(gcent, G, dim, gnorms);
+        assign_nearest(cent, nc, gcent, gnorms, G, dim, 1, gid, tmp);
+        ok = router_fill(r, cent, cnorms, nc, dim, gcent, gid, G) == 0;
+    } else {
+        free(gcent);
+    }
+    free(gnorms);
+    free(gid);
+    free(tmp);
+    return ok ? 0 : -1;
+}
+
+int router_from(npvdb_router *r, const float *cent, const float *cnorms,
+                uint32_t nc, uint32_t dim, const float *gcent,
+                const uint32_t *gid, uint32_t G)
+{
+    memset(r, 0, sizeof *r);
+    if (!G) return 0;
+    float *copy = malloc((size_t)G * dim * sizeof *copy);
+    if (!copy) return -1;
+    memcpy(copy, gcent, (size_t)G * dim * sizeof *copy);
+    return router_fill(r, cent, cnorms, nc, dim, copy, gid, G);
+}
+
+void router_groups(const npvdb_router *r, uint32_t *gid)
+{
+    for (uint32_t g = 0; g < r->n_groups; g++)
+        for (uint32_t i = r->goff[g]; i < r->goff[g + 1]; i++)
+            gid[r->member[i]] = g;
 }
 
 /* ---- assignment ---- */

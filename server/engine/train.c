@@ -123,14 +123,19 @@ oom:
 
 /* Swaps in new centroids and shards; the only step searches wait for. */
 void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
-                   npvdb_shard *ns)
+                   npvdb_shard *ns, npvdb_router *logged)
 {
     /* Writers hold write_mu, so the router can change outside rw. Without
      * one (no memory), inserts fall back to exact assignment. */
     router_free(&c->router);
-    router_build(&c->router, c->pool, cent, cnorms, nc, c->cfg.dim,
-                 c->cfg.metric, c->cfg.seed);
+    if (logged)
+        c->router = *logged;
+    else
+        router_build(&c->router, c->pool, cent, cnorms, nc, c->cfg.dim,
+                     c->cfg.metric, c->cfg.seed);
     c->router_rest = 0;
+    c->index_epoch++;
+    c->train_pending = false;
     pthread_rwlock_wrlock(&c->rw);
     npvdb_shard *old = c->shards;
     uint32_t old_n = c->n_shards;
@@ -171,7 +176,7 @@ static npvdb_code reindex(npvdb_collection *c, float *cent, uint32_t nc,
         free(cnorms);
         return rc;
     }
-    install_index(c, cent, cnorms, nc, ns);
+    install_index(c, cent, cnorms, nc, ns, NULL);
     return NPVDB_OK;
 }
 
@@ -229,6 +234,148 @@ npvdb_code npvdb_train(npvdb_collection *c, const float *sample, size_t n,
     if (rc == NPVDB_OK) c->auto_train = false;
     pthread_mutex_unlock(&c->write_mu);
     free(owned);
+    if (rc == NPVDB_OK) npvdb_ok(err);
+    return rc;
+}
+
+/* ---- the index as logged (npvdb_index_get / npvdb_index_install) ---- */
+
+void run_pending_training(npvdb_collection *c)
+{
+    if (!c->train_pending) return;
+    c->train_pending = false;
+    npvdb_error ignored;
+    /* As maybe_auto_train: a failure leaves the next insert to try. */
+    if (index_train(c, NULL, 0, &ignored) == NPVDB_OK) c->auto_train = false;
+}
+
+void npvdb_defer_training(npvdb_collection *c, int on)
+{
+    pthread_mutex_lock(&c->write_mu);
+    c->defer_train = on != 0;
+    if (!on) run_pending_training(c);
+    pthread_mutex_unlock(&c->write_mu);
+}
+
+uint64_t npvdb_index_epoch(npvdb_collection *c)
+{
+    pthread_mutex_lock(&c->write_mu);
+    uint64_t e = c->index_epoch;
+    pthread_mutex_unlock(&c->write_mu);
+    return e;
+}
+
+/* Copies the index; caller holds write_mu (centroids and router stay). */
+static npvdb_code index_copy(const npvdb_collection *c, npvdb_index *out,
+                             npvdb_error *err)
+{
+    uint32_t dim = c->cfg.dim, nc = c->n_shards, G = c->router.n_groups;
+    out->dim = dim;
+    out->n_shards = nc;
+    out->n_groups = G;
+    out->centroids = malloc((size_t)nc * dim * sizeof(float));
+    out->group_centres = malloc(((size_t)G * dim + 1) * sizeof(float));
+    out->group_of = malloc((G ? nc : 1) * sizeof(uint32_t));
+    if (!out->centroids || !out->group_centres || !out->group_of) {
+        npvdb_index_free(out);
+        return npvdb_set_error(err, NPVDB_ENOMEM,
+                               "out of memory copying %u centroids", nc);
+    }
+    memcpy(out->centroids, c->centroids, (size_t)nc * dim * sizeof(float));
+    if (G) {
+        memcpy(out->group_centres, c->router.gcent,
+               (size_t)G * dim * sizeof(float));
+        router_groups(&c->router, out->group_of);
+    }
+    return NPVDB_OK;
+}
+
+npvdb_code npvdb_index_get(npvdb_collection *c, npvdb_index *out,
+                           npvdb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&c->write_mu);
+    npvdb_code rc = c->trained
+                        ? index_copy(c, out, err)
+                        : npvdb_set_error(err, NPVDB_ESTATE,
+                                          "the collection is not trained");
+    pthread_mutex_unlock(&c->write_mu);
+    if (rc == NPVDB_OK) npvdb_ok(err);
+    return rc;
+}
+
+static npvdb_code check_index(const npvdb_collection *c, const npvdb_index *ix,
+                              npvdb_error *err)
+{
+    if (ix->dim != c->cfg.dim)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "index of dim %u for a collection of dim %u",
+                               ix->dim, c->cfg.dim);
+    if (ix->n_shards < 1 || ix->n_shards > NPVDB_MAX_SHARDS)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "n_shards must be 1..%d, got %u",
+                               NPVDB_MAX_SHARDS, ix->n_shards);
+    if (ix->n_groups &&
+        (ix->n_groups < ROUTER_MIN_GROUPS || ix->n_groups > ix->n_shards ||
+         c->cfg.metric == NPVDB_METRIC_IP))
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%u router groups for %u centroids",
+                               ix->n_groups, ix->n_shards);
+    for (uint32_t j = 0; ix->n_groups && j < ix->n_shards; j++)
+        if (ix->group_of[j] >= ix->n_groups)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "centroid %u in router group %u of %u", j,
+                                   ix->group_of[j], ix->n_groups);
+    npvdb_code rc =
+        check_rows(ix->centroids, ix->n_shards, ix->dim, "centroid", err);
+    if (rc == NPVDB_OK && ix->n_groups)
+        rc = check_rows(ix->group_centres, ix->n_groups, ix->dim,
+                        "router group centre", err);
+    return rc;
+}
+
+/* Re-shards the stored vectors on ix (as a training does after its
+ * k-means); caller holds write_mu and index_mu. */
+static npvdb_code install_logged(npvdb_collection *c, const npvdb_index *ix,
+                                 npvdb_error *err)
+{
+    uint32_t nc = ix->n_shards, dim = c->cfg.dim;
+    float *cent = malloc((size_t)nc * dim * sizeof *cent);
+    float *cnorms = malloc(nc * sizeof *cnorms);
+    npvdb_router r;
+    memset(&r, 0, sizeof r);
+    npvdb_shard *ns = NULL;
+    npvdb_code rc = NPVDB_ENOMEM;
+    if (cent && cnorms) {
+        memcpy(cent, ix->centroids, (size_t)nc * dim * sizeof *cent);
+        rows_sqnorms(cent, nc, dim, cnorms);
+        if (router_from(&r, cent, cnorms, nc, dim, ix->group_centres,
+                        ix->group_of, ix->n_groups) == 0)
+            rc = build_shards(c, cent, cnorms, nc, &ns, err);
+    }
+    if (rc == NPVDB_OK) {
+        install_index(c, cent, cnorms, nc, ns, &r);
+        c->auto_train = false;
+        return NPVDB_OK;
+    }
+    router_free(&r);
+    free(cent);
+    free(cnorms);
+    if (rc == NPVDB_ENOMEM)
+        npvdb_set_error(err, rc, "out of memory installing %u centroids", nc);
+    return rc;
+}
+
+npvdb_code npvdb_index_install(npvdb_collection *c, const npvdb_index *ix,
+                               npvdb_error *err)
+{
+    npvdb_code rc = check_index(c, ix, err);
+    if (rc) return rc;
+    pthread_mutex_lock(&c->write_mu);
+    pthread_mutex_lock(&c->index_mu);
+    rc = install_logged(c, ix, err);
+    pthread_mutex_unlock(&c->index_mu);
+    pthread_mutex_unlock(&c->write_mu);
     if (rc == NPVDB_OK) npvdb_ok(err);
     return rc;
 }

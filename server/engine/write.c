@@ -389,6 +389,10 @@ static npvdb_code apply_batch(npvdb_collection *c, batch *b, size_t *replaced,
 static void maybe_auto_train(npvdb_collection *c)
 {
     if (!c->auto_train || c->trained || c->n_vectors < c->train_at) return;
+    if (c->defer_train) { /* replay: a logged index may follow */
+        c->train_pending = true;
+        return;
+    }
     npvdb_error ignored;
     /* A failed automatic training (memory) leaves the exact index serving;
      * the next insert tries again. */
@@ -444,6 +448,7 @@ npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *pb,
     npvdb_code rc = b->consumed ? batch_payloads(b, err) : NPVDB_OK;
     if (rc) return rc;
     pthread_mutex_lock(&c->write_mu);
+    run_pending_training(c);
     if (assign_rows(c, b->rows, b->sqn, b->n, b->shard))
         rc = npvdb_set_error(err, NPVDB_ENOMEM,
                              "out of memory assigning %zu vectors", b->n);
@@ -540,6 +545,7 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
     }
     size_t deleted = 0;
     pthread_mutex_lock(&c->write_mu);
+    run_pending_training(c);
     pthread_rwlock_wrlock(&c->rw);
     for (size_t i = 0; i < n; i++) {
         npvdb_entry *e = keymap_find(&c->map, keys[i], b.lens[i], b.hashes[i]);
@@ -592,7 +598,7 @@ npvdb_code npvdb_restore_index(npvdb_collection *c, const float *centroids,
                                "restore_index needs an empty collection");
     }
     pthread_mutex_lock(&c->index_mu);
-    install_index(c, cent, cnorms, n_shards, ns);
+    install_index(c, cent, cnorms, n_shards, ns, NULL);
     pthread_mutex_unlock(&c->index_mu);
     c->auto_train = false;
     pthread_mutex_unlock(&c->write_mu);

@@ -12,6 +12,7 @@
 #define INIT_FIXED 48u
 #define KEYS_FIXED 8u
 #define INS2_FIXED 16u
+#define TRAIN_FIXED 16u
 
 static size_t align8(size_t n)
 {
@@ -294,6 +295,164 @@ static npvdb_code get_name(const uint8_t *p, size_t avail, uint32_t name_len,
     return NPVDB_OK;
 }
 
+/* ---- the index section (INIT v3, TRAIN) ---- */
+
+/* Bytes of ix's index section, or 0 past the record limit. */
+static size_t index_size(const npvdb_index *ix)
+{
+    uint64_t floats = ((uint64_t)ix->n_shards + ix->n_groups) * ix->dim;
+    uint64_t bytes = 8 + 4 * floats + (ix->n_groups ? 4ull * ix->n_shards : 0);
+    return bytes > REC_MAX_PAYLOAD ? 0 : (size_t)bytes;
+}
+
+static npvdb_code index_arg(const npvdb_index *ix, npvdb_error *err)
+{
+    if (!ix || ix->dim == 0 || ix->dim > NPVDB_MAX_DIM || ix->n_shards == 0 ||
+        ix->n_shards > NPVDB_MAX_SHARDS || ix->n_groups > ix->n_shards ||
+        !ix->centroids ||
+        (ix->n_groups && (!ix->group_centres || !ix->group_of)))
+        return npvdb_set_error(err, NPVDB_EINVAL, "index record: bad index");
+    if (!index_size(ix))
+        return npvdb_set_error(err, NPVDB_ELIMIT,
+                               "index record: %u centroids of dim %u are over "
+                               "the log's record size limit",
+                               ix->n_shards, ix->dim);
+    return NPVDB_OK;
+}
+
+static void put_index(uint8_t *p, const npvdb_index *ix)
+{
+    size_t cb = (size_t)ix->n_shards * ix->dim * 4;
+    size_t gb = (size_t)ix->n_groups * ix->dim * 4;
+    st_put_u32(p, ix->n_shards);
+    st_put_u32(p + 4, ix->n_groups);
+    memcpy(p + 8, ix->centroids, cb);
+    if (gb) memcpy(p + 8 + cb, ix->group_centres, gb);
+    for (uint32_t j = 0; ix->n_groups && j < ix->n_shards; j++)
+        st_put_u32(p + 8 + cb + gb + 4 * (size_t)j, ix->group_of[j]);
+}
+
+/* Decodes an index section filling exactly p[0..len) into *ix (copies,
+ * owned by ix; freed on failure). */
+static npvdb_code decode_index(const uint8_t *p, size_t len, uint32_t dim,
+                               npvdb_index *ix, npvdb_error *err)
+{
+    memset(ix, 0, sizeof *ix);
+    if (len < 8)
+        return npvdb_set_error(err, NPVDB_EINVAL, "index record: short");
+    uint32_t nc = st_get_u32(p), G = st_get_u32(p + 4);
+    if (nc == 0 || nc > NPVDB_MAX_SHARDS || G > nc)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "index record: %u centroids in %u groups", nc,
+                               G);
+    ix->dim = dim;
+    ix->n_shards = nc;
+    ix->n_groups = G;
+    size_t want = index_size(ix);
+    if (!want || want != len) {
+        memset(ix, 0, sizeof *ix);
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "index record: %u centroids of dim %u do not "
+                               "fill %zu bytes",
+                               nc, dim, len);
+    }
+    size_t cb = (size_t)nc * dim * 4, gb = (size_t)G * dim * 4;
+    ix->centroids = malloc(cb);
+    ix->group_centres = malloc(gb ? gb : 4);
+    ix->group_of = malloc(G ? 4 * (size_t)nc : 4);
+    if (!ix->centroids || !ix->group_centres || !ix->group_of) {
+        npvdb_index_free(ix);
+        return npvdb_set_error(err, NPVDB_ENOMEM, "no memory for %u centroids",
+                               nc);
+    }
+    memcpy(ix->centroids, p + 8, cb);
+    if (gb) memcpy(ix->group_centres, p + 8 + cb, gb);
+    for (uint32_t j = 0; G && j < nc; j++) {
+        ix->group_of[j] = st_get_u32(p + 8 + cb + gb + 4 * (size_t)j);
+        if (ix->group_of[j] >= G) {
+            npvdb_index_free(ix);
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "index record: centroid %u in group %u of "
+                                   "%u",
+                                   j, st_get_u32(p + 8 + cb + gb + 4 * j), G);
+        }
+    }
+    return NPVDB_OK;
+}
+
+npvdb_code rec_encode_init_index(const char *name, const npvdb_config *cfg,
+                                 const npvdb_index *ix, rec_buf *out,
+                                 npvdb_error *err)
+{
+    npvdb_code rc = rec_encode_init(name, cfg, NULL, 0, out, err);
+    if (rc != NPVDB_OK) return rc;
+    rc = index_arg(ix, err);
+    if (rc == NPVDB_OK && ix->dim != cfg->dim)
+        rc = npvdb_set_error(err, NPVDB_EINVAL, "init record: index dim %u",
+                             ix->dim);
+    size_t head = out->len;
+    rec_buf big = {0};
+    if (rc == NPVDB_OK) rc = rec_alloc(head + index_size(ix), &big, err);
+    if (rc == NPVDB_OK) {
+        memcpy(big.buf + REC_HEADROOM, out->buf + REC_HEADROOM, head);
+        st_put_u32(big.buf + REC_HEADROOM, 3);
+        put_index(big.buf + REC_HEADROOM + head, ix);
+        big.type = REC_INIT;
+    }
+    free(out->buf);
+    *out = big;
+    return rc;
+}
+
+npvdb_code rec_encode_train(const char *name, const npvdb_index *ix,
+                            rec_buf *out, npvdb_error *err)
+{
+    size_t nl;
+    npvdb_code rc = name_arg(name, &nl, err);
+    if (rc == NPVDB_OK) rc = index_arg(ix, err);
+    if (rc == NPVDB_OK)
+        rc = rec_alloc(TRAIN_FIXED + align8(nl) + index_size(ix), out, err);
+    if (rc != NPVDB_OK) return rc;
+    out->type = REC_TRAIN;
+    uint8_t *p = out->buf + REC_HEADROOM;
+    st_put_u32(p, 1);
+    st_put_u32(p + 4, ix->dim);
+    st_put_u32(p + 8, (uint32_t)nl);
+    st_put_u32(p + 12, 0);
+    put_index(put_name(p + TRAIN_FIXED, name, nl), ix);
+    return NPVDB_OK;
+}
+
+npvdb_code rec_decode_train(const uint8_t *p, size_t len, rec_train *out,
+                            npvdb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (len < TRAIN_FIXED)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "train record: %zu bytes is short", len);
+    uint32_t version = st_get_u32(p), dim = st_get_u32(p + 4);
+    if (version != 1)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "train record: unknown version %u", version);
+    if (dim == 0 || dim > NPVDB_MAX_DIM || st_get_u32(p + 12) != 0)
+        return npvdb_set_error(err, NPVDB_EINVAL, "train record: bad header");
+    size_t used;
+    npvdb_code rc = get_name(p + TRAIN_FIXED, len - TRAIN_FIXED,
+                             st_get_u32(p + 8), out->name, &used, err);
+    if (rc == NPVDB_OK)
+        rc = decode_index(p + TRAIN_FIXED + used, len - TRAIN_FIXED - used, dim,
+                          &out->index, err);
+    if (rc != NPVDB_OK) out->name[0] = '\0';
+    return rc;
+}
+
+void rec_train_free(rec_train *r)
+{
+    if (!r) return;
+    npvdb_index_free(&r->index);
+    memset(r, 0, sizeof *r);
+}
+
 npvdb_code rec_decode_init(const uint8_t *p, size_t len, rec_init *out,
                            npvdb_error *err)
 {
@@ -302,7 +461,7 @@ npvdb_code rec_decode_init(const uint8_t *p, size_t len, rec_init *out,
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "init record: %zu bytes is short", len);
     uint32_t version = st_get_u32(p);
-    if (version != 1 && version != 2)
+    if (version < 1 || version > 3)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "init record: unknown version %u", version);
     uint32_t dim = st_get_u32(p + 4);
@@ -322,6 +481,20 @@ npvdb_code rec_decode_init(const uint8_t *p, size_t len, rec_init *out,
         if (rc != NPVDB_OK) return rc;
         at += used;
     }
+    out->cfg.dim = dim;
+    out->cfg.metric = (npvdb_metric)metric;
+    out->cfg.n_shards = st_get_u32(p + 12);
+    out->cfg.train_per_shard = st_get_u32(p + 16);
+    out->cfg.kmeans_iters = st_get_u32(p + 20);
+    out->cfg.default_nprobe = st_get_u32(p + 24);
+    out->cfg.seed = st_get_u64(p + 32);
+    if (version == 3) {
+        if (st_get_u64(p + 40) != 0)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "init record: v3 holds no training rows");
+        out->has_index = 1;
+        return decode_index(p + at, len - at, dim, &out->index, err);
+    }
     uint64_t n_train = st_get_u64(p + 40);
     size_t rest = len - at;
     /* Division first: n_train * dim * 4 could overflow for a corrupt count. */
@@ -330,13 +503,6 @@ npvdb_code rec_decode_init(const uint8_t *p, size_t len, rec_init *out,
             err, NPVDB_EINVAL,
             "init record: %llu training rows do not fill %zu bytes",
             (unsigned long long)n_train, rest);
-    out->cfg.dim = dim;
-    out->cfg.metric = (npvdb_metric)metric;
-    out->cfg.n_shards = st_get_u32(p + 12);
-    out->cfg.train_per_shard = st_get_u32(p + 16);
-    out->cfg.kmeans_iters = st_get_u32(p + 20);
-    out->cfg.default_nprobe = st_get_u32(p + 24);
-    out->cfg.seed = st_get_u64(p + 32);
     out->n_train = (size_t)n_train;
     return rows_view(p + at, rest, &out->train, &out->owned_, err);
 }
@@ -520,6 +686,7 @@ void rec_init_free(rec_init *r)
 {
     if (!r) return;
     free(r->owned_);
+    npvdb_index_free(&r->index);
     memset(r, 0, sizeof *r);
 }
 

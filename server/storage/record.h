@@ -12,6 +12,8 @@
  *           u32 name_len u64 seed u64 n_train, then
  *           version 1: (name_len 0: collection "default") f32 train[]
  *           version 2: name, f32 train[n_train*dim]
+ *           version 3: name, index (n_train 0: the sample's centroids
+ *           replace the sample, so a replay runs no k-means)
  *   INSERT  (type 2, v1, collection "default")
  *           u32 dim u32 n f32 rows[n*dim] then n keys      (rows at 8)
  *   DELETE  (type 3, v1, collection "default") u32 n u32 0 then n keys
@@ -21,6 +23,12 @@
  *           bytes, 0 = none; each is a canonical npvdb_payload, npvdb.h)
  *   DELETE2 (type 5) u32 n u32 name_len, name, n keys
  *   DROP    (type 6) u32 0 u32 name_len, name
+ *   TRAIN   (type 7) u32 version (1) u32 dim u32 name_len u32 0, name, index:
+ *           the collection trained (automatically) at this point of its
+ *           writes; a replay installs the index instead of training
+ *   index   u32 n_shards u32 n_groups f32 centroids[n_shards*dim]
+ *           f32 group_centres[n_groups*dim], then if n_groups > 0
+ *           u32 group_of[n_shards] (npvdb_index: the router's grouping)
  *   key     u32 len, len bytes (no NUL inside), one NUL byte
  * The rows sit at 8-aligned offsets (the fixed part and the padded name are
  * multiples of 8) so that a payload read at an 8-aligned address is used in
@@ -47,6 +55,7 @@ enum rec_type {
     REC_INSERT2 = 4,
     REC_DELETE2 = 5,
     REC_DROP = 6,
+    REC_TRAIN = 7,
 };
 
 #define REC_MAX_NAME 255
@@ -84,15 +93,30 @@ npvdb_code rec_encode_insert(const char *name, const char *const *keys,
 npvdb_code rec_encode_delete(const char *name, const char *const *keys,
                              size_t n, rec_buf *out, npvdb_error *err);
 npvdb_code rec_encode_drop(const char *name, rec_buf *out, npvdb_error *err);
+/* INIT version 3: a collection created already trained (ix borrowed). */
+npvdb_code rec_encode_init_index(const char *name, const npvdb_config *cfg,
+                                 const npvdb_index *ix, rec_buf *out,
+                                 npvdb_error *err);
+npvdb_code rec_encode_train(const char *name, const npvdb_index *ix,
+                            rec_buf *out, npvdb_error *err);
 
-/* A decoded INIT. train points into the payload or into owned_. */
+/* A decoded INIT. train points into the payload or into owned_; a version 3
+ * record has has_index and its index (owned, copied out of the record). */
 typedef struct rec_init {
     char name[REC_MAX_NAME + 1];
     npvdb_config cfg; /* n_workers 0, workers NULL: the opener chooses */
     size_t n_train;
     const float *train;
     float *owned_;
+    int has_index;
+    npvdb_index index;
 } rec_init;
+
+/* A decoded TRAIN; the index is owned (copied out of the record). */
+typedef struct rec_train {
+    char name[REC_MAX_NAME + 1];
+    npvdb_index index;
+} rec_train;
 
 /* A decoded INSERT, INSERT2, DELETE or DELETE2 (rows NULL and dim 0 for a
  * delete). keys[i] and payloads[i].data point into the record, which must
@@ -116,7 +140,10 @@ npvdb_code rec_decode_keys(uint8_t type, const uint8_t *p, size_t len,
 /* DROP: name gets the collection's name (NUL-terminated). */
 npvdb_code rec_decode_drop(const uint8_t *p, size_t len,
                            char name[REC_MAX_NAME + 1], npvdb_error *err);
+npvdb_code rec_decode_train(const uint8_t *p, size_t len, rec_train *out,
+                            npvdb_error *err);
 void rec_init_free(rec_init *r);
+void rec_train_free(rec_train *r);
 void rec_keys_free(rec_keys *r);
 
 #endif /* NPVDB_STORAGE_RECORD_H */

@@ -5,7 +5,8 @@
  * knows nothing of gRPC, and nothing of how collections are looked up (the
  * catalog's job, server/catalog).
  *
- * Protocol for every write (create, insert message, delete, drop), which the
+ * Protocol for every write (create, insert message, delete, drop, and the
+ * index an insert's automatic training made), which the
  * catalog runs: 1. validate and prepare, and encode the log record
  * (npvdb_store_encode_*), outside every lock; 2. under the collection's write
  * lock: npvdb_store_append (returns the record's sequence number), then apply
@@ -100,6 +101,19 @@ typedef struct npvdb_store_rec npvdb_store_rec;
 npvdb_code npvdb_store_encode_init(const char *name, const npvdb_config *cfg,
                                    const float *train, size_t n_train,
                                    npvdb_store_rec **out, npvdb_error *err);
+/* A create of a collection already trained (on Init's sample): the record
+ * holds its index (npvdb_index_get) instead of the sample, so a replay
+ * installs it without k-means. */
+npvdb_code npvdb_store_encode_init_index(const char *name,
+                                         const npvdb_config *cfg,
+                                         const npvdb_index *ix,
+                                         npvdb_store_rec **out,
+                                         npvdb_error *err);
+/* The index a collection trained (automatically): appended right after the
+ * write whose apply trained, under the same write lock, so that a replay
+ * installs it at the same point of that collection's writes. */
+npvdb_code npvdb_store_encode_train(const char *name, const npvdb_index *ix,
+                                    npvdb_store_rec **out, npvdb_error *err);
 npvdb_code npvdb_store_encode_insert(const char *name, const char *const *keys,
                                      const float *rows,
                                      const npvdb_payload *payloads, size_t n,

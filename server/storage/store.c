@@ -291,9 +291,13 @@ static npvdb_code replay_init(replay_ctx *r, const wal_record *rec,
         c = npvdb_create(&cfg, &e);
         rc = c ? NPVDB_OK : e.code;
     }
-    if (rc == NPVDB_OK && in.n_train > 0)
+    /* Version 3 logged the sample's centroids: no k-means on replay. */
+    if (rc == NPVDB_OK && in.has_index)
+        rc = npvdb_index_install(c, &in.index, &e);
+    else if (rc == NPVDB_OK && in.n_train > 0)
         rc = npvdb_train(c, in.train, in.n_train, &e);
     if (rc == NPVDB_OK) {
+        npvdb_defer_training(c, 1); /* until the log is replayed */
         rc = table_put(&r->s->restored, in.name, c, &in.cfg, &e);
         c = NULL;
     }
@@ -328,6 +332,23 @@ static npvdb_code replay_keys(replay_ctx *r, const wal_record *rec,
     return replay_outcome(r, rec, rc, e.msg, err);
 }
 
+/* The index a collection trained at this point of its writes: installed in
+ * place of the automatic training the insert before it left pending. */
+static npvdb_code replay_train(replay_ctx *r, const wal_record *rec,
+                               npvdb_error *err)
+{
+    rec_train t;
+    npvdb_error e = {0};
+    npvdb_code rc = rec_decode_train(rec->payload, rec->len, &t, &e);
+    npvdb_collection *c = NULL;
+    if (rc == NPVDB_OK && !(c = table_get(&r->s->restored, t.name)))
+        rc = npvdb_set_error(&e, NPVDB_ENOTFOUND,
+                             "collection '%s' does not exist", t.name);
+    if (rc == NPVDB_OK) rc = npvdb_index_install(c, &t.index, &e);
+    rec_train_free(&t);
+    return replay_outcome(r, rec, rc, e.msg, err);
+}
+
 static npvdb_code replay_drop(replay_ctx *r, const wal_record *rec,
                               npvdb_error *err)
 {
@@ -349,6 +370,8 @@ static npvdb_code replay_apply(void *ctx, const wal_record *rec,
         return replay_init(r, rec, err);
     case REC_DROP:
         return replay_drop(r, rec, err);
+    case REC_TRAIN:
+        return replay_train(r, rec, err);
     case REC_INSERT:
     case REC_INSERT2:
     case REC_DELETE:
@@ -370,6 +393,7 @@ static npvdb_code restore_one(void *ctx, const char *name, npvdb_collection *c,
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "collection '%s' appears twice", name);
     }
+    npvdb_defer_training(c, 1); /* until the log is replayed */
     return table_put(&s->restored, name, c, cfg, err);
 }
 
@@ -451,6 +475,9 @@ npvdb_store *npvdb_store_open(const npvdb_store_config *cfg,
         .dir = s->dir, .sync = cfg->sync, .interval_ms = cfg->sync_interval_ms};
     s->wal = wal_open(&wo, snap_seq, replay_apply, &r, err);
     if (!s->wal) goto fail;
+    /* A training an old log left pending (no TRAIN record) runs now. */
+    for (size_t i = 0; i < s->restored.n; i++)
+        npvdb_defer_training(s->restored.v[i].coll, 0);
     if (r.applied || r.skipped)
         st_log("replayed %" PRIu64 " log records after record %" PRIu64
                " (%" PRIu64 " skipped); next record is %" PRIu64,
@@ -519,6 +546,24 @@ npvdb_code npvdb_store_encode_init(const char *name, const npvdb_config *cfg,
     rec_buf b = {0};
     return wrap_rec(rec_encode_init(name, cfg, train, n_train, &b, err), &b,
                     out, err);
+}
+
+npvdb_code npvdb_store_encode_init_index(const char *name,
+                                         const npvdb_config *cfg,
+                                         const npvdb_index *ix,
+                                         npvdb_store_rec **out,
+                                         npvdb_error *err)
+{
+    rec_buf b = {0};
+    return wrap_rec(rec_encode_init_index(name, cfg, ix, &b, err), &b, out,
+                    err);
+}
+
+npvdb_code npvdb_store_encode_train(const char *name, const npvdb_index *ix,
+                                    npvdb_store_rec **out, npvdb_error *err)
+{
+    rec_buf b = {0};
+    return wrap_rec(rec_encode_train(name, ix, &b, err), &b, out, err);
 }
 
 npvdb_code npvdb_store_encode_insert(const char *name, const char *const *keys,

@@ -1251,6 +1251,344 @@ static void test_memory_recovery_over_limit(void **state)
     db_free(d);
 }
 
+/* ---- training in the log ----------------------------------------------------
+ */
+
+/* Row i of the training tests: noise in [-1, 1), distinct per i. */
+static void noise_row(float *r, uint32_t dim, unsigned i)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ull * (i + 1);
+    for (uint32_t j = 0; j < dim; j++) {
+        x ^= x >> 29;
+        x *= 0xbf58476d1ce4e5b9ull;
+        x ^= x >> 32;
+        r[j] = (float)(x >> 40) / (float)(1u << 23) - 1.0f;
+    }
+}
+
+/* Inserts keys <p><from..to) with noise_row(i) through the catalog. */
+static void insert_noise(db *d, const char *name, const char *p, unsigned from,
+                         unsigned to)
+{
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    uint32_t dim = npvdb_dim(ref.coll);
+    size_t n = to - from;
+    char(*kb)[24] = malloc(n * sizeof *kb);
+    const char **keys = malloc(n * sizeof *keys);
+    float *rows = malloc(n * dim * sizeof *rows);
+    for (size_t i = 0; i < n; i++) {
+        snprintf(kb[i], sizeof kb[i], "%s%zu", p, from + i);
+        keys[i] = kb[i];
+        noise_row(rows + i * dim, dim, (unsigned)(from + i));
+    }
+    npvdb_batch *b = NULL;
+    uint64_t seq = 0;
+    npvdb_code rc = npvdb_insert_prepare(ref.coll, keys, rows, n, &b, &err);
+    if (rc == NPVDB_OK)
+        rc = catalog_insert(d->cat, &ref, b, keys, rows, NULL, n, NULL, &seq,
+                            &err);
+    if (rc == NPVDB_OK) rc = catalog_wait_durable(d->cat, seq, &err);
+    if (rc != NPVDB_OK) fail_msg("insert %s: %s", name, err.msg);
+    npvdb_batch_free(b);
+    catalog_release(d->cat, &ref);
+    free(kb);
+    free(keys);
+    free(rows);
+}
+
+/* A collection's partition as bytes: the index (centroids, router groups),
+ * then every shard in order with its keys and rows in row order, then the
+ * results of a fixed set of searches. Two equal partitions give equal
+ * bytes. */
+typedef struct part {
+    uint8_t *p;
+    size_t n, cap;
+} part;
+
+static void part_put(part *b, const void *x, size_t n)
+{
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->n, x, n);
+    b->n += n;
+}
+
+static int part_index(void *ctx, const npvdb_stats *st, const float *cent)
+{
+    (void)ctx;
+    (void)cent;
+    assert_true(st->trained);
+    return 0;
+}
+
+static int part_shard(void *ctx, const npvdb_shard_view *v)
+{
+    part *b = ctx;
+    uint32_t dim = *(const uint32_t *)b->p; /* the first word */
+    part_put(b, &v->shard, sizeof v->shard);
+    part_put(b, &v->n, sizeof v->n);
+    for (size_t i = 0; i < v->n; i++) {
+        part_put(b, v->keys[i], strlen(v->keys[i]) + 1);
+        part_put(b, v->rows + i * dim, dim * sizeof(float));
+    }
+    return 0;
+}
+
+static part partition_of(db *d, const char *name)
+{
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    part b = {0};
+    npvdb_index ix;
+    assert_int_equal(npvdb_index_get(ref.coll, &ix, &err), NPVDB_OK);
+    part_put(&b, &ix.dim, sizeof ix.dim);
+    part_put(&b, &ix.n_shards, sizeof ix.n_shards);
+    part_put(&b, &ix.n_groups, sizeof ix.n_groups);
+    part_put(&b, ix.centroids, (size_t)ix.n_shards * ix.dim * sizeof(float));
+    if (ix.n_groups) {
+        part_put(&b, ix.group_centres,
+                 (size_t)ix.n_groups * ix.dim * sizeof(float));
+        part_put(&b, ix.group_of, ix.n_shards * sizeof(uint32_t));
+    }
+    assert_int_equal(npvdb_export(ref.coll, part_index, part_shard, &b, &err),
+                     NPVDB_OK);
+    float q[16 * 64];
+    for (unsigned i = 0; i < 16; i++)
+        noise_row(q + i * ix.dim, ix.dim, 900000 + i);
+    npvdb_results res;
+    assert_int_equal(npvdb_search(ref.coll, q, 16, 10, 4, &res, &err),
+                     NPVDB_OK);
+    for (size_t i = 0; i < 16 * 10; i++)
+        if (res.keys[i]) part_put(&b, res.keys[i], strlen(res.keys[i]) + 1);
+    part_put(&b, res.counts, 16 * sizeof *res.counts);
+    part_put(&b, res.distances, 16 * 10 * sizeof *res.distances);
+    npvdb_results_free(&res);
+    npvdb_index_free(&ix);
+    catalog_release(d->cat, &ref);
+    return b;
+}
+
+static void part_equal(part *a, part *b)
+{
+    assert_int_equal(a->n, b->n);
+    assert_memory_equal(a->p, b->p, a->n);
+    free(a->p);
+    free(b->p);
+}
+
+#define TRAIN_DIM 8
+#define TRAIN_SHARDS 600 /* >= 512: the collection gets a router */
+
+/* "auto" trains by itself on its third batch (n_shards x 2 = 1200 rows);
+ * "smp" is created trained on a sample. */
+static void create_training(db *d)
+{
+    npvdb_config a = {.dim = TRAIN_DIM,
+                      .metric = NPVDB_METRIC_L2,
+                      .n_shards = TRAIN_SHARDS,
+                      .train_per_shard = 2,
+                      .kmeans_iters = 4,
+                      .seed = 9};
+    npvdb_error err = {0};
+    uint64_t seq;
+    assert_int_equal(
+        catalog_create(d->cat, "auto", &a, NULL, 0, 0, NULL, &seq, &err),
+        NPVDB_OK);
+    npvdb_config c = {.dim = TRAIN_DIM,
+                      .metric = NPVDB_METRIC_COSINE,
+                      .n_shards = 16,
+                      .seed = 4};
+    float sample[200 * TRAIN_DIM];
+    for (unsigned i = 0; i < 200; i++)
+        noise_row(sample + i * TRAIN_DIM, TRAIN_DIM, 500000 + i);
+    assert_int_equal(
+        catalog_create(d->cat, "smp", &c, sample, 200, 0, NULL, &seq, &err),
+        NPVDB_OK);
+    assert_int_equal(catalog_wait_durable(d->cat, seq, &err), NPVDB_OK);
+}
+
+static int trained(db *d, const char *name)
+{
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    npvdb_stats st;
+    assert_int_equal(npvdb_stats_get(ref.coll, &st, &err), NPVDB_OK);
+    int t = st.trained;
+    npvdb_stats_free(&st);
+    catalog_release(d->cat, &ref);
+    return t;
+}
+
+/* After an automatic training and a training on Init's sample, a restart
+ * from the log alone rebuilds the same partition (centroids bit-equal, every
+ * row in the same shard at the same place, the same search results) and
+ * runs no k-means. */
+static void test_training_logged(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_ALWAYS);
+    create_training(d);
+    insert_noise(d, "auto", "a", 0, 500);
+    insert_noise(d, "auto", "a", 500, 1000);
+    assert_false(trained(d, "auto"));
+    insert_noise(d, "auto", "a", 1000, 1500); /* trains here */
+    assert_true(trained(d, "auto"));
+    insert_noise(d, "auto", "a", 1500, 3000); /* through the router */
+    insert_noise(d, "auto", "a", 100, 200);   /* upserts move rows */
+    const char *gone[] = {"a7", "a1700", "a2999"};
+    uint64_t seq;
+    size_t nd;
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, "auto", &ref, &err), NPVDB_OK);
+    assert_int_equal(catalog_delete(d->cat, &ref, gone, 3, &nd, &seq, &err),
+                     NPVDB_OK);
+    catalog_release(d->cat, &ref);
+    assert_int_equal(nd, 3);
+    insert_noise(d, "smp", "s", 0, 700);
+    part want_a = partition_of(d, "auto"), want_s = partition_of(d, "smp");
+    uint64_t runs = npvdb_kmeans_runs();
+    db_reopen(d); /* no snapshot: the log alone */
+    assert_int_equal(npvdb_kmeans_runs(), runs);
+    part got_a = partition_of(d, "auto"), got_s = partition_of(d, "smp");
+    part_equal(&want_a, &got_a);
+    part_equal(&want_s, &got_s);
+    /* The replayed collection goes on as the live one would: no second
+     * training, inserts routed. */
+    insert_noise(d, "auto", "a", 3000, 3200);
+    assert_int_equal(npvdb_kmeans_runs(), runs);
+    want_a = partition_of(d, "auto");
+    db_reopen(d);
+    got_a = partition_of(d, "auto");
+    part_equal(&want_a, &got_a);
+    assert_int_equal(npvdb_kmeans_runs(), runs);
+    db_free(d);
+}
+
+/* A log from before TRAIN records (tests/storage/data/v2-train) still
+ * replays by training again (k-means runs), with its contents, and every
+ * replay gives the same partition. */
+static void test_training_old_log(void **state)
+{
+    (void)state;
+    char *base = tu_tempdir();
+    char *src = tu_join(NPVDB_FIXTURES, "v2-train");
+    char *dst = tu_join(base, "data");
+    assert_int_equal(tu_copy_fixture(src, dst), 0);
+    uint64_t runs = npvdb_kmeans_runs();
+    db d = {.dir = dst, .keep = 2, .sync = NPVDB_SYNC_ALWAYS};
+    db_open(&d);
+    assert_true(npvdb_kmeans_runs() >= runs + 2); /* both trained again */
+    assert_true(trained(&d, "auto"));
+    assert_true(trained(&d, "sample"));
+    assert_int_equal(vectors_in(&d, "auto"), 13);
+    assert_int_equal(vectors_in(&d, "sample"), 12);
+    assert_false(has_key(&d, "auto", "a3"));
+    /* Re-opened, the same log trains to the same partition. */
+    part a1 = partition_of(&d, "auto"), s1 = partition_of(&d, "sample");
+    db_close(&d);
+    db_open(&d);
+    part a2 = partition_of(&d, "auto"), s2 = partition_of(&d, "sample");
+    part_equal(&a1, &a2);
+    part_equal(&s1, &s2);
+    db_close(&d);
+    tu_rmtree(base);
+    free(base);
+    free(src);
+    free(dst);
+}
+
+/* The child of test_kill9_training: "auto" trains on batch TRAIN_BATCH
+ * (batches of 100 rows, training at 1200); after each durable batch its
+ * number goes down the pipe. Never returns. */
+#define TRAIN_BATCH 11u
+static void train_child(const char *dir, int fd)
+{
+    db d = {.dir = (char *)dir, .keep = 2, .sync = NPVDB_SYNC_ALWAYS};
+    db_open(&d);
+    create_training(&d);
+    for (uint32_t b = 0;; b++) {
+        char p[16];
+        snprintf(p, sizeof p, "b%u-", b);
+        insert_noise(&d, "auto", p, b * 100, b * 100 + 100);
+        if (write(fd, &b, sizeof b) != sizeof b) _exit(5);
+    }
+}
+
+/* kill -9 just before, during and just after the insert that trains: every
+ * acknowledged batch is there, the one in flight whole or not at all; once
+ * the training batch was acknowledged its TRAIN record is durable and the
+ * replay runs no k-means; and every replay of the same log gives the same
+ * partition. */
+static void test_kill9_training(void **state)
+{
+    (void)state;
+    const int after[] = {10, 11, 11, 12, 13};
+    const unsigned delay_us[] = {0, 0, 3000, 0, 0};
+    for (int round = 0; round < 5; round++) {
+        char *dir = tu_tempdir();
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            train_child(dir, fds[1]);
+        }
+        close(fds[1]);
+        uint32_t b = 0, acked = 0;
+        int seen = 0;
+        while (seen < after[round] && read(fds[0], &b, sizeof b) == sizeof b) {
+            acked = b;
+            seen++;
+        }
+        if (delay_us[round]) usleep(delay_us[round]);
+        kill(pid, SIGKILL);
+        int st;
+        waitpid(pid, &st, 0);
+        while (read(fds[0], &b, sizeof b) == sizeof b)
+            acked = b;
+        close(fds[0]);
+        assert_int_equal(seen, after[round]);
+        db d = {.dir = dir, .keep = 2, .sync = NPVDB_SYNC_ALWAYS};
+        uint64_t runs = npvdb_kmeans_runs();
+        db_open(&d);
+        int is_trained = trained(&d, "auto");
+        print_message("killed after batch %u was acknowledged: %s, %llu "
+                      "k-means runs on replay\n",
+                      acked, is_trained ? "trained" : "untrained",
+                      (unsigned long long)(npvdb_kmeans_runs() - runs));
+        if (acked >= TRAIN_BATCH) {
+            assert_true(is_trained);
+            assert_int_equal(npvdb_kmeans_runs(), runs);
+        }
+        uint64_t n = vectors_in(&d, "auto");
+        assert_true(n == (acked + 1) * 100 || n == (acked + 2) * 100);
+        for (uint32_t k = 0; k <= acked; k++) {
+            char key[32];
+            snprintf(key, sizeof key, "b%u-%u", k, k * 100 + 99);
+            assert_true(has_key(&d, "auto", key));
+        }
+        if (is_trained) {
+            part p1 = partition_of(&d, "auto");
+            db_close(&d);
+            db_open(&d);
+            part p2 = partition_of(&d, "auto");
+            part_equal(&p1, &p2);
+        }
+        db_close(&d);
+        tu_rmtree(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1268,6 +1606,9 @@ int main(void)
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_memory_limit_two_writers),
         cmocka_unit_test(test_memory_recovery_over_limit),
+        cmocka_unit_test(test_training_logged),
+        cmocka_unit_test(test_training_old_log),
+        cmocka_unit_test(test_kill9_training),
     };
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);

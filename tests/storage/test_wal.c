@@ -7,6 +7,7 @@
 #include "crc32c.h"
 #include "record.h"
 #include "testutil.h"
+#include "util.h"
 #include "wal.h"
 
 #include <errno.h>
@@ -673,9 +674,92 @@ static void test_record_v1(void **state)
     assert_int_equal(in.cfg.dim, 2);
     assert_int_equal(in.cfg.n_shards, 3);
     rec_init_free(&in);
-    init[0] = 3; /* unknown version */
+    init[0] = 4; /* unknown version */
     assert_int_equal(rec_decode_init(init, sizeof init, &in, &err),
                      NPVDB_EINVAL);
+}
+
+/* TRAIN (type 7) and INIT version 3 carry an index: they round-trip, any
+ * cut or bad group is refused, and v2 INIT records still decode. */
+static void test_record_index(void **state)
+{
+    (void)state;
+    enum { D = 3, NC = 5, G = 3 };
+    float cent[NC * D], gc[G * D];
+    uint32_t gof[NC] = {0, 1, 2, 1, 0};
+    for (int i = 0; i < NC * D; i++)
+        cent[i] = 0.5f * (float)i - 1.0f;
+    for (int i = 0; i < G * D; i++)
+        gc[i] = (float)i;
+    npvdb_index ix = {.dim = D,
+                      .n_shards = NC,
+                      .n_groups = G,
+                      .centroids = cent,
+                      .group_centres = gc,
+                      .group_of = gof};
+    rec_buf b;
+    npvdb_error err = {0};
+    assert_int_equal(rec_encode_train("col.1", &ix, &b, &err), NPVDB_OK);
+    assert_int_equal(b.type, REC_TRAIN);
+    rec_train t;
+    assert_int_equal(rec_decode_train(b.buf + REC_HEADROOM, b.len, &t, &err),
+                     NPVDB_OK);
+    assert_string_equal(t.name, "col.1");
+    assert_int_equal(t.index.dim, D);
+    assert_int_equal(t.index.n_shards, NC);
+    assert_int_equal(t.index.n_groups, G);
+    assert_memory_equal(t.index.centroids, cent, sizeof cent);
+    assert_memory_equal(t.index.group_centres, gc, sizeof gc);
+    assert_memory_equal(t.index.group_of, gof, sizeof gof);
+    rec_train_free(&t);
+    for (size_t cut = 0; cut < b.len; cut++)
+        assert_int_equal(rec_decode_train(b.buf + REC_HEADROOM, cut, &t, &err),
+                         NPVDB_EINVAL);
+    /* The last group_of entry is the last word: out of range is refused. */
+    st_put_u32(b.buf + REC_HEADROOM + b.len - 4, G);
+    assert_int_equal(rec_decode_train(b.buf + REC_HEADROOM, b.len, &t, &err),
+                     NPVDB_EINVAL);
+    free(b.buf);
+    /* No router: no group section. */
+    ix.n_groups = 0;
+    assert_int_equal(rec_encode_train("c", &ix, &b, &err), NPVDB_OK);
+    assert_int_equal(rec_decode_train(b.buf + REC_HEADROOM, b.len, &t, &err),
+                     NPVDB_OK);
+    assert_int_equal(t.index.n_groups, 0);
+    assert_memory_equal(t.index.centroids, cent, sizeof cent);
+    rec_train_free(&t);
+    free(b.buf);
+    /* INIT version 3: the config and the index, no sample. */
+    npvdb_config cfg = {.dim = D,
+                        .metric = NPVDB_METRIC_COSINE,
+                        .n_shards = NC,
+                        .kmeans_iters = 3,
+                        .seed = 42};
+    ix.n_groups = G;
+    assert_int_equal(rec_encode_init_index("smp", &cfg, &ix, &b, &err),
+                     NPVDB_OK);
+    assert_int_equal(b.type, REC_INIT);
+    assert_int_equal(st_get_u32(b.buf + REC_HEADROOM), 3);
+    rec_init in;
+    assert_int_equal(rec_decode_init(b.buf + REC_HEADROOM, b.len, &in, &err),
+                     NPVDB_OK);
+    assert_string_equal(in.name, "smp");
+    assert_int_equal(in.cfg.seed, 42);
+    assert_int_equal(in.cfg.metric, NPVDB_METRIC_COSINE);
+    assert_int_equal(in.n_train, 0);
+    assert_true(in.has_index);
+    assert_memory_equal(in.index.centroids, cent, sizeof cent);
+    assert_memory_equal(in.index.group_of, gof, sizeof gof);
+    rec_init_free(&in);
+    for (size_t cut = 0; cut < b.len; cut++)
+        assert_int_equal(rec_decode_init(b.buf + REC_HEADROOM, cut, &in, &err),
+                         NPVDB_EINVAL);
+    free(b.buf);
+    /* A dim that is not the config's is refused by the encoder. */
+    cfg.dim = D + 1;
+    assert_int_equal(rec_encode_init_index("smp", &cfg, &ix, &b, &err),
+                     NPVDB_EINVAL);
+    assert_null(b.buf);
 }
 
 int main(void)
@@ -695,6 +779,7 @@ int main(void)
         cmocka_unit_test(test_record_codecs),
         cmocka_unit_test(test_record_v1),
         cmocka_unit_test(test_record_payloads),
+        cmocka_unit_test(test_record_index),
     };
     /* TEST_FILTER=test_name (globs allowed) runs a subset. */
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -27,6 +27,19 @@ static void decode(uint8_t type, const uint8_t *p, size_t len)
         }
         return;
     }
+    if (type == REC_TRAIN) {
+        rec_train t;
+        if (rec_decode_train(p, len, &t, &err) == NPVDB_OK) {
+            if (!rec_name_valid(t.name, strlen(t.name))) abort();
+            volatile float sink =
+                t.index.centroids[(size_t)t.index.n_shards * t.index.dim - 1];
+            for (uint32_t j = 0; t.index.n_groups && j < t.index.n_shards; j++)
+                if (t.index.group_of[j] >= t.index.n_groups) abort();
+            (void)sink;
+        }
+        rec_train_free(&t);
+        return;
+    }
     if (type == REC_DROP) {
         char name[REC_MAX_NAME + 1];
         if (rec_decode_drop(p, len, name, &err) == NPVDB_OK &&
@@ -68,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, size);
     wal_scan_buffer(buf, size, expect, 0, on_record, NULL, &out, &err);
     if (out.good_end > size) abort();
-    for (uint8_t t = REC_INIT; t <= REC_DROP; t++)
+    for (uint8_t t = REC_INIT; t <= REC_TRAIN; t++)
         decode(t, buf, size);
     /* And at an odd address: the decoders must copy unaligned rows. */
     if (size > 1) {
