@@ -5,8 +5,10 @@
  * version 2 with the training sample). See README.md.
  *
  *   cc -I server/engine -I server/storage -I server/common \
- *      tests/storage/data/make_v2_train.c build/server/storage/libnpvdb_storage.a \
- *      build/server/engine/libnpvdb_engine.a build/server/engine/libnpvdb_base.a \
+ *      tests/storage/data/make_v2_train.c
+ * build/server/storage/libnpvdb_storage.a \
+ *      build/server/engine/libnpvdb_engine.a
+ * build/server/engine/libnpvdb_base.a \
  *      $(pkg-config --libs hdf5) -lopenblas -lpthread -lm
  *   ./a.out tests/storage/data/v2-train
  */
