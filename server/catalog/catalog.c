@@ -905,18 +905,15 @@ npvdb_code catalog_list(npvdb_catalog *cat, catalog_info **out, size_t *n,
         snprintf(info[i].name, sizeof info[i].name, "%s", v[i]->name);
         info[i].dim = npvdb_dim(v[i]->coll);
         info[i].metric = npvdb_get_metric(v[i]->coll);
-        npvdb_stats st;
-        rc = npvdb_stats_get(v[i]->coll, &st, err);
-        if (rc == NPVDB_OK) {
-            info[i].vectors = st.n_vectors;
-            info[i].memory_bytes =
-                st.memory_bytes + sizeof(entry) + strlen(v[i]->name) + 1;
-            info[i].n_shards = st.n_shards;
-            for (uint32_t j = 0; j < st.n_shards; j++)
-                if (st.shard_counts[j] > info[i].max_shard)
-                    info[i].max_shard = st.shard_counts[j];
-            npvdb_stats_free(&st);
-        }
+        /* Cached by the engine between writes: listing (and a metrics
+         * scrape) does not walk every shard of every collection. */
+        npvdb_shape sh;
+        npvdb_shape_get(v[i]->coll, &sh);
+        info[i].vectors = sh.n_vectors;
+        info[i].memory_bytes =
+            sh.memory_bytes + sizeof(entry) + strlen(v[i]->name) + 1;
+        info[i].n_shards = sh.n_shards;
+        info[i].max_shard = sh.max_shard;
     }
     release_all(cat, v, k);
     if (rc != NPVDB_OK) {

@@ -126,6 +126,8 @@ npvdb_collection *npvdb_create(const npvdb_config *cfg, npvdb_error *err)
     pthread_rwlockattr_setkind_np(&attr,
                                   PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&c->rw, &attr);
+    pthread_mutex_init(&c->shape_mu, NULL);
+    atomic_init(&c->wgen, 1);
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&c->write_mu, NULL);
     pthread_mutex_init(&c->index_mu, NULL);
@@ -158,6 +160,7 @@ void npvdb_free(npvdb_collection *c)
     router_free(&c->router);
     keymap_destroy(&c->map);
     pthread_rwlock_destroy(&c->rw);
+    pthread_mutex_destroy(&c->shape_mu);
     pthread_mutex_destroy(&c->write_mu);
     pthread_mutex_destroy(&c->index_mu);
     free(c);

@@ -309,7 +309,19 @@ struct npvdb_collection {
      * until the next write, so that a logged index can take its place. */
     bool defer_train;
     bool train_pending;
+    /* npvdb_shape's cache: recomputed only after a write changed the
+     * shards (wgen is bumped under the exclusive lock by every writer). */
+    atomic_ullong wgen;
+    pthread_mutex_t shape_mu;
+    uint64_t shape_gen; /* wgen the cache was taken at; 0: none */
+    npvdb_shape shape;
 };
+
+/* A writer took the exclusive lock: cached shapes are stale. */
+static inline void note_write(npvdb_collection *c)
+{
+    atomic_fetch_add_explicit(&c->wgen, 1, memory_order_relaxed);
+}
 
 /* Which centroid score a metric uses: L2 keeps the |c|^2 term. */
 static inline int metric_uses_l2(npvdb_metric m)

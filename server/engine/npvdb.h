@@ -415,6 +415,17 @@ npvdb_code npvdb_scroll(npvdb_collection *c, uint64_t cursor, uint32_t limit,
  * batch (the catalog's memory limit). */
 size_t npvdb_memory_bytes(npvdb_collection *c);
 
+/* What a metrics scrape wants, cheaply: the counts are kept as writes
+ * happen, the shard sizes and memory are recounted (one pass over the
+ * shards) only when a write changed them since the last call. */
+typedef struct npvdb_shape {
+    size_t n_vectors;
+    uint32_t n_shards;
+    size_t max_shard; /* vectors in the largest shard */
+    size_t memory_bytes;
+} npvdb_shape;
+void npvdb_shape_get(npvdb_collection *c, npvdb_shape *out);
+
 /* Fills *out; out->shard_counts is malloc'ed (npvdb_stats_free). */
 npvdb_code npvdb_stats_get(npvdb_collection *c, npvdb_stats *out,
                            npvdb_error *err);

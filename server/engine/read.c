@@ -155,6 +155,24 @@ size_t npvdb_memory_bytes(npvdb_collection *c)
     return mem;
 }
 
+void npvdb_shape_get(npvdb_collection *c, npvdb_shape *out)
+{
+    pthread_rwlock_rdlock(&c->rw);
+    uint64_t gen = atomic_load_explicit(&c->wgen, memory_order_relaxed);
+    pthread_mutex_lock(&c->shape_mu);
+    if (c->shape_gen != gen) {
+        npvdb_shape s = {.n_vectors = c->n_vectors, .n_shards = c->n_shards};
+        for (uint32_t i = 0; i < c->n_shards; i++)
+            if (c->shards[i].n > s.max_shard) s.max_shard = c->shards[i].n;
+        s.memory_bytes = memory_locked(c);
+        c->shape = s;
+        c->shape_gen = gen;
+    }
+    *out = c->shape;
+    pthread_mutex_unlock(&c->shape_mu);
+    pthread_rwlock_unlock(&c->rw);
+}
+
 /* Caller holds rw (either way). */
 static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
                                npvdb_error *err)

@@ -137,6 +137,7 @@ void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
     c->index_epoch++;
     c->train_pending = false;
     pthread_rwlock_wrlock(&c->rw);
+    note_write(c);
     npvdb_shard *old = c->shards;
     uint32_t old_n = c->n_shards;
     float *oc = c->centroids, *on = c->cnorms;

@@ -372,6 +372,7 @@ static npvdb_code apply_batch(npvdb_collection *c, batch *b, size_t *replaced,
                                b->n);
     size_t n_fresh = 0;
     pthread_rwlock_wrlock(&c->rw);
+    note_write(c);
     npvdb_code rc = reserve_batch(c, b, ents, &n_fresh, err);
     /* The serial loop also covers a failed pool_run: nothing ran then. */
     if (rc == NPVDB_OK && !(n_fresh == b->n && b->n >= PARALLEL_APPLY_MIN &&
@@ -547,6 +548,7 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
     pthread_mutex_lock(&c->write_mu);
     run_pending_training(c);
     pthread_rwlock_wrlock(&c->rw);
+    note_write(c);
     for (size_t i = 0; i < n; i++) {
         npvdb_entry *e = keymap_find(&c->map, keys[i], b.lens[i], b.hashes[i]);
         if (!e) continue;

@@ -38,6 +38,19 @@ static size_t mem(npvdb_collection *c)
     assert_int_equal(npvdb_stats_get(c, &st, &err), NPVDB_OK);
     size_t m = st.memory_bytes;
     assert_int_equal(m, npvdb_memory_bytes(c)); /* the cheap one agrees */
+    /* So does the cached shape (metrics), after whatever write came last:
+     * asked twice, the second from the cache. */
+    for (int twice = 0; twice < 2; twice++) {
+        npvdb_shape sh;
+        npvdb_shape_get(c, &sh);
+        size_t max = 0;
+        for (uint32_t i = 0; i < st.n_shards; i++)
+            if (st.shard_counts[i] > max) max = st.shard_counts[i];
+        assert_int_equal(sh.memory_bytes, m);
+        assert_int_equal(sh.n_vectors, st.n_vectors);
+        assert_int_equal(sh.n_shards, st.n_shards);
+        assert_int_equal(sh.max_shard, max);
+    }
     npvdb_stats_free(&st);
     return m;
 }
