@@ -1,6 +1,8 @@
 /* validate.c -- checks of everything that arrives from outside the engine. */
 #include "validate.h"
 
+#include <math.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,10 +32,15 @@ npvdb_code check_rows(const float *rows, size_t n, uint32_t dim,
                                what, n);
     /* A cheap whole-block test first; the per-row scan only names the row. */
     if (rows_finite(rows, n * dim)) return NPVDB_OK;
-    for (size_t i = 0; i < n; i++)
-        if (!rows_finite(rows + i * dim, dim))
-            return npvdb_set_error(err, NPVDB_EINVAL,
-                                   "%s %zu contains NaN or Inf", what, i);
+    for (size_t i = 0; i < n; i++) {
+        if (rows_finite(rows + i * dim, dim)) continue;
+        uint32_t j = 0;
+        while (j < dim && isfinite(rows[i * dim + j]))
+            j++;
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "%s %zu has a NaN or Inf at component %u", what,
+                               i, j);
+    }
     return NPVDB_OK;
 }
 

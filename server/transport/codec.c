@@ -264,7 +264,7 @@ void codec_init_free(codec_init *r)
 
 /* ---- Insert -------------------------------------------------------------- */
 
-/* Checks that `b` holds exactly rows x dim finite floats, in place: protobuf-c
+/* Checks that `b` holds exactly rows x dim floats, in place: protobuf-c
  * gave the bytes field its own malloc'ed copy, which is aligned for floats,
  * so an Insert costs no second copy of its vectors. */
 static npvdb_code check_rows_in_place(const ProtobufCBinaryData *b, size_t rows,
@@ -280,12 +280,7 @@ static npvdb_code check_rows_in_place(const ProtobufCBinaryData *b, size_t rows,
     if (rows == 0) return NPVDB_OK;
     if ((uintptr_t)b->data % _Alignof(float) != 0)
         return npvdb_set_error(err, NPVDB_EINTERNAL, "vectors are not aligned");
-    size_t bad = first_nonfinite((const float *)b->data, rows * dim);
-    if (bad < rows * dim)
-        return npvdb_set_error(err, NPVDB_EINVAL,
-                               "vector %zu has a NaN or Inf at component %zu",
-                               bad / dim, bad % dim);
-    return NPVDB_OK;
+    return NPVDB_OK; /* values (NaN, Inf, norms) are the engine's to check */
 }
 
 npvdb_code codec_decode_insert(const uint8_t *buf, size_t len, uint32_t dim,
@@ -514,7 +509,7 @@ static npvdb_code query_field(span_reader *r, codec_query *q, npvdb_error *err)
 }
 
 /* Copies the queries (rows x dim floats, checked length) out of the spans
- * into a new aligned array, refusing NaN and Inf. */
+ * into a new aligned array. */
 static npvdb_code copy_queries(const codec_query *m, size_t rows, uint32_t dim,
                                float **out, npvdb_error *err)
 {
@@ -525,13 +520,8 @@ static npvdb_code copy_queries(const codec_query *m, size_t rows, uint32_t dim,
                                m->qlen_);
     span_reader r = {m->at_.spans, m->at_.n, m->at_.i, m->at_.off};
     sr_copy(&r, (uint8_t *)q, m->qlen_);
-    size_t bad = first_nonfinite(q, rows * dim);
-    if (bad < rows * dim) {
-        free(q);
-        return npvdb_set_error(err, NPVDB_EINVAL,
-                               "query %zu has a NaN or Inf at component %zu",
-                               bad / dim, bad % dim);
-    }
+    /* NaN and Inf are the engine's to refuse (npvdb_search_ex), in the
+     * same pass that normalises the queries. */
     *out = q;
     return NPVDB_OK;
 }

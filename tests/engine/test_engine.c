@@ -454,10 +454,10 @@ static void test_bad_inserts(void **s)
     memcpy(bad, good, sizeof bad);
     bad[6] = NAN;
     expect(npvdb_insert(c, keys, bad, 2, NULL, &err), NPVDB_EINVAL, &err,
-           "vector 1 contains NaN");
+           "vector 1 has a NaN or Inf at component 2");
     bad[6] = INFINITY;
     expect(npvdb_insert(c, keys, bad, 2, NULL, &err), NPVDB_EINVAL, &err,
-           "vector 1 contains NaN or Inf");
+           "vector 1 has a NaN or Inf at component");
     const char *empty[2] = {"a", ""};
     expect(npvdb_insert(c, empty, good, 2, NULL, &err), NPVDB_EINVAL, &err,
            "key 1 is empty");
@@ -550,7 +550,7 @@ static void test_bad_searches(void **s)
            "no queries");
     q[2] = NAN;
     expect(npvdb_search(c, q, 1, 1, 0, &r, &err), NPVDB_EINVAL, &err,
-           "query 0 contains NaN");
+           "query 0 has a NaN or Inf at component");
     assert_null(r.keys); /* zeroed on error */
     float sample[4] = {1, 1, 1, 1};
     expect(npvdb_train(c, sample, 1, &err), NPVDB_EINVAL, &err, "training");
@@ -610,7 +610,7 @@ static void test_search_inplace(void **s)
            "query 1 has zero norm");
     q[5] = INFINITY;
     expect(npvdb_search_inplace(c, q, 2, 1, 0, &r, &err), NPVDB_EINVAL, &err,
-           "query 1 contains NaN or Inf");
+           "query 1 has a NaN or Inf at component");
     assert_null(r.keys); /* zeroed on error */
     q[5] = 0;
     assert_int_equal(npvdb_search_inplace(c, q, 1, 2, 0, &r, &err), NPVDB_OK);
@@ -651,6 +651,27 @@ static void test_train_explicit_sample(void **s)
     npvdb_free(c);
 }
 
+/* A non-finite value past the whole-block check is named by row and
+ * component (the server passes values through to this check). */
+static void test_nonfinite_late_named(void **state)
+{
+    enum { DIM = 8, ROWS = 400 };
+    npvdb_collection *c = make(DIM, NPVDB_METRIC_L2, 0);
+    npvdb_error err;
+    npvdb_results r;
+    float *q = calloc(DIM * ROWS, sizeof *q);
+    assert_non_null(q);
+    q[333 * DIM + 5] = NAN;
+    q[390 * DIM + 1] = INFINITY;
+    expect(npvdb_search(c, q, ROWS, 1, 0, &r, &err), NPVDB_EINVAL, &err,
+           "query 333 has a NaN or Inf at component 5");
+    q[333 * DIM + 5] = -INFINITY;
+    expect(npvdb_search_inplace(c, q, ROWS, 1, 0, &r, &err), NPVDB_EINVAL, &err,
+           "query 333 has a NaN or Inf at component 5");
+    free(q);
+    npvdb_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -671,6 +692,7 @@ int main(void)
         cmocka_unit_test(test_insert_two_steps),
         cmocka_unit_test(test_train_explicit_sample),
         cmocka_unit_test(test_search_inplace),
+        cmocka_unit_test(test_nonfinite_late_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
