@@ -23,11 +23,12 @@
  */
 #include "internal.h"
 
+#include "clock.h"
+
 #include <math.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define QTILE 256              /* queries per sgemm tile */
 #define RTILE 1024             /* shard rows per sgemm tile */
@@ -65,12 +66,7 @@ static int gave_up(const scan *s)
     if (!o) return 0;
     if (o->cancel && atomic_load_explicit(o->cancel, memory_order_relaxed))
         return 1;
-    if (o->deadline_ns) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        if ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec >= o->deadline_ns)
-            return 2;
-    }
+    if (o->deadline_ns && npvdb_mono_ns() >= o->deadline_ns) return 2;
     return 0;
 }
 

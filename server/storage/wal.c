@@ -3,6 +3,7 @@
  * repair of a torn tail and removal of covered segments. Format in wal.h.
  */
 #include "wal.h"
+#include "clock.h"
 #include "crc32c.h"
 #include "util.h"
 
@@ -535,14 +536,10 @@ static void lead_sync_locked(wal *w)
     uint64_t target = w->last_seq;
     int fd = w->fd;
     pthread_mutex_unlock(&w->mu);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int64_t t0 = npvdb_mono_ns();
     int rc = fdatasync(fd);
     int e = errno;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    npvdb_hist_add(&w->fsync_time,
-                   (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
-                              (t1.tv_nsec - t0.tv_nsec)));
+    npvdb_hist_add(&w->fsync_time, (uint64_t)(npvdb_mono_ns() - t0));
     pthread_mutex_lock(&w->mu);
     w->syncing = 0;
     w->n_fsyncs++;

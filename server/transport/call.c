@@ -4,13 +4,14 @@
  */
 #include "internal.h"
 
+#include "clock.h"
+
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/support/time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 void nt_result_fail(nt_result *res, grpc_status_code st, const char *fmt, ...)
 {
@@ -140,9 +141,7 @@ static int worth_logging(grpc_status_code st)
 /* The call's outcome into its method's counters (once: the final batch). */
 static void count_call(nt_call *c, grpc_status_code st)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - c->start_ns;
+    int64_t ns = npvdb_mono_ns() - c->start_ns;
     unsigned i =
         (unsigned)st < NPVDB_N_GRPC_STATUS ? (unsigned)st : GRPC_STATUS_UNKNOWN;
     atomic_fetch_add_explicit(&c->stats->by_status[i], 1, memory_order_relaxed);
@@ -199,16 +198,13 @@ void nt_call_on_done(nt_tag *t, int ok)
 
 /* The client's deadline on CLOCK_MONOTONIC (which the engine reads), or 0
  * for none. gpr's monotonic clock has another origin: go via the time
- * left. */
-static int64_t deadline_ns(gpr_timespec d)
+ * left from `now` (npvdb_mono_ns). */
+static int64_t deadline_ns(gpr_timespec d, int64_t now)
 {
     gpr_timespec mono = gpr_convert_clock_type(d, GPR_CLOCK_MONOTONIC);
     if (gpr_time_cmp(mono, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0) return 0;
     gpr_timespec left = gpr_time_sub(mono, gpr_now(GPR_CLOCK_MONOTONIC));
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec +
-                 (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
+    int64_t ns = now + (int64_t)left.tv_sec * 1000000000 + left.tv_nsec;
     return ns > 0 ? ns : 1;
 }
 
@@ -223,10 +219,8 @@ static void on_close(nt_tag *t, int ok)
 
 void nt_call_accepted(nt_call *c)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    c->start_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    c->deadline_ns = deadline_ns(c->deadline);
+    c->start_ns = npvdb_mono_ns();
+    c->deadline_ns = deadline_ns(c->deadline, c->start_ns);
     atomic_store(&c->refs, 1);
     if (c->method->runs_inline) return;
     nt_stall_link(c);
@@ -266,14 +260,10 @@ int nt_call_gave_up(nt_call *c, nt_result *res)
                        "the client cancelled the call");
         return 1;
     }
-    if (c->deadline_ns) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec >= c->deadline_ns) {
-            nt_result_fail(res, GRPC_STATUS_DEADLINE_EXCEEDED,
-                           "the call's deadline passed before it ran");
-            return 1;
-        }
+    if (c->deadline_ns && npvdb_mono_ns() >= c->deadline_ns) {
+        nt_result_fail(res, GRPC_STATUS_DEADLINE_EXCEEDED,
+                       "the call's deadline passed before it ran");
+        return 1;
     }
     return 0;
 }

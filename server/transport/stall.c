@@ -14,15 +14,10 @@
  */
 #include "internal.h"
 
+#include "clock.h"
+
 #include <errno.h>
 #include <time.h>
-
-static int64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 void nt_stall_link(nt_call *c)
 {
@@ -52,13 +47,13 @@ void nt_stall_unlink(nt_call *c)
 
 void nt_stall_sending(nt_call *c, int sending)
 {
-    atomic_store(&c->send_since, sending ? now_ns() : 0);
+    atomic_store(&c->send_since, sending ? npvdb_mono_ns() : 0);
 }
 
 /* Cancels the calls whose send started more than stall_ms ago. */
 static void sweep(npvdb_server *s)
 {
-    int64_t limit = now_ns() - (int64_t)s->stall_ms * 1000000;
+    int64_t limit = npvdb_mono_ns() - (int64_t)s->stall_ms * 1000000;
     pthread_mutex_lock(&s->stall_mu);
     for (nt_call *c = s->stall_head; c; c = c->stall_next) {
         int64_t since = atomic_load(&c->send_since);
