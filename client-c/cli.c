@@ -1286,15 +1286,14 @@ static int cmd_info(npvdb_client *c)
            (unsigned long long)info.vectors, info.n_shards,
            info.trained ? "yes" : "no", info.default_nprobe,
            (double)info.memory_bytes / (1 << 20));
-    if (info.n_shard_sizes) {
-        uint64_t lo = UINT64_MAX, hi = 0;
-        for (size_t i = 0; i < info.n_shard_sizes; i++) {
-            lo = info.shard_sizes[i] < lo ? info.shard_sizes[i] : lo;
-            hi = info.shard_sizes[i] > hi ? info.shard_sizes[i] : hi;
-        }
-        printf("shard sizes: %llu .. %llu\n", (unsigned long long)lo,
-               (unsigned long long)hi);
-    }
+    if (info.n_shards)
+        printf("shard sizes: %llu .. %llu (mean %.1f)\n",
+               (unsigned long long)info.smallest_shard,
+               (unsigned long long)info.largest_shard,
+               (double)info.vectors / info.n_shards);
+    printf("rebalanced:  %llu splits, %llu merges, %llu retrains\n",
+           (unsigned long long)info.splits, (unsigned long long)info.merges,
+           (unsigned long long)info.retrains);
     npvdb_client_info_free(&info);
     return 0;
 }

@@ -1284,6 +1284,11 @@ npvdb_status npvdb_client_info_get(npvdb_client *c, npvdb_client_info *out,
     out->trained = r->trained;
     out->memory_bytes = r->memory_bytes;
     out->default_nprobe = r->default_nprobe;
+    out->largest_shard = r->largest_shard;
+    out->smallest_shard = r->smallest_shard;
+    out->splits = r->splits;
+    out->merges = r->merges;
+    out->retrains = r->retrains;
     snprintf(out->server_version, sizeof out->server_version, "%s",
              r->server_version ? r->server_version : "");
     if (r->n_shard_sizes) {

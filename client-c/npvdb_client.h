@@ -492,6 +492,10 @@ typedef struct npvdb_client_info {
     uint64_t memory_bytes;
     uint32_t default_nprobe;
     char server_version[64];
+    /* The partition as it follows the data (splits as the collection grows,
+     * merges after deletes; counts since the server loaded it). */
+    uint64_t largest_shard, smallest_shard;
+    uint64_t splits, merges, retrains;
 } npvdb_client_info;
 
 npvdb_status npvdb_client_info_get(npvdb_client *c, npvdb_client_info *out,

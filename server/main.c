@@ -146,8 +146,8 @@ static int open_data(const npvdb_options *o, npvdb_store **store,
     }
     catalog_config ccfg = {.store = *store,
                            .workers = *workers,
-                           .max_memory_bytes = (uint64_t)o->max_memory_mb
-                                               << 20};
+                           .max_memory_bytes = (uint64_t)o->max_memory_mb << 20,
+                           .no_rebalance = o->no_rebalance};
     *cat = catalog_open(&ccfg, &err);
     if (!*cat) {
         npvdb_log("cannot open the catalog: %s", err.msg);

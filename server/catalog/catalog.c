@@ -42,6 +42,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,7 @@ struct npvdb_catalog {
     uint64_t next_gen;
     snap_state snap;
     uint64_t max_memory;       /* 0: no limit */
+    bool no_rebalance;         /* catalog_config.no_rebalance */
     _Atomic uint64_t mem_used; /* see the top */
     _Atomic uint64_t freed;    /* bytes freed since the last trim */
 };
@@ -181,10 +183,14 @@ static void table_unlink(npvdb_catalog *cat, entry *e)
     e->next = NULL;
 }
 
-/* A new entry owning coll (not yet in the table); NULL for no memory. */
-static entry *entry_new(const char *name, npvdb_collection *coll,
-                        const npvdb_config *cfg)
+/* A new entry owning coll (not yet in the table); NULL for no memory.
+ * The collection journals its index changes when there is a log to keep
+ * them, and rebalances unless the server turned that off. */
+static entry *entry_new(npvdb_catalog *cat, const char *name,
+                        npvdb_collection *coll, const npvdb_config *cfg)
 {
+    npvdb_journal(coll, cat->store != NULL);
+    npvdb_set_rebalance(coll, !cat->no_rebalance);
     size_t len = strlen(name);
     entry *e = calloc(1, sizeof *e + len + 1);
     if (!e) return NULL;
@@ -322,8 +328,9 @@ static npvdb_code adopt_restored(npvdb_catalog *cat, npvdb_error *err)
     npvdb_store_take_restored(cat->store, &v, &n);
     npvdb_code rc = NPVDB_OK;
     for (size_t i = 0; i < n; i++) {
-        entry *e =
-            rc == NPVDB_OK ? entry_new(v[i].name, v[i].coll, &v[i].cfg) : NULL;
+        entry *e = rc == NPVDB_OK
+                       ? entry_new(cat, v[i].name, v[i].coll, &v[i].cfg)
+                       : NULL;
         if (!e) {
             if (rc == NPVDB_OK)
                 rc =
@@ -353,6 +360,7 @@ npvdb_catalog *catalog_open(const catalog_config *cfg, npvdb_error *err)
     cat->store = cfg ? cfg->store : NULL;
     cat->workers = cfg ? cfg->workers : NULL;
     cat->max_memory = cfg ? cfg->max_memory_bytes : 0;
+    cat->no_rebalance = cfg ? cfg->no_rebalance != 0 : false;
     atomic_init(&cat->mem_used, 0);
     atomic_init(&cat->freed, 0);
     pthread_mutex_init(&cat->ddl_mu, NULL);
@@ -653,7 +661,7 @@ npvdb_code catalog_create(npvdb_catalog *cat, const char *name,
     if (rc == NPVDB_OK && cat->store)
         rc = encode_create(name, cfg, coll, n_train, &rec, err);
     entry *fresh = NULL;
-    if (rc == NPVDB_OK && !(fresh = entry_new(name, coll, cfg)))
+    if (rc == NPVDB_OK && !(fresh = entry_new(cat, name, coll, cfg)))
         rc = npvdb_set_error(err, NPVDB_ENOMEM, "no memory for collection '%s'",
                              name);
     if (rc == NPVDB_OK) fresh->mem = entry_memory(fresh); /* not shared yet */
@@ -723,31 +731,55 @@ typedef struct insert_ctx {
     uint64_t *seq; /* write_seq's: a TRAIN record moves it on */
 } insert_ctx;
 
-/* An insert's apply trained the collection: its index goes in the log right
- * after the insert, still under the collection's write lock, so a replay
- * installs it at the same point of the collection's writes instead of
- * running k-means. The insert is applied whatever happens here: a TRAIN
- * that cannot be logged leaves a log that re-trains on replay, as logs from
- * before TRAIN records do. */
-static void log_training(npvdb_catalog *cat, entry *target, uint64_t *seq)
+/* Appends one index record (TRAIN or RESHARD) after the write that made
+ * the change; *seq moves on to it. */
+static npvdb_code log_index_rec(npvdb_catalog *cat, npvdb_store_rec *rec,
+                                uint64_t *seq, npvdb_error *e)
 {
-    npvdb_index ix;
-    npvdb_store_rec *rec = NULL;
+    uint64_t s = 0;
+    npvdb_code rc = npvdb_store_append(cat->store, rec, &s, e);
+    if (rc == NPVDB_OK) *seq = s;
+    return rc;
+}
+
+/* An apply trained the collection, or split or merged its shards: each
+ * change goes in the log right after the write, still under the
+ * collection's write lock, so a replay installs it at the same point of
+ * the collection's writes instead of running k-means. The write is applied
+ * whatever happens here: a change that cannot be logged leaves a log whose
+ * replay trains (or leaves the shard unsplit) instead, as logs from before
+ * these records do. */
+static void log_index_changes(npvdb_catalog *cat, entry *target, uint64_t epoch,
+                              uint64_t *seq)
+{
     npvdb_error e = {0};
-    uint64_t tseq = 0;
-    npvdb_code rc = npvdb_index_get(target->coll, &ix, &e);
-    if (rc == NPVDB_OK) {
-        rc = npvdb_store_encode_train(target->name, &ix, &rec, &e);
-        npvdb_index_free(&ix);
+    npvdb_code rc = NPVDB_OK;
+    if (npvdb_index_epoch(target->coll) != epoch) {
+        npvdb_index ix;
+        npvdb_store_rec *rec = NULL;
+        rc = npvdb_index_get(target->coll, &ix, &e);
+        if (rc == NPVDB_OK) {
+            rc = npvdb_store_encode_train(target->name, &ix, &rec, &e);
+            npvdb_index_free(&ix);
+        }
+        if (rc == NPVDB_OK) rc = log_index_rec(cat, rec, seq, &e);
+        npvdb_store_rec_free(rec);
     }
-    if (rc == NPVDB_OK) rc = npvdb_store_append(cat->store, rec, &tseq, &e);
-    npvdb_store_rec_free(rec);
-    if (rc == NPVDB_OK)
-        *seq = tseq;
-    else
+    npvdb_reshard *ops;
+    size_t n;
+    npvdb_reshard_take(target->coll, &ops, &n);
+    for (size_t i = 0; rc == NPVDB_OK && i < n; i++) {
+        npvdb_store_rec *rec = NULL;
+        rc = npvdb_store_encode_reshard(target->name, &ops[i], &rec, &e);
+        if (rc == NPVDB_OK) rc = log_index_rec(cat, rec, seq, &e);
+        npvdb_store_rec_free(rec);
+    }
+    npvdb_reshards_free(ops, n);
+    if (rc != NPVDB_OK)
         fprintf(stderr,
-                "npvdb: collection '%s' trained but its index was not "
-                "logged (%s); a restart from the log re-trains it\n",
+                "npvdb: collection '%s' changed its index but the change was "
+                "not logged (%s); a restart from the log rebuilds it "
+                "differently\n",
                 target->name, e.msg);
 }
 
@@ -758,9 +790,8 @@ static npvdb_code apply_insert(npvdb_catalog *cat, entry *target, void *arg,
     uint64_t epoch = npvdb_index_epoch(target->coll);
     npvdb_code rc =
         npvdb_insert_prepared(target->coll, x->batch, x->n_replaced, err);
-    if (rc == NPVDB_OK && cat->store &&
-        npvdb_index_epoch(target->coll) != epoch)
-        log_training(cat, target, x->seq);
+    if (rc == NPVDB_OK && cat->store)
+        log_index_changes(cat, target, epoch, x->seq);
     mem_recount(cat, target);
     return rc;
 }
@@ -808,14 +839,18 @@ typedef struct delete_ctx {
     const char *const *keys;
     size_t n;
     size_t *n_deleted;
+    uint64_t *seq; /* write_seq's: index records move it on */
 } delete_ctx;
 
 static npvdb_code apply_delete(npvdb_catalog *cat, entry *target, void *arg,
                                npvdb_error *err)
 {
     delete_ctx *x = arg;
+    uint64_t epoch = npvdb_index_epoch(target->coll);
     npvdb_code rc =
         npvdb_delete(target->coll, x->keys, x->n, x->n_deleted, err);
+    if (rc == NPVDB_OK && cat->store)
+        log_index_changes(cat, target, epoch, x->seq);
     mem_recount(cat, target);
     return rc;
 }
@@ -835,7 +870,7 @@ npvdb_code catalog_delete(npvdb_catalog *cat, catalog_ref *ref,
     if (rc != NPVDB_OK || n == 0) return rc;
     npvdb_store_rec *rec = NULL;
     if (cat->store) rc = npvdb_store_encode_delete(e->name, keys, n, &rec, err);
-    delete_ctx x = {.keys = keys, .n = n, .n_deleted = n_deleted};
+    delete_ctx x = {.keys = keys, .n = n, .n_deleted = n_deleted, .seq = seq};
     write_op op = {.rec = rec, .apply = apply_delete, .ctx = &x};
     if (rc == NPVDB_OK) rc = write_seq(cat, e, &op, seq, err);
     npvdb_store_rec_free(rec);
@@ -914,6 +949,10 @@ npvdb_code catalog_list(npvdb_catalog *cat, catalog_info **out, size_t *n,
             sh.memory_bytes + sizeof(entry) + strlen(v[i]->name) + 1;
         info[i].n_shards = sh.n_shards;
         info[i].max_shard = sh.max_shard;
+        info[i].min_shard = sh.min_shard;
+        info[i].splits = sh.splits;
+        info[i].merges = sh.merges;
+        info[i].retrains = sh.retrains;
     }
     release_all(cat, v, k);
     if (rc != NPVDB_OK) {

@@ -55,6 +55,7 @@ typedef struct catalog_config {
     npvdb_store *store;        /* borrowed; NULL = no durability (tests) */
     npvdb_workers *workers;    /* borrowed shared pool for every collection */
     uint64_t max_memory_bytes; /* 0 = no limit (see the top) */
+    int no_rebalance;          /* 1: shards never split or merge */
 } catalog_config;
 
 /* Creates the catalog; takes ownership of the collections the store
@@ -131,7 +132,9 @@ typedef struct catalog_info {
     uint64_t vectors;
     uint64_t memory_bytes; /* the engine's (npvdb_stats) plus the entry's */
     uint32_t n_shards;
-    uint64_t max_shard; /* vectors in the largest shard */
+    uint64_t max_shard;                /* vectors in the largest shard */
+    uint64_t min_shard;                /* in the smallest */
+    uint64_t splits, merges, retrains; /* npvdb_stats' */
 } catalog_info;
 
 /* Every collection, sorted by name: *out is malloc'ed (free), *n entries. */

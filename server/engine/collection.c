@@ -103,7 +103,9 @@ npvdb_collection *npvdb_create(const npvdb_config *cfg, npvdb_error *err)
     if (!c) goto oom;
     c->cfg = rc;
     c->n_shards = 1;
+    c->shard_cap = 1;
     c->auto_train = true;
+    c->rebalance = true;
     c->train_at = train_threshold(&rc);
     c->shards = calloc(1, sizeof *c->shards);
     if (!c->shards || keymap_init(&c->map)) goto oom;
@@ -157,6 +159,8 @@ void npvdb_free(npvdb_collection *c)
     free(c->centroids);
     free(c->cnorms);
     free(c->assign_tmp);
+    npvdb_reshards_free(c->jr, c->jr_n);
+    free(c->gid);
     router_free(&c->router);
     keymap_destroy(&c->map);
     pthread_rwlock_destroy(&c->rw);

@@ -129,6 +129,7 @@ typedef struct npvdb_shard {
     size_t n, cap;
     size_t rows_bytes; /* allocated bytes of rows */
     bool mapped;       /* rows is an mmap'ed region (see shard.c) */
+    size_t split_hold; /* a split was not worth it: retry at this size */
 } npvdb_shard;
 
 int shard_reserve(npvdb_shard *s, size_t extra, uint32_t dim);
@@ -286,9 +287,10 @@ struct npvdb_collection {
     pthread_mutex_t index_mu;
     npvdb_keymap map;
     npvdb_shard *shards;
-    uint32_t n_shards; /* 1 while untrained */
-    float *centroids;  /* n_shards*dim, NULL while untrained */
-    float *cnorms;     /* |c|^2 per centroid */
+    uint32_t n_shards;  /* 1 while untrained */
+    uint32_t shard_cap; /* of shards, centroids, cnorms (rebalance.c) */
+    float *centroids;   /* n_shards*dim, NULL while untrained */
+    float *cnorms;      /* |c|^2 per centroid */
     bool trained;
     bool auto_train; /* train when n_vectors reaches train_at */
     size_t n_vectors;
@@ -303,12 +305,24 @@ struct npvdb_collection {
     npvdb_fieldmap fields; /* payload field names (see fields.c) */
     size_t payload_bytes;  /* pstore_bytes of every stored payload */
     npvdb_router router;   /* for the current centroids (writers only) */
-    uint32_t router_rest;  /* batches to assign exactly (see write.c) */
-    uint64_t index_epoch;  /* install_index calls so far (under write_mu) */
+    /* Splits and merges since the router was built: its grouping, kept
+     * here until router_refresh rebuilds it (rebalance.c). */
+    bool router_stale;
+    uint32_t *gid;
+    uint32_t gid_cap;
+    uint32_t router_rest; /* batches to assign exactly (see write.c) */
+    uint64_t index_epoch; /* install_index calls so far (under write_mu) */
     /* Replay (npvdb_defer_training): an automatic training is left pending
      * until the next write, so that a logged index can take its place. */
     bool defer_train;
     bool train_pending;
+    /* Rebalancing (rebalance.c): on unless npvdb_set_rebalance turned it
+     * off; the journal keeps each change for the log (npvdb_journal). */
+    bool rebalance;
+    bool journal_on;
+    npvdb_reshard *jr;
+    size_t jr_n, jr_cap;
+    uint64_t n_splits, n_merges, n_retrains;
     /* npvdb_shape's cache: recomputed only after a write changed the
      * shards (wgen is bumped under the exclusive lock by every writer). */
     atomic_ullong wgen;
@@ -342,6 +356,15 @@ void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
 /* Runs an automatic training left pending by npvdb_defer_training; caller
  * holds write_mu. */
 void run_pending_training(npvdb_collection *c);
+
+/* rebalance.c: after a write applied (caller holds write_mu, not rw).
+ * touched: the shards the write added rows to (splits) or removed rows from
+ * (merges), n of them; NULL with n = n_shards: every shard. */
+void rebalance_splits(npvdb_collection *c, const uint32_t *touched, size_t n);
+void rebalance_merges(npvdb_collection *c, const uint32_t *touched, size_t n);
+/* Rebuilds the router after splits and merges; caller holds write_mu.
+ * Every reader of c->router calls it first. */
+void router_refresh(npvdb_collection *c);
 
 /* plan.c: how a filtered search runs (see plan.c). */
 typedef enum plan_kind {

@@ -266,6 +266,10 @@ typedef struct npvdb_stats {
     size_t memory_bytes;     /* vectors, keys, payloads, index, bookkeeping */
     uint64_t *shard_counts;  /* n_shards entries, malloc'ed; free with
                                 npvdb_stats_free */
+    size_t min_shard, max_shard; /* vectors in the smallest, largest shard */
+    /* Changes of the partition since the collection was loaded (replayed
+     * ones count): splits, merges, full trainings after the first. */
+    uint64_t splits, merges, retrains;
 } npvdb_stats;
 
 /* Creates an empty, untrained collection. Returns NULL and fills err on bad
@@ -422,7 +426,9 @@ typedef struct npvdb_shape {
     size_t n_vectors;
     uint32_t n_shards;
     size_t max_shard; /* vectors in the largest shard */
+    size_t min_shard; /* in the smallest */
     size_t memory_bytes;
+    uint64_t splits, merges, retrains; /* as npvdb_stats */
 } npvdb_shape;
 void npvdb_shape_get(npvdb_collection *c, npvdb_shape *out);
 
@@ -504,6 +510,41 @@ npvdb_code npvdb_index_install(npvdb_collection *c, const npvdb_index *ix,
 /* How many indexes the collection has installed (trainings, restores): a
  * writer that reads it before and after an apply knows the apply trained. */
 uint64_t npvdb_index_epoch(npvdb_collection *c);
+
+/* ---- Rebalancing: the partition follows the data (see rebalance.c) ----
+ *
+ * A trained collection splits a shard that grows past twice the target mean
+ * (about 4 sqrt(n) shards for n vectors) and merges one that deletes leave
+ * under a third of it, as writes happen. On by default. */
+void npvdb_set_rebalance(npvdb_collection *c, int on);
+
+/* One change of the partition, as a log records it. */
+typedef enum npvdb_reshard_kind {
+    NPVDB_RESHARD_SPLIT = 1, /* shard takes centroids[0..dim), a new shard
+                                n_shards takes centroids[dim..2 dim) */
+    NPVDB_RESHARD_MERGE = 2, /* shard's rows go to its neighbours, the last
+                                shard moves into its slot */
+} npvdb_reshard_kind;
+typedef struct npvdb_reshard {
+    npvdb_reshard_kind kind;
+    uint32_t shard;
+    uint32_t dim;
+    float *centroids; /* SPLIT: 2 * dim floats; MERGE: NULL */
+} npvdb_reshard;
+
+/* While on, every split and merge the collection makes is kept until
+ * npvdb_reshard_take hands it over, oldest first (*ops malloc'ed, owned by
+ * the caller: npvdb_reshards_free; NULL and 0 when none). Off by default:
+ * only a caller that logs them turns it on. */
+void npvdb_journal(npvdb_collection *c, int on);
+void npvdb_reshard_take(npvdb_collection *c, npvdb_reshard **ops, size_t *n);
+void npvdb_reshards_free(npvdb_reshard *ops, size_t n); /* NULL is allowed */
+
+/* Replays a logged change (op borrowed): no k-means, and the same rows end
+ * in the same shards, in the same order, as when it was made, given the same
+ * stored vectors. */
+npvdb_code npvdb_reshard_apply(npvdb_collection *c, const npvdb_reshard *op,
+                               npvdb_error *err);
 
 /* For log replay: while on, an automatic training is not run but left
  * pending, so that a logged index (npvdb_index_install) can take its place;

@@ -155,15 +155,29 @@ size_t npvdb_memory_bytes(npvdb_collection *c)
     return mem;
 }
 
+/* Rows in the smallest and largest shard; caller holds rw. */
+static void shard_extremes(const npvdb_collection *c, size_t *lo, size_t *hi)
+{
+    *lo = *hi = c->n_shards ? c->shards[0].n : 0;
+    for (uint32_t i = 1; i < c->n_shards; i++) {
+        size_t n = c->shards[i].n;
+        if (n < *lo) *lo = n;
+        if (n > *hi) *hi = n;
+    }
+}
+
 void npvdb_shape_get(npvdb_collection *c, npvdb_shape *out)
 {
     pthread_rwlock_rdlock(&c->rw);
     uint64_t gen = atomic_load_explicit(&c->wgen, memory_order_relaxed);
     pthread_mutex_lock(&c->shape_mu);
     if (c->shape_gen != gen) {
-        npvdb_shape s = {.n_vectors = c->n_vectors, .n_shards = c->n_shards};
-        for (uint32_t i = 0; i < c->n_shards; i++)
-            if (c->shards[i].n > s.max_shard) s.max_shard = c->shards[i].n;
+        npvdb_shape s = {.n_vectors = c->n_vectors,
+                         .n_shards = c->n_shards,
+                         .splits = c->n_splits,
+                         .merges = c->n_merges,
+                         .retrains = c->n_retrains};
+        shard_extremes(c, &s.min_shard, &s.max_shard);
         s.memory_bytes = memory_locked(c);
         c->shape = s;
         c->shape_gen = gen;
@@ -190,6 +204,10 @@ static npvdb_code stats_locked(const npvdb_collection *c, npvdb_stats *out,
     out->default_nprobe = c->cfg.default_nprobe;
     for (uint32_t i = 0; i < c->n_shards; i++)
         out->shard_counts[i] = c->shards[i].n;
+    shard_extremes(c, &out->min_shard, &out->max_shard);
+    out->splits = c->n_splits;
+    out->merges = c->n_merges;
+    out->retrains = c->n_retrains;
     out->memory_bytes = memory_locked(c);
     return NPVDB_OK;
 }

@@ -128,6 +128,7 @@ void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
     /* Writers hold write_mu, so the router can change outside rw. Without
      * one (no memory), inserts fall back to exact assignment. */
     router_free(&c->router);
+    c->router_stale = false; /* the grouping in c->gid is the old one's */
     if (logged)
         c->router = *logged;
     else
@@ -143,6 +144,7 @@ void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
     float *oc = c->centroids, *on = c->cnorms;
     c->shards = ns;
     c->n_shards = nc;
+    c->shard_cap = nc;
     c->centroids = cent;
     c->cnorms = cnorms;
     c->trained = true;
@@ -231,8 +233,10 @@ npvdb_code npvdb_train(npvdb_collection *c, const float *sample, size_t n,
         if (rc) return rc;
     }
     pthread_mutex_lock(&c->write_mu);
+    bool again = c->trained;
     npvdb_code rc = index_train(c, rows, sample ? n : 0, err);
     if (rc == NPVDB_OK) c->auto_train = false;
+    if (rc == NPVDB_OK && again) c->n_retrains++;
     pthread_mutex_unlock(&c->write_mu);
     free(owned);
     if (rc == NPVDB_OK) npvdb_ok(err);
@@ -267,9 +271,10 @@ uint64_t npvdb_index_epoch(npvdb_collection *c)
 }
 
 /* Copies the index; caller holds write_mu (centroids and router stay). */
-static npvdb_code index_copy(const npvdb_collection *c, npvdb_index *out,
+static npvdb_code index_copy(npvdb_collection *c, npvdb_index *out,
                              npvdb_error *err)
 {
+    router_refresh(c);
     uint32_t dim = c->cfg.dim, nc = c->n_shards, G = c->router.n_groups;
     out->dim = dim;
     out->n_shards = nc;

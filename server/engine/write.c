@@ -170,6 +170,7 @@ static int assign_rows(npvdb_collection *c, const float *x, const float *xn,
         memset(out, 0, n * sizeof *out);
         return 0;
     }
+    router_refresh(c);
     assign_job a = {.c = c,
                     .x = x,
                     .xn = xn,
@@ -455,7 +456,13 @@ npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *pb,
                              "out of memory assigning %zu vectors", b->n);
     else
         rc = apply_batch(c, b, &replaced, err);
-    if (rc == NPVDB_OK) maybe_auto_train(c);
+    if (rc == NPVDB_OK) {
+        /* A write that trained leaves its new shards to later writes: the
+         * log records the index as trained, then their splits. */
+        uint64_t epoch = c->index_epoch;
+        maybe_auto_train(c);
+        if (c->index_epoch == epoch) rebalance_splits(c, b->shard, b->n);
+    }
     pthread_mutex_unlock(&c->write_mu);
     if (rc) return rc;
     if (n_replaced) *n_replaced = replaced;
@@ -552,6 +559,7 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
     for (size_t i = 0; i < n; i++) {
         npvdb_entry *e = keymap_find(&c->map, keys[i], b.lens[i], b.hashes[i]);
         if (!e) continue;
+        b.shard[deleted] = e->shard; /* where merges may be due */
         drop_payload(c, e);
         shard_remove(&c->shards[e->shard], c->cfg.dim, e->row);
         keymap_unlink(&c->map, e);
@@ -561,6 +569,7 @@ npvdb_code npvdb_delete(npvdb_collection *c, const char *const *keys, size_t n,
     }
     if (deleted) give_back(c);
     pthread_rwlock_unlock(&c->rw);
+    rebalance_merges(c, b.shard, deleted);
     pthread_mutex_unlock(&c->write_mu);
     batch_free(&b);
     if (n_deleted) *n_deleted = deleted;

@@ -67,6 +67,10 @@ static const opt_def defs[] = {
     {"max-memory-mb", "N", K_UINT, OFF(max_memory_mb), 0, 1u << 30,
      "refuse inserts that would take vector and payload memory past N MiB "
      "(default 0: no limit)"},
+    {"no-rebalance", NULL, K_SWITCH, OFF(no_rebalance), 0, 0,
+     "keep each collection's shard count from its training: no online "
+     "splits or merges (default: shards split past twice the target mean "
+     "size and merge below a third of it)"},
     {"token-file", "FILE", K_STR, OFF(token_file), 0, 0,
      "callers need 'authorization: Bearer TOKEN'; FILE has lines 'TOKEN "
      "read' or 'TOKEN write'; SIGHUP re-reads it"},

@@ -28,6 +28,7 @@ typedef struct npvdb_options {
     unsigned snapshot_every_mb;
     unsigned grace_ms;
     unsigned max_memory_mb; /* 0: no limit */
+    int no_rebalance;       /* shards never split or merge */
     const char *token_file;
     const char *tls_cert;
     const char *tls_key;

@@ -101,6 +101,43 @@ static void gauge_head(FILE *f, const char *name, const char *help)
     fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
 }
 
+static double ci_vectors(const catalog_info *c)
+{
+    return (double)c->vectors;
+}
+static double ci_shards(const catalog_info *c)
+{
+    return c->n_shards;
+}
+static double ci_max(const catalog_info *c)
+{
+    return (double)c->max_shard;
+}
+static double ci_min(const catalog_info *c)
+{
+    return (double)c->min_shard;
+}
+static double ci_mean(const catalog_info *c)
+{
+    return c->n_shards ? (double)c->vectors / c->n_shards : 0;
+}
+static double ci_memory(const catalog_info *c)
+{
+    return (double)c->memory_bytes;
+}
+static double ci_splits(const catalog_info *c)
+{
+    return (double)c->splits;
+}
+static double ci_merges(const catalog_info *c)
+{
+    return (double)c->merges;
+}
+static double ci_retrains(const catalog_info *c)
+{
+    return (double)c->retrains;
+}
+
 /* Per collection; names are [A-Za-z0-9_.-], nothing to escape. */
 static void collections_out(FILE *f, npvdb_catalog *cat)
 {
@@ -108,40 +145,42 @@ static void collections_out(FILE *f, npvdb_catalog *cat)
     size_t n = 0;
     npvdb_error err = {0};
     if (catalog_list(cat, &ci, &n, &err) != NPVDB_OK) return;
+    /* One list, so a new figure is one line: name, help, type, getter. */
     static const struct {
-        const char *name, *help;
+        const char *name, *help, *type;
+        double (*get)(const catalog_info *);
     } g[] = {
-        {"npvdb_collection_vectors", "Vectors in the collection."},
-        {"npvdb_collection_shards", "Shards (IVF lists) of the collection."},
-        {"npvdb_collection_shard_size_max", "Vectors in its largest shard."},
-        {"npvdb_collection_shard_size_mean", "Mean vectors per shard."},
+        {"npvdb_collection_vectors", "Vectors in the collection.", "gauge",
+         ci_vectors},
+        {"npvdb_collection_shards", "Shards (IVF lists) of the collection.",
+         "gauge", ci_shards},
+        {"npvdb_collection_shard_size_max", "Vectors in its largest shard.",
+         "gauge", ci_max},
+        {"npvdb_collection_shard_size_mean", "Mean vectors per shard.", "gauge",
+         ci_mean},
+        {"npvdb_collection_shard_size_min", "Vectors in its smallest shard.",
+         "gauge", ci_min},
         {"npvdb_collection_memory_bytes",
-         "Memory of its vectors, keys, payloads and index."},
+         "Memory of its vectors, keys, payloads and index.", "gauge",
+         ci_memory},
+        {"npvdb_collection_splits_total",
+         "Shards split since the collection was loaded (replayed ones "
+         "count).",
+         "counter", ci_splits},
+        {"npvdb_collection_merges_total",
+         "Shards merged into their neighbours since the collection was "
+         "loaded.",
+         "counter", ci_merges},
+        {"npvdb_collection_retrains_total",
+         "Full trainings after the first since the collection was loaded.",
+         "counter", ci_retrains},
     };
     for (size_t k = 0; k < sizeof g / sizeof g[0]; k++) {
-        gauge_head(f, g[k].name, g[k].help);
-        for (size_t i = 0; i < n; i++) {
-            double v = 0;
-            switch (k) {
-            case 0:
-                v = (double)ci[i].vectors;
-                break;
-            case 1:
-                v = ci[i].n_shards;
-                break;
-            case 2:
-                v = (double)ci[i].max_shard;
-                break;
-            case 3:
-                v = ci[i].n_shards ? (double)ci[i].vectors / ci[i].n_shards : 0;
-                break;
-            default:
-                v = (double)ci[i].memory_bytes;
-                break;
-            }
+        fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", g[k].name, g[k].help,
+                g[k].name, g[k].type);
+        for (size_t i = 0; i < n; i++)
             fprintf(f, "%s{collection=\"%s\"} %.17g\n", g[k].name, ci[i].name,
-                    v);
-        }
+                    g[k].get(&ci[i]));
     }
     gauge_head(f, "npvdb_collections", "Collections on this server.");
     fprintf(f, "npvdb_collections %zu\n", n);

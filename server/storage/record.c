@@ -13,6 +13,7 @@
 #define KEYS_FIXED 8u
 #define INS2_FIXED 16u
 #define TRAIN_FIXED 16u
+#define RESHARD_FIXED 16u
 
 static size_t align8(size_t n)
 {
@@ -450,6 +451,90 @@ void rec_train_free(rec_train *r)
 {
     if (!r) return;
     npvdb_index_free(&r->index);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- RESHARD ---- */
+
+static size_t reshard_floats(const npvdb_reshard *op)
+{
+    return op->kind == NPVDB_RESHARD_SPLIT ? 2 * (size_t)op->dim : 0;
+}
+
+npvdb_code rec_encode_reshard(const char *name, const npvdb_reshard *op,
+                              rec_buf *out, npvdb_error *err)
+{
+    size_t nl;
+    npvdb_code rc = name_arg(name, &nl, err);
+    if (rc != NPVDB_OK) return rc;
+    if ((op->kind != NPVDB_RESHARD_SPLIT && op->kind != NPVDB_RESHARD_MERGE) ||
+        op->dim == 0 || op->dim > NPVDB_MAX_DIM ||
+        op->shard >= NPVDB_MAX_SHARDS ||
+        (op->kind == NPVDB_RESHARD_SPLIT && !op->centroids))
+        return npvdb_set_error(err, NPVDB_EINVAL, "reshard record: bad change");
+    size_t nf = reshard_floats(op);
+    rc = rec_alloc(RESHARD_FIXED + align8(nl) + 8 + 4 * nf, out, err);
+    if (rc != NPVDB_OK) return rc;
+    out->type = REC_RESHARD;
+    uint8_t *p = out->buf + REC_HEADROOM;
+    st_put_u32(p, 1);
+    st_put_u32(p + 4, op->dim);
+    st_put_u32(p + 8, (uint32_t)nl);
+    st_put_u32(p + 12, (uint32_t)op->kind);
+    p = put_name(p + RESHARD_FIXED, name, nl);
+    st_put_u32(p, op->shard);
+    st_put_u32(p + 4, 0);
+    if (nf) memcpy(p + 8, op->centroids, 4 * nf);
+    return NPVDB_OK;
+}
+
+npvdb_code rec_decode_reshard(const uint8_t *p, size_t len, rec_reshard *out,
+                              npvdb_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (len < RESHARD_FIXED)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "reshard record: %zu bytes is short", len);
+    uint32_t version = st_get_u32(p), dim = st_get_u32(p + 4);
+    uint32_t kind = st_get_u32(p + 12);
+    if (version != 1)
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "reshard record: unknown version %u", version);
+    if (dim == 0 || dim > NPVDB_MAX_DIM ||
+        (kind != NPVDB_RESHARD_SPLIT && kind != NPVDB_RESHARD_MERGE))
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "reshard record: bad header (dim %u, kind %u)",
+                               dim, kind);
+    size_t used;
+    npvdb_code rc = get_name(p + RESHARD_FIXED, len - RESHARD_FIXED,
+                             st_get_u32(p + 8), out->name, &used, err);
+    if (rc != NPVDB_OK) return rc;
+    out->op = (npvdb_reshard){.kind = (npvdb_reshard_kind)kind, .dim = dim};
+    size_t nf = reshard_floats(&out->op), at = RESHARD_FIXED + used;
+    if (len - at != 8 + 4 * nf || st_get_u32(p + at + 4) != 0) {
+        out->name[0] = '\0';
+        return npvdb_set_error(err, NPVDB_EINVAL,
+                               "reshard record: %zu bytes after the name, "
+                               "want %zu",
+                               len - at, 8 + 4 * nf);
+    }
+    out->op.shard = st_get_u32(p + at);
+    if (nf) {
+        out->op.centroids = malloc(4 * nf);
+        if (!out->op.centroids) {
+            out->name[0] = '\0';
+            return npvdb_set_error(err, NPVDB_ENOMEM,
+                                   "no memory for a split's centroids");
+        }
+        memcpy(out->op.centroids, p + at + 8, 4 * nf);
+    }
+    return NPVDB_OK;
+}
+
+void rec_reshard_free(rec_reshard *r)
+{
+    if (!r) return;
+    free(r->op.centroids);
     memset(r, 0, sizeof *r);
 }
 

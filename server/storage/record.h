@@ -26,6 +26,10 @@
  *   TRAIN   (type 7) u32 version (1) u32 dim u32 name_len u32 0, name, index:
  *           the collection trained (automatically) at this point of its
  *           writes; a replay installs the index instead of training
+ *   RESHARD (type 8) u32 version (1) u32 dim u32 name_len u32 kind, name,
+ *           u32 shard u32 0, then for kind 1 (split) f32 centroids[2*dim]:
+ *           one split or merge the collection made at this point of its
+ *           writes (npvdb_reshard); a replay applies it without k-means
  *   index   u32 n_shards u32 n_groups f32 centroids[n_shards*dim]
  *           f32 group_centres[n_groups*dim], then if n_groups > 0
  *           u32 group_of[n_shards] (npvdb_index: the router's grouping)
@@ -56,6 +60,7 @@ enum rec_type {
     REC_DELETE2 = 5,
     REC_DROP = 6,
     REC_TRAIN = 7,
+    REC_RESHARD = 8,
 };
 
 #define REC_MAX_NAME 255
@@ -111,6 +116,19 @@ typedef struct rec_init {
     int has_index;
     npvdb_index index;
 } rec_init;
+
+/* RESHARD (op borrowed). */
+npvdb_code rec_encode_reshard(const char *name, const npvdb_reshard *op,
+                              rec_buf *out, npvdb_error *err);
+
+/* A decoded RESHARD; op.centroids is owned (copied out of the record). */
+typedef struct rec_reshard {
+    char name[REC_MAX_NAME + 1];
+    npvdb_reshard op;
+} rec_reshard;
+npvdb_code rec_decode_reshard(const uint8_t *p, size_t len, rec_reshard *out,
+                              npvdb_error *err);
+void rec_reshard_free(rec_reshard *r);
 
 /* A decoded TRAIN; the index is owned (copied out of the record). */
 typedef struct rec_train {

@@ -114,6 +114,10 @@ npvdb_code npvdb_store_encode_init_index(const char *name,
  * installs it at the same point of that collection's writes. */
 npvdb_code npvdb_store_encode_train(const char *name, const npvdb_index *ix,
                                     npvdb_store_rec **out, npvdb_error *err);
+/* A split or merge the collection made (npvdb_reshard_take): appended
+ * right after the write whose apply made it, as a TRAIN is. */
+npvdb_code npvdb_store_encode_reshard(const char *name, const npvdb_reshard *op,
+                                      npvdb_store_rec **out, npvdb_error *err);
 npvdb_code npvdb_store_encode_insert(const char *name, const char *const *keys,
                                      const float *rows,
                                      const npvdb_payload *payloads, size_t n,

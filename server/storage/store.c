@@ -349,6 +349,22 @@ static npvdb_code replay_train(replay_ctx *r, const wal_record *rec,
     return replay_outcome(r, rec, rc, e.msg, err);
 }
 
+/* A split or merge the collection made at this point of its writes. */
+static npvdb_code replay_reshard(replay_ctx *r, const wal_record *rec,
+                                 npvdb_error *err)
+{
+    rec_reshard t;
+    npvdb_error e = {0};
+    npvdb_code rc = rec_decode_reshard(rec->payload, rec->len, &t, &e);
+    npvdb_collection *c = NULL;
+    if (rc == NPVDB_OK && !(c = table_get(&r->s->restored, t.name)))
+        rc = npvdb_set_error(&e, NPVDB_ENOTFOUND,
+                             "collection '%s' does not exist", t.name);
+    if (rc == NPVDB_OK) rc = npvdb_reshard_apply(c, &t.op, &e);
+    rec_reshard_free(&t);
+    return replay_outcome(r, rec, rc, e.msg, err);
+}
+
 static npvdb_code replay_drop(replay_ctx *r, const wal_record *rec,
                               npvdb_error *err)
 {
@@ -372,6 +388,8 @@ static npvdb_code replay_apply(void *ctx, const wal_record *rec,
         return replay_drop(r, rec, err);
     case REC_TRAIN:
         return replay_train(r, rec, err);
+    case REC_RESHARD:
+        return replay_reshard(r, rec, err);
     case REC_INSERT:
     case REC_INSERT2:
     case REC_DELETE:
@@ -564,6 +582,13 @@ npvdb_code npvdb_store_encode_train(const char *name, const npvdb_index *ix,
 {
     rec_buf b = {0};
     return wrap_rec(rec_encode_train(name, ix, &b, err), &b, out, err);
+}
+
+npvdb_code npvdb_store_encode_reshard(const char *name, const npvdb_reshard *op,
+                                      npvdb_store_rec **out, npvdb_error *err)
+{
+    rec_buf b = {0};
+    return wrap_rec(rec_encode_reshard(name, op, &b, err), &b, out, err);
 }
 
 npvdb_code npvdb_store_encode_insert(const char *name, const char *const *keys,

@@ -142,7 +142,7 @@ static const char *check_record(const uint8_t *buf, size_t avail,
     crc = npvdb_crc32c(crc, buf, 20);
     if (crc != st_get_u32(buf + 20)) return "CRC mismatch";
     uint8_t type = buf[4];
-    if (type < REC_INIT || type > REC_TRAIN) return "unknown record type";
+    if (type < REC_INIT || type > REC_RESHARD) return "unknown record type";
     uint64_t seq = st_get_u64(buf + 12);
     if (expect && seq != expect) return "sequence number out of order";
     if (seq == 0) return "sequence number 0";

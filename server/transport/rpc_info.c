@@ -28,6 +28,11 @@ static void fill(npvdb_collection *coll, const char *name, nt_result *res)
     r.trained = st.trained != 0;
     r.memory_bytes = st.memory_bytes;
     r.default_nprobe = st.default_nprobe; /* resolved, also after restart */
+    r.largest_shard = st.max_shard;
+    r.smallest_shard = st.min_shard;
+    r.splits = st.splits;
+    r.merges = st.merges;
+    r.retrains = st.retrains;
     nt_result_pack(res, &r.base);
     npvdb_stats_free(&st);
 }

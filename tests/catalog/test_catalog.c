@@ -1426,6 +1426,16 @@ static int trained(db *d, const char *name)
     return t;
 }
 
+static uint64_t index_epoch(db *d, const char *name)
+{
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    uint64_t e = npvdb_index_epoch(ref.coll);
+    catalog_release(d->cat, &ref);
+    return e;
+}
+
 /* After an automatic training and a training on Init's sample, a restart
  * from the log alone rebuilds the same partition (centroids bit-equal, every
  * row in the same shard at the same place, the same search results) and
@@ -1461,14 +1471,76 @@ static void test_training_logged(void **state)
     part_equal(&want_a, &got_a);
     part_equal(&want_s, &got_s);
     /* The replayed collection goes on as the live one would: no second
-     * training, inserts routed. */
+     * training (its splits run 2-means, not a training), inserts routed. */
+    uint64_t epoch = index_epoch(d, "auto");
     insert_noise(d, "auto", "a", 3000, 3200);
-    assert_int_equal(npvdb_kmeans_runs(), runs);
+    assert_int_equal(index_epoch(d, "auto"), epoch);
     want_a = partition_of(d, "auto");
+    runs = npvdb_kmeans_runs();
     db_reopen(d);
     got_a = partition_of(d, "auto");
     part_equal(&want_a, &got_a);
     assert_int_equal(npvdb_kmeans_runs(), runs);
+    db_free(d);
+}
+
+static npvdb_stats stats_of(db *d, const char *name)
+{
+    catalog_ref ref;
+    npvdb_error err = {0};
+    assert_int_equal(catalog_acquire(d->cat, name, &ref, &err), NPVDB_OK);
+    npvdb_stats st;
+    assert_int_equal(npvdb_stats_get(ref.coll, &st, &err), NPVDB_OK);
+    catalog_release(d->cat, &ref);
+    npvdb_stats_free(&st);
+    return st;
+}
+
+/* A collection that grows splits its shards and one that shrinks merges
+ * them, each change logged: a restart from the log alone has the same
+ * partition, without running a k-means (not even a split's 2-means). */
+static void test_splits_and_merges_logged(void **state)
+{
+    (void)state;
+    db *d = db_new(2, NPVDB_SYNC_NONE);
+    npvdb_config a = {.dim = TRAIN_DIM,
+                      .metric = NPVDB_METRIC_L2,
+                      .n_shards = 8,
+                      .train_per_shard = 16,
+                      .seed = 3};
+    npvdb_error err = {0};
+    uint64_t seq;
+    assert_int_equal(
+        catalog_create(d->cat, "g", &a, NULL, 0, 0, NULL, &seq, &err),
+        NPVDB_OK);
+    for (unsigned i = 0; i < 4000; i += 250)
+        insert_noise(d, "g", "g", i, i + 250);
+    npvdb_stats grown = stats_of(d, "g");
+    assert_true(grown.splits >= 8);
+    assert_true(grown.n_shards > 8);
+    assert_int_equal(grown.n_vectors, 4000);
+    /* Delete 95% of the keys: shards fall below a third of the mean. */
+    static char kb[3800][16];
+    const char *keys[3800];
+    for (unsigned i = 0; i < 3800; i++) {
+        snprintf(kb[i], sizeof kb[i], "g%u", i);
+        keys[i] = kb[i];
+    }
+    delete_ok(d, "g", keys, 3800, 3800);
+    npvdb_stats shrunk = stats_of(d, "g");
+    assert_true(shrunk.merges > 0);
+    assert_true(shrunk.n_shards < grown.n_shards);
+    part want = partition_of(d, "g");
+    uint64_t runs = npvdb_kmeans_runs();
+    db_reopen(d);
+    assert_int_equal(npvdb_kmeans_runs(), runs);
+    part got = partition_of(d, "g");
+    part_equal(&want, &got);
+    npvdb_stats again = stats_of(d, "g");
+    assert_int_equal(again.n_shards, shrunk.n_shards);
+    assert_int_equal(again.n_vectors, 200);
+    assert_int_equal(again.splits, shrunk.splits); /* replayed ones count */
+    assert_int_equal(again.merges, shrunk.merges);
     db_free(d);
 }
 
@@ -1607,6 +1679,7 @@ int main(void)
         cmocka_unit_test(test_memory_limit_two_writers),
         cmocka_unit_test(test_memory_recovery_over_limit),
         cmocka_unit_test(test_training_logged),
+        cmocka_unit_test(test_splits_and_merges_logged),
         cmocka_unit_test(test_training_old_log),
         cmocka_unit_test(test_kill9_training),
     };

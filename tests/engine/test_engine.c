@@ -339,16 +339,27 @@ static void test_auto_train_concurrent(void **s)
     npvdb_stats st;
     npvdb_stats_get(c, &st, NULL);
     assert_true(st.trained); /* 32 * 64 = 2048 < 8000 */
-    assert_int_equal(st.n_shards, 32);
+    /* Trained with 32; splits while the racers insert add more. */
+    assert_true(st.n_shards >= 32);
+    assert_int_equal(st.n_shards, 32 + st.splits - st.merges);
     assert_int_equal(st.n_vectors, n);
     npvdb_stats_free(&st);
-    /* After training, every vector is still its own nearest neighbour. */
+    /* After training, every vector is still its own nearest neighbour
+     * (an exact search finds each), and nearly all sit in the shard of
+     * their nearest centroid (one probe finds them): splits reassign only
+     * a neighbourhood (rebalance.c). */
     npvdb_results r;
-    assert_int_equal(npvdb_search(c, x, n, 1, 1, &r, NULL), NPVDB_OK);
+    assert_int_equal(npvdb_search(c, x, n, 1, 1u << 16, &r, NULL), NPVDB_OK);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(r.counts[i], 1);
         assert_true(r.distances[i] == 0.0f);
     }
+    npvdb_results_free(&r);
+    assert_int_equal(npvdb_search(c, x, n, 1, 1, &r, NULL), NPVDB_OK);
+    size_t found = 0;
+    for (size_t i = 0; i < n; i++)
+        found += r.counts[i] == 1 && r.distances[i] == 0.0f;
+    assert_true(found >= n - n / 100);
     npvdb_results_free(&r);
     npvdb_free(c);
     free_keys(keys, n);

@@ -270,6 +270,7 @@ npvdb_collection *it_engine_make(uint32_t dim, npvdb_metric metric,
     npvdb_error err;
     npvdb_collection *c = npvdb_create(&cfg, &err);
     if (!c) fail_msg("npvdb_create: %s", err.msg);
+    npvdb_set_rebalance(c, 0); /* as it_setup_fixed_server's server */
     if (train && npvdb_train(c, train->rows, train->n, &err) != NPVDB_OK)
         fail_msg("npvdb_train: %s", err.msg);
     if (rows && rows->n &&
@@ -462,6 +463,16 @@ int it_setup_server(void **state)
     if (!s) return -1;
     it_server_init(s);
     it_server_start(s, NULL);
+    *state = s;
+    return 0;
+}
+
+int it_setup_fixed_server(void **state)
+{
+    it_server *s = calloc(1, sizeof *s);
+    if (!s) return -1;
+    it_server_init(s);
+    it_server_start(s, "--no-rebalance", NULL);
     *state = s;
     return 0;
 }

@@ -45,6 +45,9 @@ void it_server_destroy(it_server *s);
  * becomes an it_server (started), and the teardown fails the test unless the
  * server exits 0 on SIGTERM (under ASan: no leaks at exit either). */
 int it_setup_server(void **state);
+/* A server started with --no-rebalance: its shards stay as trained, so its
+ * results equal it_engine_make's collection fed in other batches. */
+int it_setup_fixed_server(void **state);
 int it_teardown_server(void **state);
 /* The server's log so far (caller frees). */
 char *it_server_log(const it_server *s);

@@ -196,12 +196,23 @@ static void test_load_query_bench_info(void **state)
     expect_text(out, "dim:         8");
     expect_text(out, "metric:      l2");
     expect_text(out, "vectors:     2000");
-    expect_text(out, "shards:      4");
+    /* Trained with 4; 2000 rows in batches of 300 split some. */
+    const char *sh = strstr(out, "shards:");
+    assert_non_null(sh);
+    unsigned shards = (unsigned)atoi(sh + strlen("shards:"));
+    assert_true(shards >= 4);
+    const char *rb = strstr(out, "rebalanced:");
+    assert_non_null(rb);
+    unsigned splits = 0, merges = 0;
+    assert_int_equal(
+        sscanf(rb, "rebalanced: %u splits, %u merges", &splits, &merges), 2);
+    assert_int_equal(shards, 4 + splits - merges);
     expect_text(out, "trained:     yes");
     free(out);
 
-    /* nprobe = shards is exact: every answer matches `neighbors`. */
-    out = cli(f, 0, "query %s --k 5 --n 3 --nprobe 4", f->file);
+    /* nprobe past the shard count is exact: every answer matches `neighbors`.
+     */
+    out = cli(f, 0, "query %s --k 5 --n 3 --nprobe 64", f->file);
     expect_text(out, "query 0:");
     expect_text(out, "query 2:");
     assert_null(strstr(out, "query 3:"));
@@ -210,32 +221,33 @@ static void test_load_query_bench_info(void **state)
 
     /* The same answers through GetClosest. */
     out =
-        cli(f, 0, "query %s --k 5 --n 3 --nprobe 4 --api getclosest", f->file);
+        cli(f, 0, "query %s --k 5 --n 3 --nprobe 64 --api getclosest", f->file);
     assert_int_equal(count_text(out, "[recall@5 1.00]"), 3);
     free(out);
 
     /* Both RPCs by default: batched and single-query columns for each. */
-    out = cli(f, 0, "bench %s --nprobe 1,4 --k 10 --single 5", f->file);
+    out = cli(f, 0, "bench %s --nprobe 1,64 --k 10 --single 5", f->file);
     expect_text(out, "recall@k  batch GetClosest  batch Search  single "
                      "GetClosest  single Search");
-    /* The nprobe 4 row: exact, so recall 1, and 4 positive rates. */
-    expect_row(out, 4, 6);
+    /* The nprobe 64 row: exact, so recall 1, and 4 positive rates. */
+    expect_row(out, 64, 6);
     free(out);
-    out = cli(f, 0, "bench %s --nprobe 4 --single 5 --api search", f->file);
+    out = cli(f, 0, "bench %s --nprobe 64 --single 5 --api search", f->file);
     expect_text(out, "recall@k  batch Search  single Search");
-    expect_row(out, 4, 4);
+    expect_row(out, 64, 4);
     free(out);
-    out = cli(f, 0, "bench %s --nprobe 4 --single 5 --api getclosest", f->file);
-    expect_row(out, 4, 4);
+    out =
+        cli(f, 0, "bench %s --nprobe 64 --single 5 --api getclosest", f->file);
+    expect_row(out, 64, 4);
     assert_null(strstr(out, "Search"));
     free(out);
     out = cli(f, 2, "bench %s --api grpc", f->file);
     expect_text(out, "bad --api 'grpc'");
     free(out);
     /* --repeat: the batched pass runs N times, the row is the same shape. */
-    out = cli(f, 0, "bench %s --nprobe 4 --single 2 --repeat 3", f->file);
+    out = cli(f, 0, "bench %s --nprobe 64 --single 2 --repeat 3", f->file);
     expect_text(out, "(fastest of 3)");
-    expect_row(out, 4, 6);
+    expect_row(out, 64, 6);
     free(out);
     out = cli(f, 2, "bench %s --repeat 0", f->file);
     expect_text(out, "--repeat must be at least 1");

@@ -539,14 +539,15 @@ int main(int argc, char **argv)
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(
-            test_search_equals_get_closest_and_engine, it_setup_server,
+            test_search_equals_get_closest_and_engine, it_setup_fixed_server,
             it_teardown_server),
-        cmocka_unit_test_setup_teardown(test_search_short_rows, it_setup_server,
-                                        it_teardown_server),
+        cmocka_unit_test_setup_teardown(
+            test_search_short_rows, it_setup_fixed_server, it_teardown_server),
         cmocka_unit_test_setup_teardown(test_search_dim_field, it_setup_server,
                                         it_teardown_server),
         cmocka_unit_test_setup_teardown(test_search_parallel_on_one_handle,
-                                        it_setup_server, it_teardown_server),
+                                        it_setup_fixed_server,
+                                        it_teardown_server),
         cmocka_unit_test(test_search_reply_contract_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,7 +43,7 @@ def heavy_request(seed=1):
     q = np.random.default_rng(seed).standard_normal((NQ, DIM),
                                                      dtype=np.float32)
     return pb().SearchRequest(queries=floats(q), k=K,
-                              nprobe=16).SerializeToString()
+                              nprobe=1 << 16).SerializeToString()
 
 
 def test_health_while_heavy_searches_run(srv):

@@ -75,8 +75,14 @@ def test_init_result_and_info(db):
     assert isinstance(info, npvdb.Info)
     assert info.initialized and info.trained
     assert (info.dim, info.metric, info.vectors) == (dim, "l2", n)
-    assert info.n_shards == 12 and info.default_nprobe == 5
-    assert info.shard_sizes.shape == (12,) and int(info.shard_sizes.sum()) == n
+    # Trained with 12; inserting 1,500 rows splits the largest (the count
+    # follows 12 * sqrt(n / 768)).
+    assert info.n_shards >= 12 and info.default_nprobe == 5
+    assert info.n_shards == 12 + info.splits - info.merges
+    assert info.shard_sizes.shape == (info.n_shards,)
+    assert int(info.shard_sizes.sum()) == n
+    assert info.largest_shard == info.shard_sizes.max()
+    assert info.smallest_shard == info.shard_sizes.min()
     assert info.memory_bytes >= n * dim * 4
     assert info.server_version
 
@@ -227,7 +233,7 @@ def test_vectordb_shim(server):
     db.init(keys, data)  # re-init replaces, as the original's did
     closest, _ = db.get_closest(data[:1], k_nearest=3)
     assert closest[0, 0] == "k0"
-    assert db.info().n_shards == 6
+    assert db.info().n_shards >= 6  # one per worker, then splits
     db.close()
 
 

@@ -679,6 +679,57 @@ static void test_record_v1(void **state)
                      NPVDB_EINVAL);
 }
 
+/* RESHARD (type 8): a split carries its two centroids, a merge none; both
+ * round-trip, any cut, bad kind or trailing byte is refused. */
+static void test_record_reshard(void **state)
+{
+    (void)state;
+    enum { D = 3 };
+    float cent[2 * D] = {1, 2, 3, -4, 5.5f, 0};
+    npvdb_reshard op = {
+        .kind = NPVDB_RESHARD_SPLIT, .shard = 17, .dim = D, .centroids = cent};
+    rec_buf b;
+    npvdb_error err = {0};
+    assert_int_equal(rec_encode_reshard("col.1", &op, &b, &err), NPVDB_OK);
+    assert_int_equal(b.type, REC_RESHARD);
+    rec_reshard t;
+    assert_int_equal(rec_decode_reshard(b.buf + REC_HEADROOM, b.len, &t, &err),
+                     NPVDB_OK);
+    assert_string_equal(t.name, "col.1");
+    assert_int_equal(t.op.kind, NPVDB_RESHARD_SPLIT);
+    assert_int_equal(t.op.shard, 17);
+    assert_int_equal(t.op.dim, D);
+    assert_memory_equal(t.op.centroids, cent, sizeof cent);
+    rec_reshard_free(&t);
+    for (size_t cut = 0; cut < b.len; cut++)
+        assert_int_equal(
+            rec_decode_reshard(b.buf + REC_HEADROOM, cut, &t, &err),
+            NPVDB_EINVAL);
+    st_put_u32(b.buf + REC_HEADROOM + 12, 3); /* kind 3 does not exist */
+    assert_int_equal(rec_decode_reshard(b.buf + REC_HEADROOM, b.len, &t, &err),
+                     NPVDB_EINVAL);
+    st_put_u32(b.buf + REC_HEADROOM + 12, NPVDB_RESHARD_MERGE);
+    /* A merge of that length has 24 bytes too many. */
+    assert_int_equal(rec_decode_reshard(b.buf + REC_HEADROOM, b.len, &t, &err),
+                     NPVDB_EINVAL);
+    free(b.buf);
+    npvdb_reshard m = {.kind = NPVDB_RESHARD_MERGE, .shard = 4, .dim = D};
+    assert_int_equal(rec_encode_reshard("c", &m, &b, &err), NPVDB_OK);
+    assert_int_equal(rec_decode_reshard(b.buf + REC_HEADROOM, b.len, &t, &err),
+                     NPVDB_OK);
+    assert_int_equal(t.op.kind, NPVDB_RESHARD_MERGE);
+    assert_int_equal(t.op.shard, 4);
+    assert_null(t.op.centroids);
+    rec_reshard_free(&t);
+    free(b.buf);
+    /* A split without centroids, or of dim 0, is not encoded. */
+    op.centroids = NULL;
+    assert_int_equal(rec_encode_reshard("c", &op, &b, &err), NPVDB_EINVAL);
+    op.centroids = cent;
+    op.dim = 0;
+    assert_int_equal(rec_encode_reshard("c", &op, &b, &err), NPVDB_EINVAL);
+}
+
 /* TRAIN (type 7) and INIT version 3 carry an index: they round-trip, any
  * cut or bad group is refused, and v2 INIT records still decode. */
 static void test_record_index(void **state)
@@ -780,6 +831,7 @@ int main(void)
         cmocka_unit_test(test_record_v1),
         cmocka_unit_test(test_record_payloads),
         cmocka_unit_test(test_record_index),
+        cmocka_unit_test(test_record_reshard),
     };
     /* TEST_FILTER=test_name (globs allowed) runs a subset. */
     if (getenv("TEST_FILTER")) cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -110,6 +110,13 @@ class Info:
     default_nprobe: int
     shard_sizes: np.ndarray = field(repr=False, compare=False)
     collection: str = DEFAULT_COLLECTION  # the collection described
+    # The partition as it follows the data: shards split as the collection
+    # grows and merge after deletes (counts since the server loaded it).
+    largest_shard: int = 0
+    smallest_shard: int = 0
+    splits: int = 0
+    merges: int = 0
+    retrains: int = 0  # full trainings after the first
 
 
 @dataclass(frozen=True)
@@ -622,7 +629,10 @@ class Client:
                     server_version=r.server_version,
                     default_nprobe=r.default_nprobe,
                     shard_sizes=np.array(r.shard_sizes, dtype=np.uint64),
-                    collection=r.collection or self.name)
+                    collection=r.collection or self.name,
+                    largest_shard=r.largest_shard,
+                    smallest_shard=r.smallest_shard, splits=r.splits,
+                    merges=r.merges, retrains=r.retrains)
 
     # -- internals ------------------------------------------------------
     def _unary(self, method, request):

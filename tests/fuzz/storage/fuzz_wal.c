@@ -40,6 +40,20 @@ static void decode(uint8_t type, const uint8_t *p, size_t len)
         rec_train_free(&t);
         return;
     }
+    if (type == REC_RESHARD) {
+        rec_reshard t;
+        if (rec_decode_reshard(p, len, &t, &err) == NPVDB_OK) {
+            if (!rec_name_valid(t.name, strlen(t.name))) abort();
+            if (t.op.kind == NPVDB_RESHARD_SPLIT) {
+                volatile float sink = t.op.centroids[2 * t.op.dim - 1];
+                (void)sink;
+            } else if (t.op.centroids) {
+                abort();
+            }
+        }
+        rec_reshard_free(&t);
+        return;
+    }
     if (type == REC_DROP) {
         char name[REC_MAX_NAME + 1];
         if (rec_decode_drop(p, len, name, &err) == NPVDB_OK &&
@@ -81,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data, size);
     wal_scan_buffer(buf, size, expect, 0, on_record, NULL, &out, &err);
     if (out.good_end > size) abort();
-    for (uint8_t t = REC_INIT; t <= REC_TRAIN; t++)
+    for (uint8_t t = REC_INIT; t <= REC_RESHARD; t++)
         decode(t, buf, size);
     /* And at an odd address: the decoders must copy unaligned rows. */
     if (size > 1) {

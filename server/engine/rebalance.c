@@ -1,0 +1,696 @@
+/*
+ * rebalance.c -- the partition follows the data: shards split when they
+ * grow past a bound and merge when deletes leave them far below it, online,
+ * without re-training (the SPFresh / LIRE recipe, SOSP 2023).
+ *
+ * Target. A collection should have about T(n) = nc0 sqrt(n / train_at)
+ * shards for n vectors, where nc0 shards were asked for (or 16 x
+ * train_per_shard when automatic) at train_at vectors: 4 sqrt(n) for the
+ * default, the ratio the user chose otherwise. A shard splits when it holds
+ * more than twice the target mean n / T(n) (and at least 2 x
+ * train_per_shard); one that deletes leave under a third of it merges.
+ *
+ * Split. A 2-means on the shard's rows gives two centroids: the first takes
+ * the shard's slot, the second becomes shard n_shards. Then only the
+ * neighbourhood is reassigned: the shard's rows go to the nearest of the two
+ * new centroids and its SPLIT_NEIGHBOURS nearest centroids, and a
+ * neighbour's row moves only if one of the two new centroids is nearer than
+ * its own (a row was at its nearest centroid before; only those two
+ * changed). Rows farther away than the neighbourhood keep their shard: the
+ * documented tolerance, like the router's (router.c).
+ *
+ * Merge. The shard's rows go to the nearest of its neighbours, and the last
+ * shard moves into its slot (shard numbers stay dense).
+ *
+ * Locks. Everything is computed under write_mu (writers excluded, searches
+ * running on the old shards): the 2-means, the new row assignment, copies
+ * of the rebuilt shards. The exclusive lock is held only to swap the
+ * rebuilt shard structs in and tell their rows' entries where they are
+ * (the rows of at most SPLIT_NEIGHBOURS + 2 shards). index_mu is tried,
+ * not waited for: an export (snapshot) walking the shards postpones
+ * rebalancing to a later write.
+ *
+ * Replay. The split and merge steps after the 2-means (apply_split,
+ * apply_merge) depend only on the stored rows and the centroids given, so
+ * a log that records each change (npvdb_reshard: the shard, and for a
+ * split the two centroids) replays to the same shard for every row, in the
+ * same order, without a k-means.
+ */
+#include "validate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SPLIT_NEIGHBOURS 16
+#define SPLIT_ITERS 10
+/* Splits one write may run (a batch that piles into one shard splits it
+ * again and again); more wait for the next write to that shard. Merges
+ * are not bounded: after a mass delete, shards of a few rows each merge
+ * cheaply, and leaving them would keep the probe cost of the old size. */
+#define SPLITS_PER_WRITE 256
+#define MERGES_PER_WRITE NPVDB_MAX_SHARDS
+
+/* ---- bounds ---- */
+
+static double target_shards(const npvdb_collection *c, size_t n)
+{
+    double nc0 =
+        c->cfg.n_shards ? c->cfg.n_shards : 16.0 * c->cfg.train_per_shard;
+    double t = nc0 * sqrt((double)n / (double)c->train_at);
+    return t < 1 ? 1 : t;
+}
+
+static size_t split_bound(const npvdb_collection *c)
+{
+    double b = 2.0 * (double)c->n_vectors / target_shards(c, c->n_vectors);
+    size_t floor_rows = 2 * (size_t)c->cfg.train_per_shard;
+    return b < (double)floor_rows ? floor_rows : (size_t)b;
+}
+
+static size_t merge_bound(const npvdb_collection *c)
+{
+    return (size_t)((double)c->n_vectors / target_shards(c, c->n_vectors) /
+                    3.0);
+}
+
+/* ---- the neighbourhood ---- */
+
+/* The (up to) R centroids nearest centroid s (L2 between centroids, ties to
+ * the lower index), excluding s, into nb; returns how many. */
+static uint32_t neighbours(const npvdb_collection *c, uint32_t s, uint32_t R,
+                           uint32_t *nb, float *score)
+{
+    uint32_t nc = c->n_shards, dim = c->cfg.dim, n = 0;
+    float *d = score;
+    dots_block(c->centroids + (size_t)s * dim, 1, c->centroids, nc, dim, -2.0f,
+               d);
+    float best[SPLIT_NEIGHBOURS];
+    for (uint32_t j = 0; j < nc; j++) {
+        if (j == s) continue;
+        float v = d[j] + c->cnorms[j];
+        if (n == R && v >= best[n - 1]) continue;
+        uint32_t i = n < R ? n++ : n - 1; /* insertion into a sorted list */
+        while (i > 0 && best[i - 1] > v) {
+            best[i] = best[i - 1];
+            nb[i] = nb[i - 1];
+            i--;
+        }
+        best[i] = v;
+        nb[i] = j;
+    }
+    return n;
+}
+
+/* ---- a candidate set of centroids for assigning some rows ---- */
+
+typedef struct cands {
+    uint32_t n;
+    float *cent, *norms; /* n * dim, n */
+} cands;
+
+static void cands_set(cands *k, uint32_t i, const float *v, uint32_t dim)
+{
+    memcpy(k->cent + (size_t)i * dim, v, dim * sizeof(float));
+    rows_sqnorms(v, 1, dim, &k->norms[i]);
+}
+
+/* Nearest candidate of each of the n rows. */
+static int cands_assign(const npvdb_collection *c, const cands *k,
+                        const float *rows, size_t n, uint32_t *out)
+{
+    float *tmp = malloc((size_t)ASSIGN_BLOCK * k->n * sizeof *tmp);
+    if (!tmp) return -1;
+    assign_nearest(rows, n, k->cent, k->norms, k->n, c->cfg.dim,
+                   metric_uses_l2(c->cfg.metric), out, tmp);
+    free(tmp);
+    return 0;
+}
+
+/* ---- rebuilding the affected shards aside ---- */
+
+/* One source shard's rows and where each goes (an index into the plan's
+ * destinations). */
+typedef struct src {
+    const npvdb_shard *sh;
+    uint32_t *dst;
+} src;
+
+/* A change of the partition, computed under write_mu: the sources are read,
+ * the destinations built aside, and only apply_plan swaps them in. */
+typedef struct plan_ {
+    uint32_t n_src, n_dst;
+    src s[SPLIT_NEIGHBOURS + 1];
+    uint32_t slot[SPLIT_NEIGHBOURS + 2]; /* destination d's shard number */
+    npvdb_shard built[SPLIT_NEIGHBOURS + 2];
+    bool rebuilt[SPLIT_NEIGHBOURS + 2];
+} plan_;
+
+static void plan_free(plan_ *p, bool built_too)
+{
+    for (uint32_t i = 0; i < p->n_src; i++)
+        free(p->s[i].dst);
+    for (uint32_t d = 0; built_too && d < p->n_dst; d++)
+        shard_free(&p->built[d]);
+}
+
+/* Which destinations change: one that keeps all its rows and gains none
+ * keeps its shard struct. A destination that is also source i (slot match)
+ * keeps rows whose dst is itself. */
+static int plan_build(const npvdb_collection *c, plan_ *p)
+{
+    uint32_t dim = c->cfg.dim;
+    size_t cnt[SPLIT_NEIGHBOURS + 2] = {0};
+    for (uint32_t i = 0; i < p->n_src; i++)
+        for (size_t r = 0; r < p->s[i].sh->n; r++)
+            cnt[p->s[i].dst[r]]++;
+    for (uint32_t d = 0; d < p->n_dst; d++) {
+        const npvdb_shard *own =
+            p->slot[d] < c->n_shards ? &c->shards[p->slot[d]] : NULL;
+        bool same = false;
+        for (uint32_t i = 0; own && i < p->n_src; i++)
+            if (p->s[i].sh == own && cnt[d] == own->n) {
+                same = true; /* all of own's rows stay, none arrive */
+                for (size_t r = 0; r < own->n && same; r++)
+                    same = p->s[i].dst[r] == d;
+            }
+        p->rebuilt[d] = !same;
+        if (!same && cnt[d] && shard_reserve(&p->built[d], cnt[d], dim))
+            return -1;
+    }
+    /* Sources in order, rows in order: a replay builds the same shards. */
+    for (uint32_t i = 0; i < p->n_src; i++) {
+        const npvdb_shard *sh = p->s[i].sh;
+        for (size_t r = 0; r < sh->n; r++) {
+            uint32_t d = p->s[i].dst[r];
+            if (p->rebuilt[d])
+                shard_push(&p->built[d], dim, sh->entries[r],
+                           sh->rows + r * dim, sh->sqnorms[r], sh->pay[r]);
+        }
+    }
+    return 0;
+}
+
+/* Tells the rows of shard slot where they are (under rw exclusively). */
+static void relocate(npvdb_collection *c, uint32_t slot)
+{
+    npvdb_shard *sh = &c->shards[slot];
+    for (size_t r = 0; r < sh->n; r++) {
+        sh->entries[r]->shard = slot;
+        sh->entries[r]->row = (uint32_t)r;
+    }
+}
+
+/* ---- capacity of the shard and centroid arrays ---- */
+
+typedef struct arrays {
+    npvdb_shard *shards;
+    float *cent, *cnorms;
+    uint32_t cap;
+} arrays;
+
+/* New arrays with room for `need` shards when the current ones lack it
+ * (doubling); a->cap 0 when none are needed. */
+static int arrays_grow(const npvdb_collection *c, uint32_t need, arrays *a)
+{
+    memset(a, 0, sizeof *a);
+    if (need <= c->shard_cap) return 0;
+    uint32_t cap = c->shard_cap * 2 > need ? c->shard_cap * 2 : need;
+    if (cap > NPVDB_MAX_SHARDS) cap = NPVDB_MAX_SHARDS;
+    a->shards = calloc(cap, sizeof *a->shards);
+    a->cent = malloc((size_t)cap * c->cfg.dim * sizeof *a->cent);
+    a->cnorms = malloc(cap * sizeof *a->cnorms);
+    if (!a->shards || !a->cent || !a->cnorms) {
+        free(a->shards);
+        free(a->cent);
+        free(a->cnorms);
+        return -1;
+    }
+    a->cap = cap;
+    return 0;
+}
+
+/* Under rw exclusively: moves the collection onto a's arrays; a then holds
+ * the old ones, to free after the lock. */
+static void arrays_swap(npvdb_collection *c, arrays *a)
+{
+    if (!a->cap) return;
+    uint32_t nc = c->n_shards, dim = c->cfg.dim;
+    memcpy(a->shards, c->shards, nc * sizeof *a->shards);
+    memcpy(a->cent, c->centroids, (size_t)nc * dim * sizeof *a->cent);
+    memcpy(a->cnorms, c->cnorms, nc * sizeof *a->cnorms);
+    npvdb_shard *os = c->shards;
+    float *oc = c->centroids, *on = c->cnorms;
+    c->shards = a->shards;
+    c->centroids = a->cent;
+    c->cnorms = a->cnorms;
+    c->shard_cap = a->cap;
+    a->shards = os;
+    a->cent = oc;
+    a->cnorms = on;
+}
+
+static void arrays_free(arrays *a)
+{
+    free(a->shards);
+    free(a->cent);
+    free(a->cnorms);
+}
+
+/* ---- the router follows (writers only, under write_mu) ----
+ *
+ * A split adds a centroid to the group of the one it split, a merge moves
+ * the last centroid's group into the merged slot. The grouping is kept in
+ * c->gid through a run of changes, and the router is rebuilt from it once,
+ * before the next assignment needs it (router_refresh): rebuilding copies
+ * every centroid, too much to do per change when a mass delete merges
+ * thousands of shards. */
+
+/* c->gid with room for `need` centroids, taken from the router when it is
+ * fresh. -1 for no memory (the caller drops the router then). */
+static int gid_track(npvdb_collection *c, uint32_t need)
+{
+    if (!c->router.n_groups && !c->router_stale) return 0;
+    if (c->gid_cap < need) {
+        uint32_t cap = need > 2 * c->gid_cap ? need : 2 * c->gid_cap;
+        uint32_t *g = realloc(c->gid, cap * sizeof *g);
+        if (!g) return -1;
+        c->gid = g;
+        c->gid_cap = cap;
+    }
+    if (!c->router_stale) router_groups(&c->router, c->gid);
+    c->router_stale = true;
+    return 0;
+}
+
+/* Without memory to track the grouping the router goes: inserts then
+ * assign exactly, which is always right. */
+static void router_drop(npvdb_collection *c)
+{
+    router_free(&c->router);
+    c->router_stale = false;
+}
+
+void router_refresh(npvdb_collection *c)
+{
+    if (!c->router_stale) return;
+    c->router_stale = false;
+    npvdb_router r;
+    memset(&r, 0, sizeof r);
+    uint32_t G = c->router.n_groups, dim = c->cfg.dim;
+    float *gcent = G ? malloc((size_t)G * dim * sizeof *gcent) : NULL;
+    if (gcent && G <= c->n_shards) {
+        memcpy(gcent, c->router.gcent, (size_t)G * dim * sizeof *gcent);
+        router_from(&r, c->centroids, c->cnorms, c->n_shards, dim, gcent,
+                    c->gid, G);
+    }
+    free(gcent);
+    router_free(&c->router);
+    c->router = r;
+}
+
+/* ---- split ---- */
+
+/* Splits shard s: its centroid becomes ca, cb becomes shard n_shards, and
+ * the neighbourhood is reassigned (see the top). Caller holds write_mu and
+ * index_mu. Nothing changes on failure. */
+static npvdb_code apply_split(npvdb_collection *c, uint32_t s, const float *ca,
+                              const float *cb, npvdb_error *err)
+{
+    uint32_t nc = c->n_shards, dim = c->cfg.dim, nn = nc;
+    if (!c->trained || s >= nc)
+        return npvdb_set_error(err, NPVDB_EINVAL, "split of shard %u of %u", s,
+                               nc);
+    if (nc >= NPVDB_MAX_SHARDS)
+        return npvdb_set_error(err, NPVDB_ELIMIT,
+                               "a split would pass %d shards",
+                               NPVDB_MAX_SHARDS);
+    plan_ p;
+    memset(&p, 0, sizeof p);
+    uint32_t nb[SPLIT_NEIGHBOURS];
+    float *score = malloc(nc * sizeof *score);
+    cands k = {0};
+    k.cent = malloc((size_t)(SPLIT_NEIGHBOURS + 2) * dim * sizeof *k.cent);
+    k.norms = malloc((SPLIT_NEIGHBOURS + 2) * sizeof *k.norms);
+    arrays a = {0};
+    if (!score || !k.cent || !k.norms) goto oom;
+    if (gid_track(c, nc + 1)) router_drop(c);
+    uint32_t R = neighbours(c, s, SPLIT_NEIGHBOURS, nb, score);
+    /* Destinations: 0 = s (ca), 1 = new (cb), 2.. = the neighbours. */
+    p.n_dst = 2 + R;
+    p.slot[0] = s;
+    p.slot[1] = nn;
+    k.n = 2 + R;
+    cands_set(&k, 0, ca, dim);
+    cands_set(&k, 1, cb, dim);
+    for (uint32_t i = 0; i < R; i++) {
+        p.slot[2 + i] = nb[i];
+        cands_set(&k, 2 + i, c->centroids + (size_t)nb[i] * dim, dim);
+    }
+    /* Source 0: the split shard, over every candidate. */
+    p.n_src = 1 + R;
+    p.s[0].sh = &c->shards[s];
+    p.s[0].dst = malloc((c->shards[s].n + 1) * sizeof(uint32_t));
+    if (!p.s[0].dst ||
+        cands_assign(c, &k, c->shards[s].rows, c->shards[s].n, p.s[0].dst))
+        goto oom;
+    /* Neighbour i: its own centroid first (ties stay), then ca, cb. */
+    float tn[3], *tc = malloc((size_t)3 * dim * sizeof *tc);
+    if (!tc) goto oom;
+    cands three = {.n = 3, .cent = tc, .norms = tn};
+    cands_set(&three, 1, ca, dim);
+    cands_set(&three, 2, cb, dim);
+    int bad = 0;
+    for (uint32_t i = 0; i < R && !bad; i++) {
+        const npvdb_shard *sh = &c->shards[nb[i]];
+        p.s[1 + i].sh = sh;
+        p.s[1 + i].dst = malloc((sh->n + 1) * sizeof(uint32_t));
+        cands_set(&three, 0, c->centroids + (size_t)nb[i] * dim, dim);
+        bad = !p.s[1 + i].dst ||
+              cands_assign(c, &three, sh->rows, sh->n, p.s[1 + i].dst);
+        for (size_t r = 0; !bad && r < sh->n; r++) {
+            uint32_t d = p.s[1 + i].dst[r];
+            p.s[1 + i].dst[r] = d == 0 ? 2 + i : d - 1;
+        }
+    }
+    free(tc);
+    if (bad || plan_build(c, &p) || arrays_grow(c, nc + 1, &a)) goto oom;
+    if (c->router_stale) c->gid[nn] = c->gid[s];
+
+    pthread_rwlock_wrlock(&c->rw);
+    note_write(c);
+    arrays_swap(c, &a);
+    npvdb_shard old[SPLIT_NEIGHBOURS + 2];
+    memset(old, 0, sizeof old);
+    memset(&c->shards[nn], 0, sizeof c->shards[nn]);
+    c->n_shards = nc + 1;
+    for (uint32_t d = 0; d < p.n_dst; d++) {
+        if (!p.rebuilt[d]) continue;
+        old[d] = c->shards[p.slot[d]];
+        c->shards[p.slot[d]] = p.built[d];
+        relocate(c, p.slot[d]);
+    }
+    memcpy(c->centroids + (size_t)s * dim, ca, dim * sizeof(float));
+    memcpy(c->centroids + (size_t)nn * dim, cb, dim * sizeof(float));
+    c->cnorms[s] = k.norms[0];
+    c->cnorms[nn] = k.norms[1];
+    c->n_splits++;
+    pthread_rwlock_unlock(&c->rw);
+
+    for (uint32_t d = 0; d < p.n_dst; d++)
+        shard_free(&old[d]); /* rows, norms, index arrays; payloads moved */
+    arrays_free(&a);
+    plan_free(&p, false);
+    free(score);
+    free(k.cent);
+    free(k.norms);
+    return NPVDB_OK;
+oom:
+    plan_free(&p, true);
+    arrays_free(&a);
+    free(score);
+    free(k.cent);
+    free(k.norms);
+    return npvdb_set_error(err, NPVDB_ENOMEM,
+                           "out of memory splitting shard %u", s);
+}
+
+/* ---- merge ---- */
+
+/* Dissolves shard s into its neighbours and moves the last shard into its
+ * slot. Caller holds write_mu and index_mu. Nothing changes on failure. */
+static npvdb_code apply_merge(npvdb_collection *c, uint32_t s, npvdb_error *err)
+{
+    uint32_t nc = c->n_shards, dim = c->cfg.dim, last = nc - 1;
+    if (!c->trained || s >= nc || nc < 2)
+        return npvdb_set_error(err, NPVDB_EINVAL, "merge of shard %u of %u", s,
+                               nc);
+    plan_ p;
+    memset(&p, 0, sizeof p);
+    uint32_t nb[SPLIT_NEIGHBOURS];
+    float *score = malloc(nc * sizeof *score);
+    cands k = {0};
+    k.cent = malloc((size_t)SPLIT_NEIGHBOURS * dim * sizeof *k.cent);
+    k.norms = malloc(SPLIT_NEIGHBOURS * sizeof *k.norms);
+    if (!score || !k.cent || !k.norms) goto oom;
+    if (gid_track(c, nc)) router_drop(c);
+    uint32_t R = neighbours(c, s, SPLIT_NEIGHBOURS, nb, score);
+    k.n = R;
+    p.n_dst = R;
+    for (uint32_t i = 0; i < R; i++) {
+        p.slot[i] = nb[i];
+        cands_set(&k, i, c->centroids + (size_t)nb[i] * dim, dim);
+    }
+    /* Sources: each neighbour keeping its rows, then the merged shard (a
+     * neighbour's own rows stay first). */
+    p.n_src = R + 1;
+    for (uint32_t i = 0; i <= R; i++) {
+        const npvdb_shard *sh = &c->shards[i < R ? nb[i] : s];
+        p.s[i].sh = sh;
+        p.s[i].dst = malloc((sh->n + 1) * sizeof(uint32_t));
+        if (!p.s[i].dst) goto oom;
+        for (size_t r = 0; i < R && r < sh->n; r++)
+            p.s[i].dst[r] = i;
+    }
+    if (cands_assign(c, &k, c->shards[s].rows, c->shards[s].n, p.s[R].dst) ||
+        plan_build(c, &p))
+        goto oom;
+
+    pthread_rwlock_wrlock(&c->rw);
+    note_write(c);
+    npvdb_shard old[SPLIT_NEIGHBOURS + 1];
+    memset(old, 0, sizeof old);
+    for (uint32_t d = 0; d < p.n_dst; d++) {
+        if (!p.rebuilt[d]) continue;
+        old[d] = c->shards[p.slot[d]];
+        c->shards[p.slot[d]] = p.built[d];
+        relocate(c, p.slot[d]);
+    }
+    old[SPLIT_NEIGHBOURS] = c->shards[s]; /* its rows now live elsewhere */
+    c->shards[s] = c->shards[last];
+    memcpy(c->centroids + (size_t)s * dim, c->centroids + (size_t)last * dim,
+           dim * sizeof(float));
+    c->cnorms[s] = c->cnorms[last];
+    memset(&c->shards[last], 0, sizeof c->shards[last]);
+    c->n_shards = last;
+    if (s != last) relocate(c, s);
+    c->n_merges++;
+    pthread_rwlock_unlock(&c->rw);
+
+    for (uint32_t d = 0; d <= SPLIT_NEIGHBOURS; d++)
+        shard_free(&old[d]);
+    plan_free(&p, false);
+    if (c->router_stale) c->gid[s] = c->gid[last];
+    free(score);
+    free(k.cent);
+    free(k.norms);
+    return NPVDB_OK;
+oom:
+    plan_free(&p, true);
+    free(score);
+    free(k.cent);
+    free(k.norms);
+    return npvdb_set_error(err, NPVDB_ENOMEM, "out of memory merging shard %u",
+                           s);
+}
+
+/* ---- the journal: what a log records (npvdb_reshard_take) ---- */
+
+static int journal_reserve(npvdb_collection *c)
+{
+    if (!c->journal_on || c->jr_n < c->jr_cap) return 0;
+    size_t cap = c->jr_cap ? 2 * c->jr_cap : 16;
+    npvdb_reshard *j = realloc(c->jr, cap * sizeof *j);
+    if (!j) return -1;
+    c->jr = j;
+    c->jr_cap = cap;
+    return 0;
+}
+
+/* After journal_reserve: cannot fail (cent, 2 * dim floats or NULL, is
+ * taken). */
+static void journal_add(npvdb_collection *c, npvdb_reshard_kind kind,
+                        uint32_t shard, float *cent)
+{
+    if (!c->journal_on) {
+        free(cent);
+        return;
+    }
+    c->jr[c->jr_n++] = (npvdb_reshard){
+        .kind = kind, .shard = shard, .dim = c->cfg.dim, .centroids = cent};
+}
+
+/* ---- deciding (live writes only; replay applies the journal) ---- */
+
+/* 2-means on shard s and the split, when both halves are worth it. 1 if
+ * split, 0 if not (held until the shard doubles), -1 on failure. */
+static int split_live(npvdb_collection *c, uint32_t s)
+{
+    npvdb_shard *sh = &c->shards[s];
+    uint32_t dim = c->cfg.dim;
+    float *cent = NULL;
+    npvdb_error e;
+    size_t m = sh->n, n0 = 0;
+    if (journal_reserve(c) ||
+        kmeans_train(c->pool, sh->rows, m, dim, 2, SPLIT_ITERS,
+                     c->cfg.metric == NPVDB_METRIC_COSINE,
+                     c->cfg.seed + c->n_splits + 1, &cent, &e))
+        return -1;
+    cands k = {.n = 2, .cent = cent};
+    float norms[2];
+    k.norms = norms;
+    rows_sqnorms(cent, 2, dim, norms);
+    uint32_t *side = malloc((m + 1) * sizeof *side);
+    if (!side || cands_assign(c, &k, sh->rows, m, side)) {
+        free(side);
+        free(cent);
+        return -1;
+    }
+    for (size_t r = 0; r < m; r++)
+        n0 += side[r] == 0;
+    free(side);
+    /* Duplicates, or a few outliers beside one dense cluster: a split
+     * would not shrink the shard much. Try again when it has doubled. */
+    if (n0 < m / 8 || m - n0 < m / 8) {
+        sh->split_hold = 2 * m;
+        free(cent);
+        return 0;
+    }
+    if (apply_split(c, s, cent, cent + dim, &e)) {
+        free(cent);
+        return -1;
+    }
+    journal_add(c, NPVDB_RESHARD_SPLIT, s, cent);
+    return 1;
+}
+
+static bool rebalance_allowed(npvdb_collection *c)
+{
+    return c->rebalance && c->trained && !c->defer_train;
+}
+
+/* The first marked shard over the split bound, or UINT32_MAX. */
+static uint32_t next_big(const npvdb_collection *c, const uint8_t *mark)
+{
+    size_t bound = split_bound(c);
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        const npvdb_shard *sh = &c->shards[s];
+        if (mark[s] && sh->n > bound && sh->n >= sh->split_hold) return s;
+    }
+    return UINT32_MAX;
+}
+
+void rebalance_splits(npvdb_collection *c, const uint32_t *touched, size_t n)
+{
+    if (!rebalance_allowed(c) || !n) return;
+    if (pthread_mutex_trylock(&c->index_mu)) return; /* an export runs */
+    uint8_t *mark = calloc(NPVDB_MAX_SHARDS, 1);
+    if (mark) {
+        for (size_t i = 0; i < n; i++)
+            if (!touched || touched[i] < c->n_shards)
+                mark[touched ? touched[i] : i] = 1;
+    }
+    for (int done = 0;
+         mark && done < SPLITS_PER_WRITE && c->n_shards < NPVDB_MAX_SHARDS;) {
+        uint32_t s = next_big(c, mark), before = c->n_shards;
+        if (s == UINT32_MAX) break;
+        int r = split_live(c, s);
+        if (r < 0) break; /* memory: a later write tries again */
+        if (r == 0) {
+            mark[s] = 0;
+            continue;
+        }
+        mark[before] = 1; /* both halves may still be over the bound */
+        done++;
+    }
+    free(mark);
+    pthread_mutex_unlock(&c->index_mu);
+}
+
+void rebalance_merges(npvdb_collection *c, const uint32_t *touched, size_t n)
+{
+    if (!rebalance_allowed(c) || !n || c->n_shards < 2) return;
+    if (pthread_mutex_trylock(&c->index_mu)) return;
+    uint8_t *mark = calloc(NPVDB_MAX_SHARDS, 1);
+    if (!mark) goto out;
+    for (size_t i = 0; i < n; i++)
+        if (touched[i] < c->n_shards) mark[touched[i]] = 1;
+    size_t bound = merge_bound(c);
+    npvdb_error e;
+    for (int done = 0; done < MERGES_PER_WRITE && c->n_shards > 1;) {
+        uint32_t s = 0, nc = c->n_shards;
+        while (s < nc && !(mark[s] && c->shards[s].n < bound))
+            s++;
+        if (s == nc) break;
+        if (journal_reserve(c) || apply_merge(c, s, &e)) break;
+        journal_add(c, NPVDB_RESHARD_MERGE, s, NULL);
+        mark[s] = mark[nc - 1]; /* the last shard moved into s */
+        mark[nc - 1] = 0;
+        done++;
+    }
+out:
+    free(mark);
+    pthread_mutex_unlock(&c->index_mu);
+}
+
+/* ---- public ---- */
+
+void npvdb_set_rebalance(npvdb_collection *c, int on)
+{
+    pthread_mutex_lock(&c->write_mu);
+    c->rebalance = on != 0;
+    pthread_mutex_unlock(&c->write_mu);
+}
+
+void npvdb_journal(npvdb_collection *c, int on)
+{
+    pthread_mutex_lock(&c->write_mu);
+    c->journal_on = on != 0;
+    pthread_mutex_unlock(&c->write_mu);
+}
+
+void npvdb_reshards_free(npvdb_reshard *ops, size_t n)
+{
+    for (size_t i = 0; ops && i < n; i++)
+        free(ops[i].centroids);
+    free(ops);
+}
+
+void npvdb_reshard_take(npvdb_collection *c, npvdb_reshard **ops, size_t *n)
+{
+    pthread_mutex_lock(&c->write_mu);
+    *ops = c->jr_n ? c->jr : NULL;
+    *n = c->jr_n;
+    if (c->jr_n) {
+        c->jr = NULL;
+        c->jr_n = c->jr_cap = 0;
+    }
+    pthread_mutex_unlock(&c->write_mu);
+}
+
+npvdb_code npvdb_reshard_apply(npvdb_collection *c, const npvdb_reshard *op,
+                               npvdb_error *err)
+{
+    if (op->kind == NPVDB_RESHARD_SPLIT) {
+        if (op->dim != c->cfg.dim || !op->centroids)
+            return npvdb_set_error(err, NPVDB_EINVAL,
+                                   "split with centroids of dim %u for a "
+                                   "collection of dim %u",
+                                   op->dim, c->cfg.dim);
+        npvdb_code rc = check_rows(op->centroids, 2, op->dim, "centroid", err);
+        if (rc) return rc;
+    } else if (op->kind != NPVDB_RESHARD_MERGE) {
+        return npvdb_set_error(err, NPVDB_EINVAL, "unknown reshard kind %d",
+                               (int)op->kind);
+    }
+    pthread_mutex_lock(&c->write_mu);
+    pthread_mutex_lock(&c->index_mu);
+    npvdb_code rc = op->kind == NPVDB_RESHARD_SPLIT
+                        ? apply_split(c, op->shard, op->centroids,
+                                      op->centroids + op->dim, err)
+                        : apply_merge(c, op->shard, err);
+    pthread_mutex_unlock(&c->index_mu);
+    pthread_mutex_unlock(&c->write_mu);
+    if (rc == NPVDB_OK) npvdb_ok(err);
+    return rc;
+}
