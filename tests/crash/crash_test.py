@@ -369,17 +369,37 @@ def main():
         port = srv.wait_port()
         ch, stub = stub_for(port, pb2_grpc, grpc)
         live = verify(stub, pb2, model, rng, rounds + 1)
+        parts = partitions(stub, pb2)
         ch.close()
         srv.proc.send_signal(signal.SIGTERM)
         rc = srv.proc.wait(timeout=30)
         if rc != 0:
             raise AssertionError("SIGTERM exit status %d" % rc)
+        # The collections split as they grew, and kills landed meanwhile;
+        # a restart rebuilds the same partition.
+        splits = sum(p[2] for p in parts.values())
+        if all(p[0] <= 4 for p in parts.values()):  # Init asked for 4
+            raise AssertionError("no collection split: %r" % parts)
+        srv.spawn()
+        ch, stub = stub_for(srv.wait_port(), pb2_grpc, grpc)
+        again = partitions(stub, pb2)
+        ch.close()
+        srv.proc.send_signal(signal.SIGTERM)
+        srv.proc.wait(timeout=30)
+        for name in parts:
+            if parts[name][:2] != again[name][:2]:
+                raise AssertionError("collection %s: shards %r before the "
+                                     "restart, %r after"
+                                     % (name, parts[name][:2],
+                                        again[name][:2]))
         print("crash test passed: seed %d, %d rounds, %d kills (%d during "
               "recovery, %d during a snapshot), %d snapshots completed, %d "
-              "acknowledged calls, %d live keys"
+              "acknowledged calls, %d live keys in %s shards (%d splits and %d "
+              "merges replayed at the end)"
               % (seed, rounds, kills + recovery_kills, recovery_kills,
-                 snapshot_kills, snapshots_done[0],
-                             model.acked_calls, live), flush=True)
+                 snapshot_kills, snapshots_done[0], model.acked_calls, live,
+                 "+".join(str(p[0]) for p in parts.values()), splits,
+                 sum(p[3] for p in parts.values())), flush=True)
         ok = True
     except Exception as e:  # report with the seed and the server's log
         print("crash test FAILED (seed %d): %s" % (seed, e), flush=True)
@@ -391,6 +411,21 @@ def main():
         else:
             print("data kept in " + work, flush=True)
     return 0 if ok else 1
+
+
+def partitions(stub, pb2):
+    """Per collection: (n_shards, shard sizes, splits, merges), checked
+    against its vector count."""
+    out = {}
+    for coll, _ in COLLECTIONS:
+        r = stub.Info(pb2.InfoRequest(collection=coll), timeout=10)
+        sizes = tuple(r.shard_sizes)
+        if r.trained and (len(sizes) != r.n_shards or sum(sizes) != r.vectors
+                          or max(sizes) != r.largest_shard
+                          or min(sizes) != r.smallest_shard):
+            raise AssertionError("collection %s: Info %r" % (coll, r))
+        out[coll] = (r.n_shards, sizes, r.splits, r.merges)
+    return out
 
 
 def _snapshot(stub, pb2, grpc):
