@@ -319,6 +319,7 @@ struct npvdb_collection {
     /* Rebalancing (rebalance.c): on unless npvdb_set_rebalance turned it
      * off; the journal keeps each change for the log (npvdb_journal). */
     bool rebalance;
+    bool check_all; /* an index was installed: look at every shard */
     bool journal_on;
     npvdb_reshard *jr;
     size_t jr_n, jr_cap;

@@ -3,14 +3,15 @@
  * grow past a bound and merge when deletes leave them far below it, online,
  * without re-training (the SPFresh / LIRE recipe, SOSP 2023).
  *
- * Target. A collection should have about T(n) = nc0 sqrt(n / train_at)
- * shards for n vectors, where nc0 shards were asked for (or 16 x
- * train_per_shard when automatic) at train_at vectors: 4 sqrt(n) for the
- * default, the ratio the user chose otherwise. A shard splits when it holds
- * more than twice the target mean n / T(n) (and at least 2 x
- * train_per_shard); one that deletes leave under a third of it merges.
+ * Target. A collection of n vectors should have about T(n) = 4 sqrt(n)
+ * shards, as a training would choose, or the n_shards it was created with
+ * while that is more. A shard splits when it holds more than twice the
+ * target mean n / T(n) (and at least 2 x train_per_shard, so that small
+ * collections keep shards worth a probe); one that deletes leave under a
+ * third of the mean merges.
  *
- * Split. A 2-means on the shard's rows gives two centroids: the first takes
+ * Split. A 2-means on the shard's rows (seeded by its principal direction,
+ * see split_centroids) gives two centroids: the first takes
  * the shard's slot, the second becomes shard n_shards. Then only the
  * neighbourhood is reassigned: the shard's rows go to the nearest of the two
  * new centroids and its SPLIT_NEIGHBOURS nearest centroids, and a
@@ -55,9 +56,8 @@
 
 static double target_shards(const npvdb_collection *c, size_t n)
 {
-    double nc0 =
-        c->cfg.n_shards ? c->cfg.n_shards : 16.0 * c->cfg.train_per_shard;
-    double t = nc0 * sqrt((double)n / (double)c->train_at);
+    double t = 4.0 * sqrt((double)n);
+    if (t < c->cfg.n_shards) t = c->cfg.n_shards;
     return t < 1 ? 1 : t;
 }
 
@@ -522,36 +522,148 @@ static void journal_add(npvdb_collection *c, npvdb_reshard_kind kind,
 
 /* ---- deciding (live writes only; replay applies the journal) ---- */
 
-/* 2-means on shard s and the split, when both halves are worth it. 1 if
- * split, 0 if not (held until the shard doubles), -1 on failure. */
+/* ---- the two centroids of a split ----
+ *
+ * Lloyd's 2-means seeded by two random rows is at the mercy of outliers: a
+ * dense cluster with one stray row splits 132/1 and the shard stays big.
+ * So the seed is the principal direction instead: the rows are cut at the
+ * median of their projection on it (power iteration on the covariance),
+ * which halves any shard that is not all duplicates, and a few Lloyd steps
+ * then move the cut to where the data is thinnest. */
+
+#define POWER_ITERS 8
+
+/* The top principal direction of the m rows around mean mu, into v. */
+static void principal(const float *x, size_t m, uint32_t dim, const double *mu,
+                      double *v, double *w)
+{
+    for (uint32_t d = 0; d < dim; d++) /* a fixed start: any non-degenerate */
+        v[d] = x[d] - mu[d] + (d % 2 ? 1e-3 : -1e-3);
+    for (int it = 0; it < POWER_ITERS; it++) {
+        memset(w, 0, dim * sizeof *w);
+        for (size_t r = 0; r < m; r++) {
+            const float *xr = x + r * dim;
+            double p = 0;
+            for (uint32_t d = 0; d < dim; d++)
+                p += (xr[d] - mu[d]) * v[d];
+            for (uint32_t d = 0; d < dim; d++)
+                w[d] += p * (xr[d] - mu[d]);
+        }
+        double norm = 0;
+        for (uint32_t d = 0; d < dim; d++)
+            norm += w[d] * w[d];
+        if (norm == 0) return; /* all rows equal along v: keep it */
+        norm = 1 / sqrt(norm);
+        for (uint32_t d = 0; d < dim; d++)
+            v[d] = w[d] * norm;
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Means of the rows with side[r] == 0 and == 1 into cent (2 x dim); counts
+ * into cnt. */
+static void half_means(const float *x, size_t m, uint32_t dim,
+                       const uint32_t *side, double *acc, float *cent,
+                       size_t *cnt)
+{
+    memset(acc, 0, 2 * dim * sizeof *acc);
+    cnt[0] = cnt[1] = 0;
+    for (size_t r = 0; r < m; r++) {
+        double *a = acc + (size_t)side[r] * dim;
+        for (uint32_t d = 0; d < dim; d++)
+            a[d] += x[r * dim + d];
+        cnt[side[r]]++;
+    }
+    for (int h = 0; h < 2; h++)
+        for (uint32_t d = 0; d < dim; d++)
+            cent[(size_t)h * dim + d] =
+                (float)(cnt[h] ? acc[(size_t)h * dim + d] / (double)cnt[h] : 0);
+}
+
+/* The split's two centroids (the first 2 x dim floats of the result,
+ * caller frees) and how many rows each takes; NULL for no memory. */
+static float *split_centroids(const npvdb_collection *c, const npvdb_shard *sh,
+                              size_t *cnt)
+{
+    uint32_t dim = c->cfg.dim;
+    size_t m = sh->n;
+    const float *x = sh->rows;
+    double *mu = calloc(4 * (size_t)dim, sizeof *mu);
+    double *proj = malloc(m * sizeof *proj), *sorted = malloc(m * sizeof *proj);
+    uint32_t *side = malloc(m * sizeof *side);
+    float *cent = malloc(4 * (size_t)dim * sizeof *cent); /* and a spare */
+    if (!mu || !proj || !sorted || !side || !cent) {
+        free(cent);
+        cent = NULL;
+        goto out;
+    }
+    double *v = mu + dim, *w = mu + 2 * (size_t)dim;
+    for (size_t r = 0; r < m; r++)
+        for (uint32_t d = 0; d < dim; d++)
+            mu[d] += x[r * dim + d];
+    for (uint32_t d = 0; d < dim; d++)
+        mu[d] /= (double)m;
+    principal(x, m, dim, mu, v, w);
+    for (size_t r = 0; r < m; r++) {
+        double p = 0;
+        for (uint32_t d = 0; d < dim; d++)
+            p += (x[r * dim + d] - mu[d]) * v[d];
+        proj[r] = sorted[r] = p;
+    }
+    qsort(sorted, m, sizeof *sorted, cmp_double);
+    double median = sorted[m / 2];
+    for (size_t r = 0; r < m; r++)
+        side[r] = proj[r] >= median;
+    cands k = {.n = 2, .cent = cent};
+    float norms[2], *cut = cent + 2 * (size_t)dim; /* the median cut */
+    size_t cut_cnt[2] = {0, 0};
+    k.norms = norms;
+    for (int it = 0; it < SPLIT_ITERS; it++) {
+        half_means(x, m, dim, side, mu, cent, cnt);
+        if (c->cfg.metric == NPVDB_METRIC_COSINE) rows_normalise(cent, 2, dim);
+        if (it == 0) { /* the median cut, balanced by construction */
+            memcpy(cut, cent, 2 * (size_t)dim * sizeof *cent);
+            cut_cnt[0] = cnt[0];
+            cut_cnt[1] = cnt[1];
+        }
+        if (!cnt[0] || !cnt[1] || it == SPLIT_ITERS - 1) break;
+        rows_sqnorms(cent, 2, dim, norms);
+        if (cands_assign(c, &k, x, m, side)) break; /* keep the last cut */
+    }
+    /* Lloyd's steps may walk to a few outliers beside one dense cluster:
+     * then the median cut is the better split. */
+    if (cnt[0] < m / 8 || cnt[1] < m / 8) {
+        memcpy(cent, cut, 2 * (size_t)dim * sizeof *cent);
+        cnt[0] = cut_cnt[0];
+        cnt[1] = cut_cnt[1];
+    }
+out:
+    free(mu);
+    free(proj);
+    free(sorted);
+    free(side);
+    return cent;
+}
+
+/* Splits shard s when both halves are worth it: 1 if split, 0 if not (held
+ * until the shard doubles), -1 on failure. */
 static int split_live(npvdb_collection *c, uint32_t s)
 {
     npvdb_shard *sh = &c->shards[s];
     uint32_t dim = c->cfg.dim;
-    float *cent = NULL;
     npvdb_error e;
-    size_t m = sh->n, n0 = 0;
-    if (journal_reserve(c) ||
-        kmeans_train(c->pool, sh->rows, m, dim, 2, SPLIT_ITERS,
-                     c->cfg.metric == NPVDB_METRIC_COSINE,
-                     c->cfg.seed + c->n_splits + 1, &cent, &e))
-        return -1;
-    cands k = {.n = 2, .cent = cent};
-    float norms[2];
-    k.norms = norms;
-    rows_sqnorms(cent, 2, dim, norms);
-    uint32_t *side = malloc((m + 1) * sizeof *side);
-    if (!side || cands_assign(c, &k, sh->rows, m, side)) {
-        free(side);
-        free(cent);
-        return -1;
-    }
-    for (size_t r = 0; r < m; r++)
-        n0 += side[r] == 0;
-    free(side);
-    /* Duplicates, or a few outliers beside one dense cluster: a split
-     * would not shrink the shard much. Try again when it has doubled. */
-    if (n0 < m / 8 || m - n0 < m / 8) {
+    size_t m = sh->n, cnt[2];
+    if (journal_reserve(c)) return -1;
+    float *cent = split_centroids(c, sh, cnt);
+    if (!cent) return -1;
+    /* Duplicates: a split would not shrink the shard. Try again when it
+     * has doubled. */
+    if (cnt[0] < m / 8 || cnt[1] < m / 8) {
         sh->split_hold = 2 * m;
         free(cent);
         return 0;
@@ -584,6 +696,11 @@ void rebalance_splits(npvdb_collection *c, const uint32_t *touched, size_t n)
 {
     if (!rebalance_allowed(c) || !n) return;
     if (pthread_mutex_trylock(&c->index_mu)) return; /* an export runs */
+    if (c->check_all) { /* a fresh index: its big shards were not touched */
+        touched = NULL;
+        n = c->n_shards;
+        c->check_all = false;
+    }
     uint8_t *mark = calloc(NPVDB_MAX_SHARDS, 1);
     if (mark) {
         for (size_t i = 0; i < n; i++)

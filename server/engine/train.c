@@ -136,6 +136,7 @@ void install_index(npvdb_collection *c, float *cent, float *cnorms, uint32_t nc,
                      c->cfg.metric, c->cfg.seed);
     c->router_rest = 0;
     c->index_epoch++;
+    c->check_all = true; /* the next write's rebalance looks at every shard */
     c->train_pending = false;
     pthread_rwlock_wrlock(&c->rw);
     note_write(c);

@@ -457,8 +457,9 @@ npvdb_code npvdb_insert_prepared(npvdb_collection *c, npvdb_batch *pb,
     else
         rc = apply_batch(c, b, &replaced, err);
     if (rc == NPVDB_OK) {
-        /* A write that trained leaves its new shards to later writes: the
-         * log records the index as trained, then their splits. */
+        /* A write that trained leaves its new shards to the next write
+         * (which looks at all of them): the log records the index as
+         * trained, then their splits. */
         uint64_t epoch = c->index_epoch;
         maybe_auto_train(c);
         if (c->index_epoch == epoch) rebalance_splits(c, b->shard, b->n);

@@ -44,7 +44,7 @@ def test_exact_search_matches_numpy(db, metric):
     res = db.init(keys, data, n_shards=16, metric=metric, replace=True)
     assert res.n_shards == 16 and res.inserted == n
     queries = clustered(50, dim, seed=3)
-    got_keys, got_dist = db.get_closest(queries, k_nearest=k, nprobe=16)
+    got_keys, got_dist = db.get_closest(queries, k_nearest=k, nprobe=1 << 16)  # every shard, however many splits made
     assert got_keys.shape == (50, k) and got_keys.dtype == object
     assert got_dist.shape == (50, k) and got_dist.dtype == np.float32
     idx, ref = brute_force(data, queries, k, metric)

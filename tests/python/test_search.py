@@ -44,7 +44,7 @@ def test_search_equals_brute_force(db, metric):
     db.init(keys, data, n_shards=16, metric=metric, replace=True)
     queries = clustered(300, dim, seed=13)
     calls = CountingStub(db).calls
-    got_keys, got_dist = db.get_closest(queries, k_nearest=k, nprobe=16)
+    got_keys, got_dist = db.get_closest(queries, k_nearest=k, nprobe=1 << 16)
     assert calls == {"Search": 1}  # a lone call blocks: no future, no thread
     assert got_keys.shape == (300, k) and got_keys.dtype == object
     assert got_dist.shape == (300, k) and got_dist.dtype == np.float32
@@ -53,7 +53,7 @@ def test_search_equals_brute_force(db, metric):
     assert (got_keys == want).mean() > 0.99  # float32 near-ties may swap
     np.testing.assert_allclose(got_dist, ref, rtol=1e-4, atol=1e-4)
     # the streaming GetClosest gives the same answer
-    s_keys, s_dist = db.get_closest(queries, k_nearest=k, nprobe=16, stream=True)
+    s_keys, s_dist = db.get_closest(queries, k_nearest=k, nprobe=1 << 16, stream=True)
     assert calls == {"Search": 1, "GetClosest": 1}
     assert (s_keys == got_keys).all()
     np.testing.assert_array_equal(s_dist, got_dist)

@@ -126,7 +126,7 @@ def test_search_equals_get_closest(srv, pb, data):
 
 def test_search_exact_matches_brute_force(srv, pb, data):
     X, Q = data
-    r = srv.unary("Search", pb.SearchRequest(queries=Q.tobytes(), k=5, nprobe=16),
+    r = srv.unary("Search", pb.SearchRequest(queries=Q.tobytes(), k=5, nprobe=1 << 16),
                   pb.SearchReply)
     d2 = ((X[None] - Q[:, None]) ** 2).sum(-1)
     want = np.argsort(d2, axis=1)[:, :5]
