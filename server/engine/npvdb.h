@@ -530,6 +530,11 @@ typedef struct npvdb_reshard {
     uint32_t shard;
     uint32_t dim;
     float *centroids; /* SPLIT: 2 * dim floats; MERGE: NULL */
+    /* Shards before the change; 0 = unknown. A replay refuses a change
+     * made at another count (NPVDB_ESTATE): a snapshot taken while the
+     * collection split already holds the splits logged after its position,
+     * and applying one again would split the same shard twice. */
+    uint32_t n_shards;
 } npvdb_reshard;
 
 /* While on, every split and merge the collection makes is kept until

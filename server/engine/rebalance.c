@@ -545,14 +545,17 @@ static int journal_reserve(npvdb_collection *c)
 /* After journal_reserve: cannot fail (cent, 2 * dim floats or NULL, is
  * taken). */
 static void journal_add(npvdb_collection *c, npvdb_reshard_kind kind,
-                        uint32_t shard, float *cent)
+                        uint32_t shard, float *cent, uint32_t n_before)
 {
     if (!c->journal_on) {
         free(cent);
         return;
     }
-    c->jr[c->jr_n++] = (npvdb_reshard){
-        .kind = kind, .shard = shard, .dim = c->cfg.dim, .centroids = cent};
+    c->jr[c->jr_n++] = (npvdb_reshard){.kind = kind,
+                                       .shard = shard,
+                                       .dim = c->cfg.dim,
+                                       .centroids = cent,
+                                       .n_shards = n_before};
 }
 
 /* ---- deciding (live writes only; replay applies the journal) ---- */
@@ -707,7 +710,7 @@ static int split_live(npvdb_collection *c, uint32_t s)
         free(cent);
         return -1;
     }
-    journal_add(c, NPVDB_RESHARD_SPLIT, s, cent);
+    journal_add(c, NPVDB_RESHARD_SPLIT, s, cent, c->n_shards - 1);
     return 1;
 }
 
@@ -775,7 +778,7 @@ void rebalance_merges(npvdb_collection *c, const uint32_t *touched, size_t n)
             s++;
         if (s == nc) break;
         if (journal_reserve(c) || apply_merge(c, s, &e)) break;
-        journal_add(c, NPVDB_RESHARD_MERGE, s, NULL);
+        journal_add(c, NPVDB_RESHARD_MERGE, s, NULL, nc);
         mark[s] = mark[nc - 1]; /* the last shard moved into s */
         mark[nc - 1] = 0;
         done++;
@@ -837,10 +840,17 @@ npvdb_code npvdb_reshard_apply(npvdb_collection *c, const npvdb_reshard *op,
     }
     pthread_mutex_lock(&c->write_mu);
     pthread_mutex_lock(&c->index_mu);
-    npvdb_code rc = op->kind == NPVDB_RESHARD_SPLIT
-                        ? apply_split(c, op->shard, op->centroids,
-                                      op->centroids + op->dim, err)
-                        : apply_merge(c, op->shard, err);
+    npvdb_code rc;
+    if (op->n_shards && op->n_shards != c->n_shards)
+        rc = npvdb_set_error(err, NPVDB_ESTATE,
+                             "a change made at %u shards does not fit a "
+                             "collection of %u",
+                             op->n_shards, c->n_shards);
+    else if (op->kind == NPVDB_RESHARD_SPLIT)
+        rc = apply_split(c, op->shard, op->centroids, op->centroids + op->dim,
+                         err);
+    else
+        rc = apply_merge(c, op->shard, err);
     pthread_mutex_unlock(&c->index_mu);
     pthread_mutex_unlock(&c->write_mu);
     if (rc == NPVDB_OK) npvdb_ok(err);

@@ -477,13 +477,13 @@ npvdb_code rec_encode_reshard(const char *name, const npvdb_reshard *op,
     if (rc != NPVDB_OK) return rc;
     out->type = REC_RESHARD;
     uint8_t *p = out->buf + REC_HEADROOM;
-    st_put_u32(p, 1);
+    st_put_u32(p, 2);
     st_put_u32(p + 4, op->dim);
     st_put_u32(p + 8, (uint32_t)nl);
     st_put_u32(p + 12, (uint32_t)op->kind);
     p = put_name(p + RESHARD_FIXED, name, nl);
     st_put_u32(p, op->shard);
-    st_put_u32(p + 4, 0);
+    st_put_u32(p + 4, op->n_shards);
     if (nf) memcpy(p + 8, op->centroids, 4 * nf);
     return NPVDB_OK;
 }
@@ -497,7 +497,7 @@ npvdb_code rec_decode_reshard(const uint8_t *p, size_t len, rec_reshard *out,
                                "reshard record: %zu bytes is short", len);
     uint32_t version = st_get_u32(p), dim = st_get_u32(p + 4);
     uint32_t kind = st_get_u32(p + 12);
-    if (version != 1)
+    if (version != 1 && version != 2)
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "reshard record: unknown version %u", version);
     if (dim == 0 || dim > NPVDB_MAX_DIM ||
@@ -511,7 +511,8 @@ npvdb_code rec_decode_reshard(const uint8_t *p, size_t len, rec_reshard *out,
     if (rc != NPVDB_OK) return rc;
     out->op = (npvdb_reshard){.kind = (npvdb_reshard_kind)kind, .dim = dim};
     size_t nf = reshard_floats(&out->op), at = RESHARD_FIXED + used;
-    if (len - at != 8 + 4 * nf || st_get_u32(p + at + 4) != 0) {
+    /* Version 1 reserved the word version 2 gives the shard count in. */
+    if (len - at != 8 + 4 * nf || (version == 1 && st_get_u32(p + at + 4))) {
         out->name[0] = '\0';
         return npvdb_set_error(err, NPVDB_EINVAL,
                                "reshard record: %zu bytes after the name, "
@@ -519,6 +520,7 @@ npvdb_code rec_decode_reshard(const uint8_t *p, size_t len, rec_reshard *out,
                                len - at, 8 + 4 * nf);
     }
     out->op.shard = st_get_u32(p + at);
+    out->op.n_shards = st_get_u32(p + at + 4);
     if (nf) {
         out->op.centroids = malloc(4 * nf);
         if (!out->op.centroids) {

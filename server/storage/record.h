@@ -26,8 +26,9 @@
  *   TRAIN   (type 7) u32 version (1) u32 dim u32 name_len u32 0, name, index:
  *           the collection trained (automatically) at this point of its
  *           writes; a replay installs the index instead of training
- *   RESHARD (type 8) u32 version (1) u32 dim u32 name_len u32 kind, name,
- *           u32 shard u32 0, then for kind 1 (split) f32 centroids[2*dim]:
+ *   RESHARD (type 8) u32 version (2) u32 dim u32 name_len u32 kind, name,
+ *           u32 shard u32 n_shards (before the change; version 1: 0, not
+ *           known), then for kind 1 (split) f32 centroids[2*dim]:
  *           one split or merge the collection made at this point of its
  *           writes (npvdb_reshard); a replay applies it without k-means
  *   index   u32 n_shards u32 n_groups f32 centroids[n_shards*dim]

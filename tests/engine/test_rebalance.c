@@ -395,9 +395,15 @@ static void test_reshard_apply_refuses(void **state)
     assert_int_equal(npvdb_reshard_apply(c, &op, &err), NPVDB_EINVAL);
     npvdb_reshard m = {.kind = NPVDB_RESHARD_MERGE, .shard = 9, .dim = DIM};
     assert_int_equal(npvdb_reshard_apply(c, &m, &err), NPVDB_EINVAL);
+    /* Made at another shard count (a snapshot that holds it already). */
+    m.shard = 1;
+    m.n_shards = 5;
+    assert_int_equal(npvdb_reshard_apply(c, &m, &err), NPVDB_ESTATE);
+    m.n_shards = 0;
     assert_int_equal(stats(c).n_shards, 4);
     /* A valid one works. */
     op.kind = NPVDB_RESHARD_SPLIT;
+    op.n_shards = 4;
     memcpy(cent, x, DIM * 4);
     memcpy(cent + DIM, x + DIM, DIM * 4);
     assert_int_equal(npvdb_reshard_apply(c, &op, &err), NPVDB_OK);

@@ -686,8 +686,11 @@ static void test_record_reshard(void **state)
     (void)state;
     enum { D = 3 };
     float cent[2 * D] = {1, 2, 3, -4, 5.5f, 0};
-    npvdb_reshard op = {
-        .kind = NPVDB_RESHARD_SPLIT, .shard = 17, .dim = D, .centroids = cent};
+    npvdb_reshard op = {.kind = NPVDB_RESHARD_SPLIT,
+                        .shard = 17,
+                        .dim = D,
+                        .centroids = cent,
+                        .n_shards = 40};
     rec_buf b;
     npvdb_error err = {0};
     assert_int_equal(rec_encode_reshard("col.1", &op, &b, &err), NPVDB_OK);
@@ -699,8 +702,23 @@ static void test_record_reshard(void **state)
     assert_int_equal(t.op.kind, NPVDB_RESHARD_SPLIT);
     assert_int_equal(t.op.shard, 17);
     assert_int_equal(t.op.dim, D);
+    assert_int_equal(t.op.n_shards, 40);
     assert_memory_equal(t.op.centroids, cent, sizeof cent);
     rec_reshard_free(&t);
+    /* Version 1 (the first records of this type) had 0 where version 2
+     * keeps the shard count: it still decodes, with the count unknown, and
+     * anything else there is refused. */
+    uint8_t *body = b.buf + REC_HEADROOM;
+    size_t word = b.len - sizeof cent - 4; /* after u32 shard */
+    st_put_u32(body, 1);
+    assert_int_equal(rec_decode_reshard(body, b.len, &t, &err), NPVDB_EINVAL);
+    st_put_u32(body + word, 0);
+    assert_int_equal(rec_decode_reshard(body, b.len, &t, &err), NPVDB_OK);
+    assert_int_equal(t.op.n_shards, 0);
+    assert_memory_equal(t.op.centroids, cent, sizeof cent);
+    rec_reshard_free(&t);
+    st_put_u32(body, 2);
+    st_put_u32(body + word, 40);
     for (size_t cut = 0; cut < b.len; cut++)
         assert_int_equal(
             rec_decode_reshard(b.buf + REC_HEADROOM, cut, &t, &err),
